@@ -1,0 +1,5 @@
+import sys
+
+from jsurgery.cli import main
+
+sys.exit(main())
