@@ -1,0 +1,112 @@
+"""The runner with a fake experiment: schema, atomic per-arm saving, resume, config checks."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jsurgery.experiments import report, runner
+
+
+class FakeExperiment:
+    name = "fake"
+    description = "a fake experiment whose arms are straight lines"
+    x_label = "gradient steps"
+    y_label = "accuracy"
+    arms = ("old", "scratch", "transplant", "preserving", "naive-load")
+    protocols = ("original", "long")
+
+    def __init__(self, fail_on=None):
+        self.calls = []
+        self.fail_on = fail_on
+
+    def config(self, protocol, seeds):
+        return {"protocol": protocol, "seeds": seeds, "steps": (10, 20)[protocol == "long"]}
+
+    def run_arm(self, arm, *, protocol, seeds, old_params):
+        if arm == self.fail_on:
+            raise KeyboardInterrupt
+        self.calls.append(arm)
+        if arm != "old":
+            assert old_params is not None and np.asarray(old_params["w"]["kernel"]).shape == (
+                seeds,
+                2,
+            )
+        x = np.arange(5) * 10
+        offset = self.arms.index(arm) * 0.1
+        curves = offset + np.linspace(0, 1, 5)[None] + 0.01 * np.arange(seeds)[:, None]
+        params = {"w": {"kernel": np.ones((seeds, 2))}} if arm == "old" else None
+        return runner.ArmRun(x, curves, params, {"arm": arm})
+
+
+def test_schema_and_plot(tmp_path):
+    results = runner.run_experiment(
+        FakeExperiment(), seeds=3, protocol="original", out=tmp_path, progress=False
+    )
+    folder = tmp_path / "fake"
+    assert json.loads((folder / runner.RESULTS).read_text()) == results
+    assert results["complete"]
+    assert set(results["arms"]) == set(FakeExperiment.arms)
+    arm = results["arms"]["transplant"]
+    assert len(arm["curves"]) == 3 and len(arm["curves"][0]) == len(arm["x"]) == 5
+    assert len(arm["auc"]) == len(arm["final"]) == len(arm["first_eval"]) == 3
+    assert results["old_final"]["mean"] == pytest.approx(1.01)
+    assert set(results["comparisons"]) == {
+        "transplant_vs_scratch",
+        "preserving_vs_scratch",
+        "naive-load_vs_scratch",
+    }
+    assert results["comparisons"]["naive-load_vs_scratch"]["auc"]["mean_difference"] > 0
+    for key in ("software", "device", "wall_time_s", "config"):
+        assert key in results
+    png = (folder / runner.PLOT).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (report.FIGSIZE[0] * report.DPI, report.FIGSIZE[1] * report.DPI)
+    assert "fake" in report.markdown_table([results])
+    assert "transplant" in report.arm_table(results)
+    assert "fake" in report.surgery_table([results])
+
+
+def test_killed_run_resumes_without_redoing_finished_arms(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_experiment(
+            FakeExperiment(fail_on="transplant"),
+            seeds=2,
+            protocol="original",
+            out=tmp_path,
+            progress=False,
+        )
+    saved = json.loads((tmp_path / "fake" / runner.RESULTS).read_text())
+    assert list(saved["arms"]) == ["old", "scratch"] and not saved["complete"]
+    assert not list((tmp_path / "fake").glob("*.tmp"))
+    again = FakeExperiment()
+    results = runner.run_experiment(
+        again, seeds=2, protocol="original", out=tmp_path, progress=False
+    )
+    assert again.calls == ["transplant", "preserving", "naive-load"]
+    assert results["complete"]
+    assert results["arms"]["old"] == saved["arms"]["old"]
+
+
+def test_changed_config_is_refused(tmp_path):
+    runner.run_experiment(
+        FakeExperiment(), seeds=2, protocol="original", out=tmp_path, progress=False, plot=False
+    )
+    with pytest.raises(runner.ExperimentError, match="seeds: 2 -> 3.*delete"):
+        runner.run_experiment(
+            FakeExperiment(), seeds=3, protocol="original", out=tmp_path, progress=False
+        )
+
+
+def test_unknown_protocol(tmp_path):
+    with pytest.raises(runner.ExperimentError, match="'short'.*original"):
+        runner.run_experiment(FakeExperiment(), seeds=2, protocol="short", out=tmp_path)
+
+
+def test_params_round_trip(tmp_path):
+    params = {"Dense_0": {"kernel": np.ones((2, 3)), "bias": np.zeros(3)}, "x": np.arange(2)}
+    runner.save_params(tmp_path / "p.npz", params)
+    back = runner.load_params(tmp_path / "p.npz")
+    np.testing.assert_array_equal(back["Dense_0"]["kernel"], params["Dense_0"]["kernel"])
+    np.testing.assert_array_equal(back["x"], params["x"])
