@@ -1,0 +1,337 @@
+"""DQN as pure functions of arrays: ``make_train(config, env) -> train(key, init=None)``.
+
+A whole run is one ``lax.scan`` over evaluation periods; each period scans over blocks of
+``train_freq`` iterations followed by a training phase. ``jax.jit(jax.vmap(train))(keys)`` trains one
+seed per key in a single compiled call. The step counter lives outside the per-seed state, so under
+``vmap`` it stays one scalar shared by all seeds and the ``lax.cond`` that skips training before
+``learning_starts`` stays a real branch rather than computing both sides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jsurgery.rl.buffer import ReplayBuffer
+from jsurgery.rl.config import DQNConfig
+from jsurgery.rl.environments import IdEnv, make_env
+from jsurgery.rl.networks import QNetwork
+
+__all__ = ["Carry", "DQNParts", "make_dqn", "make_optimizer", "make_train"]
+
+INIT_KEYS = ("params", "target_params", "opt_state")
+
+
+@struct.dataclass
+class Carry:
+    """The per-seed state carried through a run."""
+
+    params: Any
+    target_params: Any
+    opt_state: Any
+    buffer: ReplayBuffer
+    env_state: Any
+    obs: jax.Array  # (num_envs, num_obs)
+    episode_return: jax.Array  # running return of the current episode, per environment
+    last_return: jax.Array  # return of the last finished episode, per environment
+    has_return: jax.Array  # whether an episode has finished yet, per environment
+    key: jax.Array
+
+
+def make_optimizer(config: DQNConfig) -> optax.GradientTransformation:
+    """Adam after clipping gradients to ``config.max_grad_norm`` global norm."""
+    return optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class DQNParts:
+    """The pieces of a run, each a pure function of one seed's arrays.
+
+    Attributes:
+        begin: ``(key, init) -> (carry, eval_return)``: initial state and the greedy return at step 0.
+        run: ``(carry, first_step, num_periods) -> (carry, metrics)``: ``num_periods`` evaluation
+            periods starting at step ``first_step`` (an unbatched integer).
+        evaluate: ``(params, key) -> mean greedy return`` over ``config.eval_episodes`` episodes.
+        network: the :class:`QNetwork`.
+        optimizer: the optax transformation.
+    """
+
+    config: DQNConfig
+    env: IdEnv
+    network: QNetwork
+    optimizer: optax.GradientTransformation
+    begin: Callable
+    run: Callable
+    evaluate: Callable
+
+    @property
+    def num_periods(self) -> int:
+        return self.config.total_steps // self.config.eval_every
+
+
+def _check_init(init: Any, template: Any) -> dict[str, Any]:
+    if init is None:
+        return {}
+    if not isinstance(init, dict):
+        raise ValueError(
+            f"`init`: expected a dict with keys among {list(INIT_KEYS)}, got {type(init).__name__}"
+        )
+    unknown = sorted(set(init) - set(INIT_KEYS))
+    if unknown:
+        raise ValueError(f"`init`: unknown keys {unknown}; allowed keys are {list(INIT_KEYS)}")
+    for name in ("params", "target_params"):
+        if name not in init:
+            continue
+        want = jax.tree.map(lambda leaf: leaf.shape, template)
+        got = jax.tree.map(lambda leaf: jnp.shape(leaf), init[name])
+        if jax.tree.structure(want) != jax.tree.structure(got) or want != got:
+            raise ValueError(
+                f"`init[{name!r}]`: parameter shapes {got} do not match the network's {want}; "
+                "check `hidden` and the environment's obs/action IDs"
+            )
+    return dict(init)
+
+
+def make_dqn(config: DQNConfig, env: IdEnv | str) -> DQNParts:
+    """The functions of a DQN run on ``env`` (an :class:`IdEnv` or an environment ID)."""
+    if isinstance(env, str):
+        env = make_env(env)
+    network = QNetwork(hidden=config.hidden, num_actions=env.num_actions)
+    optimizer = make_optimizer(config)
+    num_envs, num_actions = config.num_envs, env.num_actions
+    blocks_per_period = config.eval_every // config.block_steps
+    env_reset = jax.vmap(env.reset)
+    env_step = jax.vmap(env.step)
+
+    def epsilon(step):
+        if config.exploration_fraction == 0.0:
+            return jnp.float32(config.exploration_end)
+        progress = step.astype(jnp.float32) / (config.exploration_fraction * config.total_steps)
+        progress = jnp.minimum(progress, jnp.float32(1.0))
+        start, end = config.exploration_start, config.exploration_end
+        return jnp.float32(start) + jnp.float32(end - start) * progress
+
+    def q_values(params, obs):
+        return network.apply(params, obs)
+
+    def evaluate(params, key):
+        n = config.eval_episodes
+        reset_key, run_key = jax.random.split(key)
+        obs, state = env_reset(jax.random.split(reset_key, n))
+
+        def step(carry, step_key):
+            obs, state, total, alive = carry
+            action = jnp.argmax(q_values(params, obs), axis=-1).astype(jnp.int32)
+            obs, state, reward, terminated, truncated, _ = env_step(
+                jax.random.split(step_key, n), state, action
+            )
+            total = total + jnp.where(alive, reward, jnp.float32(0.0))
+            alive = alive & ~(terminated | truncated)
+            return (obs, state, total, alive), None
+
+        start = (obs, state, jnp.zeros((n,), jnp.float32), jnp.ones((n,), jnp.bool_))
+        (_, _, total, _), _ = jax.lax.scan(
+            step, start, jax.random.split(run_key, env.max_steps)
+        )
+        return total.mean()
+
+    def begin(key, init=None):
+        net_key, env_key, eval_key, run_key = jax.random.split(key, 4)
+        params = network.init(net_key, jnp.zeros((1, env.num_obs), jnp.float32))
+        given = _check_init(init, params)
+        params = given.get("params", params)
+        target_params = given.get("target_params", params)
+        opt_state = given["opt_state"] if "opt_state" in given else optimizer.init(params)
+        obs, env_state = env_reset(jax.random.split(env_key, num_envs))
+        carry = Carry(
+            params=params,
+            target_params=target_params,
+            opt_state=opt_state,
+            buffer=ReplayBuffer.create(config.buffer_size, env.num_obs),
+            env_state=env_state,
+            obs=obs,
+            episode_return=jnp.zeros((num_envs,), jnp.float32),
+            last_return=jnp.zeros((num_envs,), jnp.float32),
+            has_return=jnp.zeros((num_envs,), jnp.bool_),
+            key=run_key,
+        )
+        return carry, evaluate(params, eval_key)
+
+    def act_and_store(inner, _):
+        carry, step = inner
+        key, action_key, explore_key, env_key = jax.random.split(carry.key, 4)
+        greedy = jnp.argmax(q_values(carry.params, carry.obs), axis=-1).astype(jnp.int32)
+        random = jax.random.randint(action_key, (num_envs,), 0, num_actions, jnp.int32)
+        explore = jax.random.uniform(explore_key, (num_envs,)) < epsilon(step)
+        action = jnp.where(explore, random, greedy)
+        obs, env_state, reward, terminated, truncated, info = env_step(
+            jax.random.split(env_key, num_envs), carry.env_state, action
+        )
+        # The next observation of a finished episode is the one it ended on, not the reset one;
+        # only termination cuts the bootstrap, truncation by the time limit does not.
+        buffer = carry.buffer.add(
+            step, carry.obs, action, reward, info["final_observation"], terminated
+        )
+        done = terminated | truncated
+        episode_return = carry.episode_return + reward
+        carry = carry.replace(
+            buffer=buffer,
+            env_state=env_state,
+            obs=obs,
+            episode_return=jnp.where(done, jnp.float32(0.0), episode_return),
+            last_return=jnp.where(done, episode_return, carry.last_return),
+            has_return=carry.has_return | done,
+            key=key,
+        )
+        return (carry, step + num_envs), None
+
+    def loss_fn(params, target_params, batch):
+        q = q_values(params, batch.obs)
+        q_taken = jnp.take_along_axis(q, batch.action[:, None], axis=-1)[:, 0]
+        next_target = q_values(target_params, batch.next_obs)
+        if config.double_dqn:
+            next_action = jnp.argmax(q_values(params, batch.next_obs), axis=-1)
+            next_q = jnp.take_along_axis(next_target, next_action[:, None], axis=-1)[:, 0]
+        else:
+            next_q = next_target.max(axis=-1)
+        target = batch.reward + config.gamma * (1.0 - batch.terminated) * next_q
+        return optax.huber_loss(q_taken, jax.lax.stop_gradient(target), delta=1.0).mean()
+
+    def learn(carry, count):
+        key, *step_keys = jax.random.split(carry.key, config.gradient_steps + 1)
+
+        def gradient_step(state, step_key):
+            params, opt_state = state
+            batch = carry.buffer.sample(step_key, count, config.batch_size)
+            loss, grads = jax.value_and_grad(loss_fn)(params, carry.target_params, batch)
+            with jax.numpy_dtype_promotion("standard"):  # optax mixes int32 counts and floats
+                updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
+
+        (params, opt_state), losses = jax.lax.scan(
+            gradient_step, (carry.params, carry.opt_state), jnp.stack(step_keys)
+        )
+        return carry.replace(params=params, opt_state=opt_state, key=key), losses.mean()
+
+    def block(inner, _):
+        carry, step = inner
+        (carry, end), _ = jax.lax.scan(
+            act_and_store, (carry, step), None, length=config.train_freq
+        )
+        # Target updates due during the block all see the same online network (it only changes in
+        # training phases), so k updates of rate tau fold into one of rate 1 - (1 - tau) ** k.
+        interval = config.target_update_interval
+        updates = (end // interval - step // interval).astype(jnp.float32)
+        keep = jnp.float32(1.0 - config.tau) ** updates
+        target_params = jax.tree.map(
+            lambda online, target: keep * target + (1.0 - keep) * online,
+            carry.params,
+            carry.target_params,
+        )
+        carry = carry.replace(target_params=target_params)
+        carry, loss = jax.lax.cond(
+            end > config.learning_starts,
+            learn,
+            lambda carry, count: (carry, jnp.float32(jnp.nan)),
+            carry,
+            end,
+        )
+        finished = carry.has_return.sum()
+        curve = {
+            "episode_return": jnp.where(carry.has_return, carry.last_return, jnp.float32(0.0)).sum()
+            / jnp.maximum(finished, 1).astype(jnp.float32),
+            "episode_valid": finished > 0,
+            "episode_steps": end,
+            "loss": loss,
+        }
+        return (carry, end), curve
+
+    def period(inner, _):
+        carry, step = inner
+        (carry, end), curve = jax.lax.scan(block, (carry, step), None, length=blocks_per_period)
+        key, eval_key = jax.random.split(carry.key)
+        carry = carry.replace(key=key)
+        return (carry, end), {**curve, "eval_return": evaluate(carry.params, eval_key)}
+
+    def run(carry, first_step, num_periods):
+        first_step = jnp.asarray(first_step, jnp.int32)
+        (carry, end), out = jax.lax.scan(period, (carry, first_step), None, length=num_periods)
+        metrics = {
+            name: out[name].reshape(-1)
+            for name in ("episode_return", "episode_valid", "episode_steps", "loss")
+        }
+        metrics["eval_return"] = out["eval_return"]
+        metrics["eval_steps"] = first_step + config.eval_every * jnp.arange(
+            1, num_periods + 1, dtype=jnp.int32
+        )
+        return carry, metrics
+
+    return DQNParts(config, env, network, optimizer, begin, run, evaluate)
+
+
+def agent_state(carry: Carry) -> dict[str, Any]:
+    """The trainable state of a run, in the form ``train`` accepts as ``init``."""
+    return {
+        "params": carry.params,
+        "target_params": carry.target_params,
+        "opt_state": carry.opt_state,
+    }
+
+
+def join_metrics(eval_return0: jax.Array, metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Prepend the step-0 evaluation to the evaluations of a run."""
+    metrics = dict(metrics)
+    metrics["eval_return"] = jnp.concatenate([eval_return0[None], metrics["eval_return"]])
+    metrics["eval_steps"] = jnp.concatenate(
+        [jnp.zeros((1,), jnp.int32), metrics["eval_steps"]]
+    )
+    return metrics
+
+
+def make_train(config: DQNConfig, env: IdEnv | str = "CartPole-v1") -> Callable:
+    """A function training one DQN agent from a key, as a single ``lax.scan``.
+
+    Args:
+        config: the run's :class:`DQNConfig`.
+        env: an :class:`IdEnv` from :func:`make_env` (choosing observation and action IDs), or an
+            environment ID for the full environment.
+
+    Returns:
+        ``train(key, init=None) -> (state, metrics)``. ``init`` optionally holds ``"params"`` (the
+        network's ``{"params": {"Dense_0": ...}}``), ``"target_params"`` (default: ``params``) and
+        ``"opt_state"`` (default: fresh), so a transplanted network continues training.
+        ``state`` has the same three keys, so it can be passed back as ``init``. ``metrics``:
+
+        - ``episode_return`` ``(num_blocks,)``: return of the last finished episode (mean over
+          environments), one point per training block; ``episode_valid`` is False before any
+          episode has finished; ``episode_steps`` the steps at each point; ``loss`` the mean loss of
+          the block's training phase (NaN before ``learning_starts``).
+        - ``eval_return`` ``(num_evals,)``: mean greedy return over ``eval_episodes`` episodes at
+          ``eval_steps`` = 0, eval_every, ..., total_steps.
+
+        ``jax.jit(jax.vmap(train))(keys, init)`` trains one seed per key; the leaves of ``init``
+        then carry a leading seed axis.
+
+    Example:
+        >>> config = DQNConfig(hidden=(8,), total_steps=200, eval_every=100, eval_episodes=2,
+        ...                    learning_starts=50, buffer_size=100)
+        >>> state, metrics = jax.jit(make_train(config, "CartPole-v1"))(jax.random.PRNGKey(0))
+        >>> metrics["eval_return"].shape, metrics["episode_return"].shape
+        ((3,), (50,))
+    """
+    parts = make_dqn(config, env)
+
+    def train(key: jax.Array, init: dict[str, Any] | None = None):
+        carry, eval_return0 = parts.begin(key, init)
+        carry, metrics = parts.run(carry, 0, parts.num_periods)
+        return agent_state(carry), join_metrics(eval_return0, metrics)
+
+    return train
