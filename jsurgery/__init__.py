@@ -6,7 +6,24 @@ Carry trained weights from an old network into a new architecture by unit IDs:
     new_params = jsurgery.transplant(old_params, new_template, plan)
 """
 
+from jsurgery.check import PreservationReport, check_preservation
 from jsurgery.errors import PlanError
+from jsurgery.init import PRESERVING, TRANSPLANT
+from jsurgery.plan import AxisMap, LeafPlan, Plan, make_plan
+from jsurgery.transplant import transplant, transplant_moments, transplant_state
 
-__all__ = ["PlanError"]
+__all__ = [
+    "AxisMap",
+    "LeafPlan",
+    "PRESERVING",
+    "Plan",
+    "PlanError",
+    "PreservationReport",
+    "TRANSPLANT",
+    "check_preservation",
+    "make_plan",
+    "transplant",
+    "transplant_moments",
+    "transplant_state",
+]
 __version__ = "0.1.0"

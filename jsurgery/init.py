@@ -1,0 +1,117 @@
+"""What new units and new layers start as, and what each choice guarantees.
+
+Options of `make_plan` (each a string; `new_outputs` may also be a dict per new output ID):
+
+`new_inputs` -- rows of the first layer for input features the old network did not have:
+    "template": keep the template's random init (the original recipe).
+    "zeros": zero rows; the new network computes exactly the old function of the old features,
+        whatever the new features hold.
+
+`new_hidden` -- hidden units (or conv channels) the old layer did not have:
+    "template": template init in and out (the original recipe); not function-preserving.
+    "zero_fanout": template (random) incoming weights, zero outgoing weights; exact.
+    "net2net": each new unit replicates an existing unit (round robin over the copied units);
+        the outgoing weights of a unit and its copies are divided by the number of copies
+        (Chen et al., Net2Net); exact, and `net2net_noise` > 0 multiplies the copies' incoming
+        weights by (1 + noise * N(0, 1)) to break symmetry (then exact only to that order).
+
+`new_layers` -- layers the sequential matching found inserted:
+    "identity": Dense kernel = identity on the units it passes through, bias zero; Conv kernel =
+        centred Dirac (odd windows). Exact for ReLU networks (inputs to the inserted layer are
+        non-negative) with 'SAME' padding for convolutions.
+    "identity_corner": the Dirac one placed in the top-right window corner, as in the original work;
+        it shifts the feature map by a pixel and is offered only for comparison.
+    "template": the template's random init.
+    A layer given as `layers={path: None}` always keeps the template's init.
+
+`new_outputs` -- output units (actions, classes) the old network did not have:
+    "template": template init (the original recipe); near zero, see the warning below.
+    "zeros": zero weights and bias: the new output is 0 everywhere.
+    "mean": the mean of the old outputs' weights and biases: the new output is their mean.
+    "pessimistic": the mean, minus `pessimism` on the bias: the new output is the mean of the old
+        outputs minus `pessimism`, below the lowest old output wherever the old outputs lie within
+        `pessimism` of their mean.
+    {new_id: old_id or option}: per new output; an old output ID copies that output exactly
+        (`{"noop": "left"}`); IDs not in the dict get "template".
+    Old outputs are kept exactly under every option. With negative rewards a new Q-output near
+    zero is almost always picked by argmax; the plan warns when "zeros" or "template" may do this.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jsurgery.errors import PlanError
+
+NEW_INPUTS = ("template", "zeros")
+NEW_HIDDEN = ("template", "zero_fanout", "net2net")
+NEW_LAYERS = ("identity", "identity_corner", "template")
+NEW_OUTPUTS = ("template", "zeros", "mean", "pessimistic")
+
+#: The original recipe: copy by IDs, new units keep the template's init, inserted layers identity.
+TRANSPLANT = {
+    "new_inputs": "template",
+    "new_hidden": "template",
+    "new_layers": "identity",
+    "new_outputs": "template",
+}
+
+#: Function-preserving choices: new inputs read nothing, new hidden units are Net2Net copies,
+#: inserted layers are identities, new outputs start below the old ones.
+PRESERVING = {
+    "new_inputs": "zeros",
+    "new_hidden": "net2net",
+    "new_layers": "identity",
+    "new_outputs": "pessimistic",
+}
+
+ZERO_WARNING = (
+    "zero-initialised new Q-output is likely to be picked by argmax under negative rewards"
+)
+TEMPLATE_WARNING = (
+    "template-initialised new Q-output starts near zero and is likely to be picked by argmax "
+    "under negative rewards"
+)
+
+
+def check_choice(arg: str, value, allowed: tuple) -> str:
+    if value not in allowed:
+        raise PlanError(f"`{arg}`: {value!r} is not one of {list(allowed)}.")
+    return value
+
+
+def replicas(copied: np.ndarray, n_new: int) -> np.ndarray:
+    """The copied positions that `n_new` new units replicate, round robin."""
+    return copied[np.arange(n_new) % len(copied)]
+
+
+def identity_index(
+    layer: str, kernel_shape: tuple, pairs: list[tuple[int, int]], corner: bool
+) -> tuple[np.ndarray, ...]:
+    """Indices of the ones of an identity Dense kernel or Dirac Conv kernel.
+
+    Args:
+        layer: the layer path, for messages.
+        kernel_shape: `(*window, in, out)`.
+        pairs: `(in position, out position)` of each unit the layer passes through.
+        corner: put the one in the top-right window corner instead of the centre.
+
+    Raises:
+        PlanError: for a centred Dirac on an even window.
+    """
+    window = kernel_shape[:-2]
+    if corner:
+        at = [0] * len(window)
+        if window:
+            at[-1] = window[-1] - 1
+    else:
+        even = [w for w in window if w % 2 == 0]
+        if even:
+            raise PlanError(
+                f"layer {layer!r}: a centred Dirac kernel needs odd windows, got {window}; "
+                "pass new_layers='template' or layers={...: None}."
+            )
+        at = [w // 2 for w in window]
+    rows = np.asarray([p for p, _ in pairs], dtype=np.int32)
+    cols = np.asarray([q for _, q in pairs], dtype=np.int32)
+    return tuple(np.full(len(pairs), a, dtype=np.int32) for a in at) + (rows, cols)

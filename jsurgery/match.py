@@ -1,0 +1,102 @@
+"""Which new layer comes from which old one.
+
+By path name when both networks have the same layer names; otherwise, for sequential models whose
+auto-generated names shifted because a layer was inserted or removed, in order from both ends, the
+extra layers in the middle being new (or removed). An explicit `layers={new_path: old_path or None}`
+overrides both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jsurgery.errors import PlanError
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A layer of a flat tree: its path (a "/"-joined string), kind and unit counts."""
+
+    path: str
+    kind: str
+    leaves: dict  # leaf name -> (full path, shape, dtype)
+    n_in: int
+    n_out: int
+
+
+def _family(kind: str) -> str:
+    return kind
+
+
+def _sequential(old: list[Layer], new: list[Layer]) -> dict[str, str | None]:
+    common = min(len(old), len(new))
+    front = 0
+    while front < common and _family(old[front].kind) == _family(new[front].kind):
+        front += 1
+    back = 0
+    while back < common and _family(old[-1 - back].kind) == _family(new[-1 - back].kind):
+        back += 1
+    n_back = min(back, max(1, common - front)) if common else 0
+    n_front = min(front, common - n_back)
+    out: dict[str, str | None] = {layer.path: None for layer in new}
+    for i in range(n_front):
+        out[new[i].path] = old[i].path
+    for i in range(1, n_back + 1):
+        out[new[-i].path] = old[-i].path
+    return out
+
+
+def match_layers(
+    old: list[Layer], new: list[Layer], overrides: dict | None
+) -> tuple[dict[str, str | None], str]:
+    """Matches new layers to old ones.
+
+    Args:
+        old: old layers in forward order.
+        new: new layers in forward order.
+        overrides: `{new_path: old_path or None}`; `None` marks a new layer.
+
+    Returns:
+        `({new_path: old_path or None}, how)` where `how` is "name" or "sequential".
+
+    Raises:
+        PlanError: for an override naming an unknown layer, an old layer used twice, or a pair of
+            layers of different kinds.
+    """
+    old_by = {layer.path: layer for layer in old}
+    new_by = {layer.path: layer for layer in new}
+    fixed: dict[str, str | None] = {}
+    for key, value in (overrides or {}).items():
+        npath = key if isinstance(key, str) else "/".join(map(str, key))
+        if npath not in new_by:
+            raise PlanError(
+                f"`layers`: {npath!r} is not a layer of the new template; "
+                f"new layers: {list(new_by)}."
+            )
+        if value is not None:
+            value = value if isinstance(value, str) else "/".join(map(str, value))
+            if value not in old_by:
+                raise PlanError(
+                    f"`layers`: {npath!r} -> {value!r}, but {value!r} is not a layer of the old "
+                    f"network; old layers: {list(old_by)}."
+                )
+        fixed[npath] = value
+    used = [v for v in fixed.values() if v is not None]
+    if len(used) != len(set(used)):
+        raise PlanError(f"`layers`: an old layer is used twice in {fixed}.")
+    rest_new = [layer for layer in new if layer.path not in fixed]
+    rest_old = [layer for layer in old if layer.path not in used]
+    if {layer.path for layer in rest_new} == {layer.path for layer in rest_old}:
+        how = "name"
+        auto = {layer.path: layer.path for layer in rest_new}
+    else:
+        how = "sequential"
+        auto = _sequential(rest_old, rest_new)
+    matched = {layer.path: fixed.get(layer.path, auto.get(layer.path)) for layer in new}
+    for npath, opath in matched.items():
+        if opath is not None and old_by[opath].kind != new_by[npath].kind:
+            raise PlanError(
+                f"layer {npath!r} ({new_by[npath].kind}) cannot take the weights of old layer "
+                f"{opath!r} ({old_by[opath].kind}); pass layers={{{npath!r}: <old path> or None}}."
+            )
+    return matched, how

@@ -1,0 +1,594 @@
+"""`make_plan`: unit IDs + matched layers + init choices -> a `Plan` of index arrays (host, NumPy)."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from jsurgery import axes, ids, init, trees
+from jsurgery.errors import PlanError
+from jsurgery.match import Layer, match_layers
+
+
+@dataclass(frozen=True, eq=False)
+class AxisMap:
+    """How one unit axis of a new leaf is filled, position by position.
+
+    Attributes:
+        axis: the axis of the leaf.
+        idx: old position read for each new position (copies, Net2Net replicas, copied outputs),
+            -1 where the value is not read from the old leaf.
+        src: old position of the same unit (copies only), -1 for new units.
+        mul: factor per new position (Net2Net fan-out division) or None.
+        zero: new positions set to zero, or None.
+        mean: new positions set to the mean over the old axis, or None.
+        noise: new positions that get symmetry-breaking noise, or None.
+    """
+
+    axis: int
+    idx: np.ndarray
+    src: np.ndarray
+    mul: np.ndarray | None = None
+    zero: np.ndarray | None = None
+    mean: np.ndarray | None = None
+    noise: np.ndarray | None = None
+
+    def is_copy(self, n_old: int) -> bool:
+        """True when this axis reads the old axis unchanged."""
+        return (
+            len(self.idx) == n_old
+            and np.array_equal(self.idx, np.arange(n_old))
+            and self.mul is None
+            and self.zero is None
+            and self.mean is None
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class LeafPlan:
+    """The plan for one leaf of the new tree."""
+
+    path: tuple
+    old_path: tuple | None
+    old_index: int  # position of the old leaf in the old flat tree, -1 when none
+    shape: tuple
+    old_shape: tuple | None
+    source: str  # "old", "template", "identity"
+    axes: tuple[AxisMap, ...] = ()
+    offset: np.ndarray | None = None  # added along the only axis (pessimistic bias)
+    identity: tuple | None = None  # indices of the ones for source "identity"
+    note: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """A static surgery plan; hashable by identity, so `transplant` compiles once per plan.
+
+    `print(plan)` gives the leaf-by-leaf report.
+
+    Attributes:
+        leaves: one `LeafPlan` per leaf of the new tree, in forward order.
+        old_leaves: `(path, shape, dtype)` of each old leaf.
+        inputs: `(old_ids, new_ids)` of the input features.
+        outputs: `(old_ids, new_ids)` of the output units.
+        layer_map: `{new layer: old layer or None}`.
+        warnings: things the user should know before training.
+    """
+
+    leaves: tuple[LeafPlan, ...]
+    old_leaves: tuple
+    new_leaves: tuple
+    old_kind: str
+    new_kind: str
+    inputs: tuple
+    outputs: tuple
+    layer_map: dict
+    matching: str
+    options: dict
+    noise: float
+    seed: int
+    warnings: tuple[str, ...] = field(default=())
+
+    def __str__(self) -> str:
+        from jsurgery.report import render
+
+        return render(self)
+
+    def embed_inputs(self, x_old):
+        """Places old input features (last axis, old ID order) at their new positions, zeros
+        elsewhere: the old input subspace of the new network."""
+        import jax.numpy as jnp
+
+        old_ids, new_ids = self.inputs
+        x_old = jnp.asarray(x_old)
+        src = ids.index_of(new_ids, old_ids)
+        safe = np.where(src >= 0, src, 0)
+        x = jnp.take(x_old, safe, axis=-1)
+        return jnp.where(src >= 0, x, jnp.zeros((), x.dtype))
+
+
+@dataclass
+class _Stream:
+    """Units flowing out of a layer in the new network."""
+
+    new_ids: tuple
+    fill: list  # per position: None (copy by ID), "template", "zeros", ("replica", old_id)
+    share: np.ndarray | None = None  # Net2Net: 1/copies per position
+
+
+def _layers(flat: trees.FlatTree, arg: str, order: Sequence | None) -> list[Layer]:
+    groups: dict[str, dict] = {}
+    for i, (path, leaf) in enumerate(flat.leaves.items()):
+        _, layer, name = flat.split(path)
+        if not layer:
+            raise PlanError(
+                f"`{arg}`: leaf {trees.path_str(path)!r} belongs to no layer; leaves must sit in "
+                f"a layer module. Supported: {axes.SUPPORTED}."
+            )
+        lname = trees.path_str(layer)
+        if name in groups.setdefault(lname, {}):
+            raise PlanError(f"`{arg}`: layer {lname!r} has two leaves named {name!r}.")
+        groups[lname][name] = (i, path, *trees.shape_dtype(leaf))
+    if order is not None:
+        wanted = ["/".join(map(str, p)) if not isinstance(p, str) else p for p in order]
+        groups = {k: groups[k] for k in wanted if k in groups} | groups
+    out = []
+    for lname, leaves in groups.items():
+        shapes = {n: v[2] for n, v in leaves.items()}
+        kind = axes.layer_kind(lname, shapes)
+        n_in, n_out = axes.in_out_sizes(kind, shapes)
+        out.append(Layer(lname, kind, leaves, n_in, n_out))
+    return out
+
+
+def _summary(src: np.ndarray, n_old: int, how: str) -> str:
+    copied = int((src >= 0).sum())
+    new = len(src) - copied
+    dropped = n_old - len(set(src[src >= 0].tolist()))
+    text = f"{copied} copied"
+    if new:
+        text += f", {new} new ({how})"
+    if dropped:
+        text += f", {dropped} dropped"
+    return text
+
+
+def _expand(arr: np.ndarray | None, k: int, c_old: int, is_index: bool) -> np.ndarray | None:
+    """Repeats channel-level entries over `k` flattened spatial positions (rows (s, c))."""
+    if arr is None or k == 1:
+        return arr
+    if is_index:
+        s = np.repeat(np.arange(k), len(arr)) * c_old
+        tiled = np.tile(arr, k)
+        return np.where(tiled >= 0, s + tiled, -1).astype(np.int32)
+    return np.tile(arr, k)
+
+
+def _in_axis(stream: _Stream, old_in: tuple, k: int, axis: int) -> tuple[AxisMap, np.ndarray]:
+    src = ids.index_of(stream.new_ids, old_in)
+    idx = src.copy()
+    zero = np.zeros(len(src), bool)
+    for p in np.flatnonzero(src < 0):
+        f = stream.fill[p]
+        if isinstance(f, tuple):
+            q = old_in.index(f[1]) if f[1] in old_in else -1
+            idx[p] = q
+            zero[p] = q < 0
+        elif f == "zeros":
+            zero[p] = True
+    mul = stream.share
+    c_old = len(old_in)
+    amap = AxisMap(
+        axis,
+        _expand(idx, k, c_old, True),
+        _expand(src, k, c_old, True),
+        mul=_expand(mul, k, c_old, False),
+        zero=_expand(zero, k, c_old, False) if zero.any() else None,
+    )
+    return amap, src
+
+
+def _flat_factor(layer: Layer, width: int, arg: str) -> int:
+    if width == 0 or layer.n_in % width:
+        raise PlanError(
+            f"layer {layer.path!r} in `{arg}`: takes {layer.n_in} inputs, which is not a multiple "
+            f"of the {width} units flowing into it; the layers do not form a chain this plan can "
+            "follow (check `inputs`, `order` or `layers`)."
+        )
+    return layer.n_in // width
+
+
+def make_plan(
+    old,
+    new_template,
+    *,
+    inputs: tuple[Sequence[Hashable], Sequence[Hashable]] | None = None,
+    outputs: tuple[Sequence[Hashable], Sequence[Hashable]] | None = None,
+    layers: Mapping | None = None,
+    hidden: Mapping | None = None,
+    new_inputs: str = "template",
+    new_hidden: str = "template",
+    new_layers: str = "identity",
+    new_outputs: str | Mapping = "template",
+    pessimism: float = 1.0,
+    net2net_noise: float = 0.0,
+    seed: int = 0,
+    order: Sequence | None = None,
+    allow_dtype_change: bool = False,
+) -> Plan:
+    """Plans moving the weights of `old` into a network shaped like `new_template`.
+
+    Only shapes and dtypes are read, so either tree may hold `jax.ShapeDtypeStruct` leaves.
+    Layers are chained in forward order (creation order, numbered names in numeric order, or
+    `order`); units flow from each layer's outputs into the next layer's inputs, through norm
+    layers and through a Conv -> flatten -> Dense boundary (Dense rows `(h, w, channel)`).
+
+    Args:
+        old: the trained tree (linen variables, params dict, nnx.State or nnx.Module).
+        new_template: a freshly initialised tree of the new architecture.
+        inputs: `(old_ids, new_ids)` of the input features (channels for a CNN); by position
+            when None.
+        outputs: `(old_ids, new_ids)` of the output units (actions, classes); by position when None.
+        layers: `{new_layer_path: old_layer_path or None}` overriding the matching; None keeps
+            the template's init for that whole layer.
+        hidden: `{new_layer_path: (old_ids, new_ids)}` naming the output units of hidden layers;
+            hidden units are matched by position otherwise.
+        new_inputs: "template" or "zeros" (see `jsurgery.init`).
+        new_hidden: "template", "zero_fanout" or "net2net".
+        new_layers: "identity", "identity_corner" or "template" for inserted layers.
+        new_outputs: "template", "zeros", "mean", "pessimistic", or `{new_id: old_id or option}`.
+        pessimism: how far below the old outputs' mean a "pessimistic" output starts.
+        net2net_noise: relative noise on the incoming weights of Net2Net copies (0: exact).
+        seed: seed of that noise.
+        order: layer paths in forward order, for trees whose key order is not the forward order
+            (an nnx.State sorts its keys); layers not listed follow in their own order.
+        allow_dtype_change: cast old leaves to the template's dtype instead of raising.
+
+    Returns:
+        A `Plan`; `print(plan)` shows it leaf by leaf.
+
+    Raises:
+        PlanError: for duplicate IDs, IDs that do not match a parameter's size, layers that
+            cannot be matched, a flatten boundary whose spatial size changed, unsupported leaves,
+            or dtype and shape surprises.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, flax.linen as nn, jsurgery
+        >>> old = nn.Dense(2).init(jax.random.key(0), jnp.ones((1, 2)))
+        >>> new = nn.Dense(2).init(jax.random.key(1), jnp.ones((1, 3)))
+        >>> plan = jsurgery.make_plan(old, new, inputs=(["a", "b"], ["a", "c", "b"]),
+        ...                           new_inputs="zeros")
+        >>> jsurgery.transplant(old, new, plan)["params"]["kernel"].shape
+        (3, 2)
+    """
+    init.check_choice("new_inputs", new_inputs, init.NEW_INPUTS)
+    init.check_choice("new_hidden", new_hidden, init.NEW_HIDDEN)
+    init.check_choice("new_layers", new_layers, init.NEW_LAYERS)
+    if not isinstance(new_outputs, Mapping):
+        init.check_choice("new_outputs", new_outputs, init.NEW_OUTPUTS)
+    old_flat = trees.flatten(old, "old")
+    new_flat = trees.flatten(new_template, "new_template")
+    old_layers = _layers(old_flat, "old", order)
+    new_layers_ = _layers(new_flat, "new_template", order)
+    layer_map, how = match_layers(old_layers, new_layers_, layers)
+    explicit_new = {
+        (k if isinstance(k, str) else "/".join(map(str, k)))
+        for k, v in (layers or {}).items()
+        if v is None
+    }
+    old_by = {layer.path: (i, layer) for i, layer in enumerate(old_layers)}
+    warnings: list[str] = []
+
+    # Unit IDs of the old chain and of the matched outputs.
+    old_out_ids: dict[str, tuple] = {}
+    new_out_ids: dict[str, tuple] = {}
+    old_last = [lay for lay in old_layers if lay.kind != "norm"][-1]
+    new_last = [lay for lay in new_layers_ if lay.kind != "norm"][-1]
+    if outputs is not None:
+        o_old, o_new = ids.check_pair("outputs", outputs)
+        ids.check_count("outputs[0] (old IDs)", o_old, old_last.n_out, f"old layer {old_last.path!r}")
+        ids.check_count("outputs[1] (new IDs)", o_new, new_last.n_out, f"new layer {new_last.path!r}")
+        old_out_ids[old_last.path], new_out_ids[new_last.path] = o_old, o_new
+    else:
+        o_old, o_new = ids.positions(old_last.n_out), ids.positions(new_last.n_out)
+    for key, pair in (hidden or {}).items():
+        lpath = key if isinstance(key, str) else "/".join(map(str, key))
+        layer = next((lay for lay in new_layers_ if lay.path == lpath), None)
+        if layer is None or layer.kind == "norm" or layer is new_last:
+            raise PlanError(
+                f"`hidden`: {lpath!r} is not a hidden layer of the new template; hidden layers: "
+                f"{[lay.path for lay in new_layers_ if lay.kind != 'norm' and lay is not new_last]}."
+            )
+        h_old, h_new = ids.check_pair(f"hidden[{lpath!r}]", pair)
+        ids.check_count(f"hidden[{lpath!r}][1] (new IDs)", h_new, layer.n_out, f"layer {lpath!r}")
+        new_out_ids[lpath] = h_new
+        opath = layer_map[lpath]
+        if opath is not None:
+            ids.check_count(
+                f"hidden[{lpath!r}][0] (old IDs)", h_old, old_by[opath][1].n_out, f"old {opath!r}"
+            )
+            old_out_ids[opath] = h_old
+    if inputs is not None:
+        i_old, i_new = ids.check_pair("inputs", inputs)
+    else:
+        i_old, i_new = ids.positions(old_layers[0].n_in), ids.positions(new_layers_[0].n_in)
+    for arg, got, layer in (("inputs[0] (old IDs)", i_old, old_layers[0]),
+                            ("inputs[1] (new IDs)", i_new, new_layers_[0])):
+        if not got or layer.n_in % len(got):
+            ids.check_count(arg, got, layer.n_in, f"the inputs of layer {layer.path!r}")
+    old_in_ids: dict[str, tuple] = {}
+    stream_ids = i_old
+    for layer in old_layers:
+        old_in_ids[layer.path] = stream_ids
+        if layer.kind != "norm":
+            stream_ids = old_out_ids.setdefault(layer.path, ids.positions(layer.n_out))
+        else:
+            _flat_factor(layer, len(stream_ids), "old")
+            old_out_ids[layer.path] = stream_ids
+
+    leaf_plans: dict[tuple, LeafPlan] = {}
+    stream = _Stream(i_new, ["zeros" if new_inputs == "zeros" else "template"] * len(i_new))
+    hidden_fill = "template" if new_hidden == "template" else "zeros"
+    for layer in new_layers_:
+        opath = layer_map[layer.path]
+        old_layer = old_by[opath][1] if opath is not None else None
+        k = _flat_factor(layer, len(stream.new_ids), "new_template")
+        if layer.kind == "norm":
+            if k != 1:
+                raise PlanError(
+                    f"norm layer {layer.path!r} has {layer.n_in} features but {len(stream.new_ids)}"
+                    " units flow into it."
+                )
+            if old_layer is None:
+                for name, (_, path, shape, _) in layer.leaves.items():
+                    leaf_plans[path] = LeafPlan(path, None, -1, shape, None, "template",
+                                                note="new layer: template init")
+                continue
+            old_in = old_in_ids[opath]
+            src = ids.index_of(stream.new_ids, old_in)
+            idx = src.copy()
+            for p in np.flatnonzero(src < 0):
+                f = stream.fill[p]
+                if isinstance(f, tuple) and f[1] in old_in:
+                    idx[p] = old_in.index(f[1])
+            amap = AxisMap(0, idx, src)
+            note = "features: " + _summary(src, len(old_in), "template")
+            _leaves_from_old(leaf_plans, layer, old_layer, {"features": amap}, None, note,
+                             allow_dtype_change)
+            continue
+
+        is_last = layer is new_last
+        if layer.path in new_out_ids:
+            out_new = new_out_ids[layer.path]
+        elif is_last:
+            out_new = o_new
+        elif old_layer is not None:
+            out_new = ids.positions(layer.n_out)
+        elif k == 1 and layer.kind != "embed":
+            out_new = tuple(stream.new_ids[: layer.n_out]) + tuple(
+                ids.FreshId(layer.path, j) for j in range(len(stream.new_ids), layer.n_out)
+            )
+        else:
+            out_new = tuple(ids.FreshId(layer.path, j) for j in range(layer.n_out))
+
+        if old_layer is None:
+            source = "template"
+            if layer.path not in explicit_new and new_layers != "template":
+                source = new_layers
+            pairs = [(p, out_new.index(u)) for p, u in enumerate(stream.new_ids)
+                     if k == 1 and u in out_new]
+            if source != "template" and (layer.kind == "embed" or not pairs):
+                warnings.append(
+                    f"{layer.path}: no unit passes through this new layer, so it keeps the "
+                    "template init instead of an identity."
+                )
+                source = "template"
+            if source != "template" and layer.n_in != layer.n_out:
+                warnings.append(
+                    f"{layer.path}: identity init of a {layer.n_in} -> {layer.n_out} layer is not "
+                    "an exact identity."
+                )
+            if source == "identity_corner":
+                warnings.append(
+                    f"{layer.path}: the corner Dirac kernel shifts feature maps by a pixel; it is "
+                    "offered for comparison with the original work only."
+                )
+            for name, (_, path, shape, _) in layer.leaves.items():
+                if source != "template" and name == "kernel":
+                    index = init.identity_index(layer.path, shape, pairs,
+                                                source == "identity_corner")
+                    leaf_plans[path] = LeafPlan(path, None, -1, shape, None, "identity",
+                                                identity=index, note=f"new layer: {source}")
+                elif source != "template":
+                    leaf_plans[path] = LeafPlan(path, None, -1, shape, None, "identity",
+                                                identity=(), note="new layer: zeros")
+                else:
+                    leaf_plans[path] = LeafPlan(path, None, -1, shape, None, "template",
+                                                note="new layer: template init")
+            where = {u: p for p, u in enumerate(stream.new_ids)} if k == 1 else {}
+            fill = [stream.fill[where[u]] if u in where else hidden_fill for u in out_new]
+            share = None
+            if stream.share is not None and k == 1:
+                share = np.asarray([stream.share[where[u]] if u in where else 1.0
+                                    for u in out_new])
+            stream = _Stream(out_new, fill, share)
+            continue
+
+        # A matched Dense / Conv / Embed layer.
+        old_in = old_in_ids[opath]
+        if layer.kind == "embed":
+            k_old = 1
+        else:
+            k_old = _flat_factor(old_layer, len(old_in), "old")
+        if k_old != k:
+            raise PlanError(
+                f"layer {layer.path!r}: the flatten boundary changed its spatial size from "
+                f"{k_old} (old {opath!r}: {old_layer.n_in} rows / {len(old_in)} channels) to {k} "
+                f"({layer.n_in} rows / {len(stream.new_ids)} channels); keep the feature map size "
+                "or give this layer layers={...: None}."
+            )
+        in_map, in_src = _in_axis(stream, old_in, k, -2 if layer.kind != "embed" else 0)
+        if layer.kind == "embed":
+            in_map = AxisMap(0, in_map.idx, in_map.src, zero=in_map.zero)
+        out_old = old_out_ids[opath]
+        src = ids.index_of(out_new, out_old)
+        idx = src.copy()
+        new_pos = np.flatnonzero(src < 0)
+        zero = np.zeros(len(src), bool)
+        mean = np.zeros(len(src), bool)
+        noise = np.zeros(len(src), bool)
+        offset = np.zeros(len(src), np.float64)
+        fill: list = [None] * len(src)
+        share = None
+        if is_last:
+            how_new = _output_inits(out_new, out_old, src, new_outputs, idx, zero, mean, offset,
+                                    pessimism, warnings, layer.path)
+        elif new_hidden == "net2net" and len(new_pos):
+            copied = np.flatnonzero(src >= 0)
+            if len(copied) == 0:
+                warnings.append(f"{layer.path}: no unit to replicate; new units get zero fan-out.")
+                fill = ["zeros" if s < 0 else None for s in src]
+            else:
+                reps = init.replicas(copied, len(new_pos))
+                idx[new_pos] = src[reps]
+                noise[new_pos] = net2net_noise > 0
+                for p, r in zip(new_pos, reps):
+                    fill[p] = ("replica", out_old[src[r]])
+                counts = np.bincount(idx[idx >= 0], minlength=len(out_old))
+                share = np.where(idx >= 0, 1.0 / np.maximum(counts[np.maximum(idx, 0)], 1), 1.0)
+                share = None if np.all(share == 1.0) else share
+            how_new = "net2net"
+        else:
+            fill = [hidden_fill if s < 0 else None for s in src]
+            how_new = "template in" + (", zero out" if hidden_fill == "zeros" else "")
+        out_map = AxisMap(
+            -1, idx, src,
+            zero=zero if zero.any() else None,
+            mean=mean if mean.any() else None,
+            noise=noise if noise.any() else None,
+        )
+        how_in = "zeros" if in_map.zero is not None else "template"
+        note = (f"in: {_summary(in_src, len(old_in), how_in)}"
+                + (f" (x{k} flattened)" if k > 1 else "")
+                + f"; out: {_summary(src, len(out_old), how_new)}")
+        roles = {"in": in_map, "out": out_map}
+        _leaves_from_old(leaf_plans, layer, old_layer, roles,
+                         offset if offset.any() else None, note, allow_dtype_change)
+        stream = _Stream(out_new, fill, share)
+
+    plan_leaves = tuple(leaf_plans[p] for p in new_flat.leaves)
+    used = {lp.old_path for lp in plan_leaves}
+    for path in old_flat.leaves:
+        if path not in used:
+            _, layer, _ = old_flat.split(path)
+            if trees.path_str(layer) in layer_map.values():
+                raise PlanError(
+                    f"old leaf {trees.path_str(path)!r} has no counterpart in the new template; "
+                    "its layer was matched but the leaf would be dropped silently."
+                )
+    mapped = [v for v in layer_map.values() if v is not None]
+    dropped = [lay.path for lay in old_layers if lay.path not in mapped]
+    if dropped:
+        warnings.append(f"old layers not carried over: {dropped}.")
+    return Plan(
+        leaves=plan_leaves,
+        old_leaves=tuple((p, *trees.shape_dtype(v)) for p, v in old_flat.leaves.items()),
+        new_leaves=tuple((p, *trees.shape_dtype(v)) for p, v in new_flat.leaves.items()),
+        old_kind=old_flat.kind,
+        new_kind=new_flat.kind,
+        inputs=(i_old, i_new),
+        outputs=(o_old, o_new),
+        layer_map=layer_map,
+        matching=how,
+        options={
+            "new_inputs": new_inputs, "new_hidden": new_hidden, "new_layers": new_layers,
+            "new_outputs": new_outputs,
+        },
+        noise=float(net2net_noise),
+        seed=int(seed),
+        warnings=tuple(warnings),
+    )
+
+
+def _output_inits(out_new, out_old, src, spec, idx, zero, mean, offset, pessimism, warnings,
+                  path) -> str:
+    per_id = dict(spec) if isinstance(spec, Mapping) else {}
+    for key in per_id:
+        if key not in out_new:
+            raise PlanError(
+                f"`new_outputs`: {key!r} is not a new output ID; new outputs: {list(out_new)}."
+            )
+        if key in out_old:
+            raise PlanError(
+                f"`new_outputs`: {key!r} exists in the old network and is copied; only new "
+                "outputs take an init."
+            )
+    used = []
+    for p in np.flatnonzero(src < 0):
+        choice = per_id.get(out_new[p], "template") if per_id else spec
+        if per_id and choice in out_old:
+            idx[p] = out_old.index(choice)
+            used.append(f"copy of {choice!r}")
+            continue
+        if choice not in init.NEW_OUTPUTS:
+            raise PlanError(
+                f"`new_outputs`[{out_new[p]!r}]: {choice!r} is neither an old output ID "
+                f"{list(out_old)} nor one of {list(init.NEW_OUTPUTS)}."
+            )
+        used.append(choice)
+        if choice == "zeros":
+            zero[p] = True
+            warnings.append(f"{path}: output {out_new[p]!r}: {init.ZERO_WARNING}.")
+        elif choice in ("mean", "pessimistic"):
+            mean[p] = True
+            if choice == "pessimistic":
+                offset[p] = -pessimism
+        elif choice == "template":
+            warnings.append(f"{path}: output {out_new[p]!r}: {init.TEMPLATE_WARNING}.")
+    kinds = sorted(set(used))
+    return ", ".join(kinds) if kinds else "-"
+
+
+def _leaves_from_old(leaf_plans, layer, old_layer, roles_map, offset, note, allow_cast) -> None:
+    for name, (_, path, shape, dtype) in layer.leaves.items():
+        if name not in old_layer.leaves:
+            leaf_plans[path] = LeafPlan(path, None, -1, shape, None, "template",
+                                        note=f"not in old layer {old_layer.path!r}: template init")
+            continue
+        oi, opath, oshape, odtype = old_layer.leaves[name]
+        if odtype != dtype and not allow_cast:
+            raise PlanError(
+                f"leaf {trees.path_str(path)!r}: old dtype {odtype} differs from the template's "
+                f"{dtype}; pass allow_dtype_change=True to cast."
+            )
+        leaf_roles = axes.roles(layer.kind, name, len(shape))
+        maps = []
+        for axis, role in enumerate(leaf_roles):
+            if role == "window":
+                if oshape[axis] != shape[axis]:
+                    raise PlanError(
+                        f"leaf {trees.path_str(path)!r}: window {shape[:-2]} differs from the old "
+                        f"{oshape[:-2]} ({trees.path_str(opath)!r}); windows cannot be resized."
+                    )
+                continue
+            amap = roles_map[role]
+            amap = AxisMap(axis, amap.idx, amap.src, amap.mul, amap.zero, amap.mean,
+                           amap.noise if name == "kernel" or layer.kind != "dense" and
+                           layer.kind != "conv" else None)
+            if name == "bias":
+                amap = AxisMap(axis, amap.idx, amap.src, None, amap.zero, amap.mean, None)
+            if len(amap.idx) != shape[axis]:
+                raise PlanError(
+                    f"leaf {trees.path_str(path)!r}: axis {axis} has {shape[axis]} entries but "
+                    f"the plan has {len(amap.idx)} units for it."
+                )
+            if amap.is_copy(oshape[axis]):
+                continue
+            maps.append(amap)
+        leaf_plans[path] = LeafPlan(
+            path, opath, oi, shape, oshape, "old", tuple(maps),
+            offset=offset if name == "bias" else None,
+            note=note if name != "bias" or "in:" not in note else note.split("; ")[-1],
+        )

@@ -1,0 +1,215 @@
+"""Applying a plan: a pure, jit-compiled gather/select on params, optimizer state and train state."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jsurgery import trees
+from jsurgery.errors import PlanError
+from jsurgery.plan import LeafPlan, Plan
+
+
+def _mask(amap_masks, shape) -> jax.Array | None:
+    """OR of per-axis position masks, broadcast to `shape`."""
+    out = None
+    for axis, m in amap_masks:
+        if m is None:
+            continue
+        b = np.reshape(m, [-1 if a == axis % len(shape) else 1 for a in range(len(shape))])
+        out = b if out is None else (out | b)
+    return out
+
+
+def _leaf(lp: LeafPlan, old, tmpl, key, mode: str, noise_scale: float):
+    dtype = tmpl.dtype
+    if lp.source == "template":
+        return jnp.zeros_like(tmpl) if mode == "moments" else tmpl
+    if lp.source == "identity":
+        zeros = jnp.zeros(lp.shape, dtype)
+        if mode == "moments" or not lp.identity:
+            return zeros
+        return zeros.at[lp.identity].set(jnp.ones((), dtype))
+    x = old
+    ndim = len(lp.shape)
+    undefined, zero, mean_set, noise = [], [], [], []
+    for am in lp.axes:
+        axis = am.axis % ndim
+        idx = am.src if mode == "moments" else am.idx
+        mean_pos = None if mode == "moments" else am.mean
+        m = jnp.mean(x, axis=axis, keepdims=True) if mean_pos is not None else None
+        x = jnp.take(x, np.maximum(idx, 0), axis=axis, mode="clip")
+        if m is not None:
+            shape = [-1 if a == axis else 1 for a in range(ndim)]
+            x = jnp.where(np.reshape(mean_pos, shape), m, x)
+        if am.mul is not None and mode != "moments":
+            shape = [-1 if a == axis else 1 for a in range(ndim)]
+            x = x * jnp.asarray(np.reshape(am.mul, shape), x.dtype)
+        defined = idx >= 0
+        if mean_pos is not None:
+            defined = defined | mean_pos
+        undefined.append((axis, ~defined if not defined.all() else None))
+        zero.append((axis, am.zero))
+        noise.append((axis, am.noise))
+    x = x.astype(dtype)
+    if mode == "moments":
+        missing = _mask(undefined, lp.shape)
+        return x if missing is None else jnp.where(missing, jnp.zeros((), dtype), x)
+    if lp.offset is not None:
+        x = x + jnp.asarray(lp.offset, dtype)
+    noisy = _mask(noise, lp.shape)
+    if noisy is not None and key is not None:
+        eps = noise_scale * jax.random.normal(key, lp.shape, dtype)
+        x = jnp.where(noisy, x * (1 + eps), x)
+    missing = _mask(undefined, lp.shape)
+    if missing is not None:
+        x = jnp.where(missing, tmpl, x)
+    zeroed = _mask(zero, lp.shape)
+    if zeroed is not None:
+        x = jnp.where(zeroed, jnp.zeros((), dtype), x)
+    return x
+
+
+@partial(jax.jit, static_argnums=(0, 1, 4))
+def _apply(plan: Plan, mode: str, old_leaves: tuple, tmpl_leaves: tuple, shardings: tuple):
+    base = jax.random.key(plan.seed)
+    out = []
+    for i, (lp, tmpl) in enumerate(zip(plan.leaves, tmpl_leaves)):
+        old = old_leaves[lp.old_index] if lp.old_index >= 0 else None
+        key = jax.random.fold_in(base, i) if plan.noise else None
+        x = _leaf(lp, old, tmpl, key, mode, plan.noise)
+        if shardings[i] is not None:
+            x = jax.lax.with_sharding_constraint(x, shardings[i])
+        out.append(x)
+    return tuple(out)
+
+
+def _check(plan: Plan, flat: trees.FlatTree, expected: tuple, arg: str) -> list:
+    got = {p: trees.shape_dtype(v) for p, v in flat.leaves.items()}
+    want = {p: (s, d) for p, s, d in expected}
+    missing = [trees.path_str(p) for p in want if p not in got]
+    extra = [trees.path_str(p) for p in got if p not in want]
+    if missing or extra:
+        raise PlanError(
+            f"`{arg}` does not have the structure the plan was made for: missing leaves "
+            f"{missing}, unexpected leaves {extra}; make a plan for this tree."
+        )
+    for p, (s, d) in want.items():
+        if got[p] != (s, d):
+            raise PlanError(
+                f"`{arg}`: leaf {trees.path_str(p)!r} is {got[p][0]} {got[p][1]}, the plan was "
+                f"made for {s} {d}; make a plan for this tree."
+            )
+    return [flat.leaves[p] for p, _, _ in expected]
+
+
+def _sharding(leaf):
+    if isinstance(leaf, jax.core.Tracer) or not isinstance(leaf, jax.Array):
+        return None
+    sharding = leaf.sharding
+    return sharding if len(sharding.device_set) > 1 else None
+
+
+def _run(old, new_template, plan: Plan, mode: str):
+    if not isinstance(plan, Plan):
+        raise PlanError(f"`plan`: expected a Plan from make_plan, got {type(plan).__name__}.")
+    old_leaves = _check(plan, trees.flatten(old, "old"), plan.old_leaves, "old")
+    tmpl_leaves = _check(plan, trees.flatten(new_template, "new_template"), plan.new_leaves,
+                         "new_template")
+    shardings = tuple(_sharding(t) for t in tmpl_leaves)
+    out = _apply(plan, mode, tuple(old_leaves), tuple(tmpl_leaves), shardings)
+    return trees.rebuild(new_template, {lp.path: x for lp, x in zip(plan.leaves, out)})
+
+
+def transplant(old, new_template, plan: Plan):
+    """Moves the weights of `old` into a tree shaped like `new_template`, as `plan` says.
+
+    Pure and jit-compiled: the plan is static (hashed by identity), so a second call with the same
+    plan and shapes does not retrace. Works under `jax.vmap` (e.g. over a seed axis of both trees)
+    and `jax.jit`; dtypes are the template's, and a sharded template's sharding is kept.
+
+    Args:
+        old: the trained tree the plan was made from (or one of the same structure).
+        new_template: the freshly initialised new tree; it supplies every value the plan does not
+            read from `old`.
+        plan: from `make_plan`.
+
+    Returns:
+        A tree of the template's kind (linen dict, nnx.State or nnx.Module).
+
+    Raises:
+        PlanError: when either tree does not have the structure the plan was made for.
+    """
+    return _run(old, new_template, plan, "params")
+
+
+def transplant_moments(old, new_template, plan: Plan):
+    """Moves per-parameter statistics (Adam's `mu`/`nu`, traces): copied units move with their
+    parameters, every new unit and new layer starts at zero."""
+    return _run(old, new_template, plan, "moments")
+
+
+def _params_like(node, expected: set) -> bool:
+    if not hasattr(node, "keys"):
+        return False
+    try:
+        flat = trees.flatten(node, "state")
+    except PlanError:
+        return False
+    return set(flat.leaves) == expected
+
+
+def transplant_state(
+    old_state,
+    new_state,
+    plan: Plan,
+    *,
+    moment_keys: Sequence[str] = ("opt_state", "mu", "nu"),
+):
+    """Applies `plan` to a whole training state in one call.
+
+    Every subtree of `old_state` shaped like the plan's old params is transplanted: with
+    `transplant` (params, target params) or, when its path goes through one of `moment_keys`,
+    with `transplant_moments` (optimizer moments: copied units keep their moments, new units
+    start at zero). Every other leaf (step counts, Adam's `count`, RNG keys) is kept from
+    `old_state` when its shape and dtype are unchanged, and taken from `new_state` otherwise.
+    Works on a flax `TrainState` (the new `tx` and `apply_fn` are kept), an optax state, or any
+    dict / dataclass holding params, target params and an optax state.
+
+    Args:
+        old_state: the trained state.
+        new_state: a state freshly built around the new template params.
+        plan: from `make_plan(old_params, new_params)`.
+        moment_keys: path keys that mark optimizer statistics.
+
+    Returns:
+        A state of `new_state`'s kind.
+    """
+    old_paths = {p for p, _, _ in plan.old_leaves}
+    new_paths = {p for p, _, _ in plan.new_leaves}
+    old_pairs, _ = jax.tree_util.tree_flatten_with_path(
+        old_state, is_leaf=lambda n: _params_like(n, old_paths)
+    )
+    new_pairs, treedef = jax.tree_util.tree_flatten_with_path(
+        new_state, is_leaf=lambda n: _params_like(n, new_paths)
+    )
+    if len(old_pairs) != len(new_pairs):
+        raise PlanError(
+            f"`new_state` has {len(new_pairs)} parts and `old_state` {len(old_pairs)}; they must "
+            "have the same structure apart from the params-shaped subtrees."
+        )
+    out = []
+    for (okp, old), (nkp, new) in zip(old_pairs, new_pairs):
+        keys = [trees._key(k) for k in nkp]
+        if _params_like(old, old_paths) and _params_like(new, new_paths):
+            moments = any(str(k) in moment_keys for k in keys)
+            out.append(_run(old, new, plan, "moments" if moments else "params"))
+        elif hasattr(old, "shape") and trees.shape_dtype(old) == trees.shape_dtype(new):
+            out.append(old)
+        else:
+            out.append(new)
+    return jax.tree_util.tree_unflatten(treedef, out)

@@ -1,0 +1,152 @@
+"""Parameter trees as flat `{path: array}` dicts, and back to the tree kind they came from.
+
+Supported trees: Flax linen variables (`{"params": ..., "batch_stats": ...}`), a bare linen params
+dict, an NNX `State`, and an NNX `Module` (its `Param` and `BatchStat` variables). A path is a tuple
+of keys; for linen variables the first key is the collection.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+
+from jsurgery.errors import PlanError
+
+_NUMBERED = re.compile(r"^(.*?)(\d+)$")
+
+
+@dataclass(frozen=True)
+class FlatTree:
+    """A tree flattened to leaves, keyed by path, in forward (layer) order."""
+
+    kind: str  # "variables", "params", "nnx_state", "nnx_module"
+    leaves: dict  # path tuple -> array, in forward order
+    has_collections: bool
+
+    def split(self, path: tuple) -> tuple[str, tuple, str]:
+        """(collection, layer path, leaf name) of a full path."""
+        if self.has_collections:
+            return str(path[0]), path[1:-1], str(path[-1])
+        return "params", path[:-1], str(path[-1])
+
+
+def path_str(path: tuple) -> str:
+    return "/".join(str(k) for k in path)
+
+
+def _is_nnx_module(tree) -> bool:
+    mod = type(tree).__module__
+    if not mod.startswith("flax.nnx") and not hasattr(tree, "__nnx_repr__"):
+        return False
+    from flax import nnx
+
+    return isinstance(tree, nnx.Module)
+
+
+def _is_nnx_state(tree) -> bool:
+    return type(tree).__module__.startswith("flax.nnx") and isinstance(tree, Mapping)
+
+
+def _key(k):
+    for attr in ("key", "name", "idx"):
+        if hasattr(k, attr):
+            return getattr(k, attr)
+    return str(k)
+
+
+def _keypath(kp) -> tuple:
+    path = tuple(_key(k) for k in kp)
+    if len(kp) > 1 and isinstance(kp[-1], jax.tree_util.GetAttrKey) and kp[-1].name == "value":
+        path = path[:-1]
+    return path
+
+
+def natural_order(keys: list) -> list:
+    """Orders numbered siblings by number, keeping the slots of other keys.
+
+    `Dense_0, Dense_1, Dense_10, Dense_2` (a dict that went through `jax.tree` and came back
+    sorted) becomes `Dense_0, Dense_1, Dense_2, Dense_10`; `Conv_0, Dense_0` stays as it is.
+    """
+    groups: dict = {}
+    for slot, k in enumerate(keys):
+        if isinstance(k, int):
+            groups.setdefault(("", int), []).append((k, slot, k))
+            continue
+        m = _NUMBERED.match(str(k))
+        if m:
+            groups.setdefault((m.group(1), str), []).append((int(m.group(2)), slot, k))
+    out = list(keys)
+    for members in groups.values():
+        slots = [slot for _, slot, _ in members]
+        for slot, (_, _, k) in zip(slots, sorted(members, key=lambda t: t[0])):
+            out[slot] = k
+    return out
+
+
+def _walk_order(node, prefix: tuple, out: list) -> None:
+    if isinstance(node, Mapping):
+        for k in natural_order(list(node.keys())):
+            _walk_order(node[k], prefix + (k,), out)
+    else:
+        out.append(prefix)
+
+
+def _nnx_state(module):
+    from flax import nnx
+
+    return nnx.state(module, (nnx.Param, nnx.BatchStat))
+
+
+def flatten(tree, arg: str) -> FlatTree:
+    """Flattens a supported tree.
+
+    Raises:
+        PlanError: for a tree or leaf kind that is not supported.
+    """
+    if _is_nnx_module(tree):
+        kind, tree = "nnx_module", _nnx_state(tree)
+    elif _is_nnx_state(tree):
+        kind = "nnx_state"
+    elif isinstance(tree, Mapping):
+        kind = "variables" if isinstance(tree.get("params"), Mapping) else "params"
+    else:
+        raise PlanError(
+            f"`{arg}`: a {type(tree).__name__} is not a supported tree; pass linen variables "
+            "({'params': ...}), a params dict, an nnx.State or an nnx.Module."
+        )
+    pairs, _ = jax.tree_util.tree_flatten_with_path(tree)
+    by_path = {}
+    for kp, leaf in pairs:
+        path = _keypath(kp)
+        if not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
+            raise PlanError(
+                f"`{arg}`: leaf {path_str(path)!r} is a {type(leaf).__name__}, not an array; "
+                "only array leaves can be transplanted."
+            )
+        by_path[path] = leaf
+    order: list = []
+    _walk_order(tree, (), order)
+    ordered = {p: by_path[p] for p in order if p in by_path}
+    ordered.update((p, leaf) for p, leaf in by_path.items() if p not in ordered)
+    if not ordered:
+        raise PlanError(f"`{arg}`: the tree has no array leaves.")
+    return FlatTree(kind, ordered, kind == "variables")
+
+
+def rebuild(template, leaves: dict):
+    """A tree of the template's kind with the given leaves (`{path: array}`)."""
+    if _is_nnx_module(template):
+        from flax import nnx
+
+        graphdef, state, rest = nnx.split(template, (nnx.Param, nnx.BatchStat), ...)
+        return nnx.merge(graphdef, rebuild(state, leaves), rest)
+    pairs, treedef = jax.tree_util.tree_flatten_with_path(template)
+    return jax.tree_util.tree_unflatten(treedef, [leaves[_keypath(kp)] for kp, _ in pairs])
+
+
+def shape_dtype(leaf) -> tuple[tuple, np.dtype]:
+    return tuple(leaf.shape), np.dtype(leaf.dtype)
