@@ -1,0 +1,183 @@
+"""Saved agents: checkpoints written atomically with orbax, and greedy agents loaded from them.
+
+A saved run is a directory holding ``checkpoint/`` (``params``, ``target_params`` and ``opt_state``
+with a leading seed axis, written by orbax, which writes to a temporary directory and renames it) and
+``agent.json`` (environment, observation and action IDs, seeds and the config), written after the
+checkpoint and replaced atomically, so a directory with ``agent.json`` holds a complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jsurgery.rl.config import DQNConfig
+from jsurgery.rl.environments import IdEnv, make_env
+from jsurgery.rl.networks import QNetwork
+
+__all__ = ["Agent", "SavedRun", "load_agent", "load_run", "save_agent"]
+
+CHECKPOINT = "checkpoint"
+AGENT_JSON = "agent.json"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file in the same directory and a rename."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as file:
+            json.dump(data, file, indent=1)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def save_agent(
+    directory: str | os.PathLike,
+    config: DQNConfig,
+    env: IdEnv,
+    state: dict[str, Any],
+    seeds: tuple[int, ...] | None = None,
+) -> Path:
+    """Save trained agents (one per seed) under ``directory``.
+
+    Args:
+        directory: output directory, created if needed; an earlier save there is replaced.
+        config: the configuration they were trained with.
+        env: the environment view (observation and action IDs) they were trained on.
+        state: ``{"params", "target_params", "opt_state"}`` with a leading seed axis.
+        seeds: the integer seed of each row (default ``0 .. n-1``).
+
+    Returns:
+        The directory.
+    """
+    import orbax.checkpoint as ocp
+
+    directory = Path(directory).absolute()
+    directory.mkdir(parents=True, exist_ok=True)
+    num_seeds = int(jax.tree.leaves(state["params"])[0].shape[0])
+    seeds = tuple(range(num_seeds)) if seeds is None else tuple(int(s) for s in seeds)
+    if len(seeds) != num_seeds:
+        raise ValueError(f"`seeds`: {len(seeds)} seeds for a state holding {num_seeds}")
+    state = jax.device_get(state)
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(directory / CHECKPOINT, state, force=True)
+    write_json_atomic(
+        directory / AGENT_JSON,
+        {
+            "env_id": env.env_id,
+            "obs_ids": list(env.obs_ids),
+            "action_ids": list(env.action_ids),
+            "seeds": list(seeds),
+            "config": config.to_dict(),
+        },
+    )
+    return directory
+
+
+class SavedRun:
+    """A saved run: ``config``, ``env`` (with its IDs), ``seeds`` and the batched ``state``."""
+
+    def __init__(self, config: DQNConfig, env: IdEnv, seeds: tuple[int, ...], state: Any):
+        self.config, self.env, self.seeds, self.state = config, env, seeds, state
+
+    def row(self, seed: int) -> int:
+        if seed not in self.seeds:
+            raise ValueError(f"`seed`: {seed} was not saved here; saved seeds are {list(self.seeds)}")
+        return self.seeds.index(seed)
+
+
+def load_run(directory: str | os.PathLike) -> SavedRun:
+    """Everything :func:`save_agent` wrote, with ``state`` ready to pass back to training as ``init``."""
+    import orbax.checkpoint as ocp
+
+    from jsurgery.rl.dqn import make_optimizer
+
+    directory = Path(directory).absolute()
+    if not (directory / AGENT_JSON).exists():
+        raise FileNotFoundError(f"{directory}: no {AGENT_JSON}; expected a directory saved by save_agent")
+    info = json.loads((directory / AGENT_JSON).read_text())
+    config = DQNConfig.from_dict(info["config"])
+    env = make_env(info["env_id"], info["obs_ids"], info["action_ids"])
+    seeds = tuple(info["seeds"])
+
+    def one_seed():
+        network = QNetwork(hidden=config.hidden, num_actions=env.num_actions)
+        params = network.init(jax.random.PRNGKey(0), jnp.zeros((1, env.num_obs), jnp.float32))
+        opt_state = make_optimizer(config).init(params)
+        return {"params": params, "target_params": params, "opt_state": opt_state}
+
+    abstract = jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct((len(seeds), *leaf.shape), leaf.dtype),
+        jax.eval_shape(one_seed),
+    )
+    with ocp.StandardCheckpointer() as checkpointer:
+        state = checkpointer.restore(directory / CHECKPOINT, abstract)
+    return SavedRun(config, env, seeds, state)
+
+
+class Agent:
+    """A greedy agent acting on full environment observations with environment action indices.
+
+    Attributes:
+        params: the network's parameters (one seed).
+        network: the :class:`QNetwork`.
+        env: the environment view it was trained on (its ``obs_ids`` and ``action_ids``).
+        config: its training configuration.
+    """
+
+    def __init__(self, params: Any, env: IdEnv, config: DQNConfig):
+        self.params, self.env, self.config = params, env, config
+        self.network = QNetwork(hidden=config.hidden, num_actions=env.num_actions)
+        self._q = jax.jit(self.network.apply)
+
+    @property
+    def obs_ids(self) -> tuple[str, ...]:
+        return self.env.obs_ids
+
+    @property
+    def action_ids(self) -> tuple[str, ...]:
+        return self.env.action_ids
+
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        """Q-values ``(batch, len(action_ids))`` of full observations ``(batch, all features)``."""
+        obs = np.asarray(obs, np.float32)
+        width = len(self.env.all_obs_ids)
+        if obs.shape[-1] != width:
+            raise ValueError(
+                f"`obs`: expected full observations with {width} features "
+                f"{list(self.env.all_obs_ids)} on the last axis, got shape {obs.shape}"
+            )
+        return np.asarray(self._q(self.params, self.env.select_obs(obs)))
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Greedy environment actions for a batch (or one) of full observations.
+
+        Example:
+            >>> agent = load_agent("runs/cp")  # doctest: +SKIP
+            >>> agent.act(np.zeros((3, 4), np.float32))  # doctest: +SKIP
+            array([0, 0, 0], dtype=int32)
+        """
+        choice = np.argmax(self.q_values(obs), axis=-1)
+        return self.env.action_index[choice]
+
+
+def load_agent(directory: str | os.PathLike, seed: int = 0) -> Agent:
+    """The greedy agent of ``seed`` saved under ``directory`` (by ``jsurgery train`` or save_agent).
+
+    Its :meth:`Agent.act` takes full observations in the environment's own order and returns the
+    environment's own action indices, applying the agent's observation and action IDs itself.
+    """
+    run = load_run(directory)
+    row = run.row(seed)
+    params = jax.tree.map(lambda leaf: leaf[row], run.state["params"])
+    return Agent(params, run.env, run.config)
