@@ -28,6 +28,70 @@ def _family(kind: str) -> str:
     return kind
 
 
+def _fits(layer: Layer, width: int | None) -> bool:
+    if width is None:
+        return True
+    if layer.kind == "norm":
+        return layer.n_in == width
+    return layer.n_in == width or (width > 0 and layer.n_in % width == 0)
+
+
+def chain_ok(layers: list[Layer]) -> bool:
+    """True when each layer takes the units the previous one gives (or a flattened multiple)."""
+    width = None
+    for layer in layers:
+        if not _fits(layer, width):
+            return False
+        width = layer.n_out
+    return True
+
+
+def forward_order(layers: list[Layer], creation_order: bool) -> list[Layer]:
+    """Puts layers in forward order.
+
+    A tree that kept its creation order is trusted when its layers chain. Otherwise (a dict that
+    went through `jax.tree` and came back with sorted keys, an nnx.State) the numbered families
+    (`Dense_0, Dense_1, ...`; `LayerNorm_0, ...`) are merged so that each layer takes the units
+    the previous one gives, a norm layer going right after the layer whose units it normalises.
+    """
+    if creation_order and chain_ok(layers):
+        return layers
+    families: dict[str, list[Layer]] = {}
+    for layer in layers:
+        head, _, name = layer.path.rpartition("/")
+        stem = name.rstrip("0123456789").rstrip("_") if not name.isdigit() else ""
+        families.setdefault(f"{head}/{stem}", []).append(layer)
+    queues = list(families.values())
+    budget = [20000]
+
+    def search(pos: tuple, width, out: list):
+        if all(p == len(q) for p, q in zip(pos, queues)):
+            return out
+        budget[0] -= 1
+        if budget[0] < 0:
+            return None
+        heads = [(f, queues[f][p]) for f, p in enumerate(pos) if p < len(queues[f])]
+        fits = [(f, h) for f, h in heads if _fits(h, width)]
+        norm_first = width is not None
+        fits.sort(key=lambda fh: (fh[1].kind != "norm") == norm_first)
+        for f, h in fits:
+            nxt = tuple(p + (i == f) for i, p in enumerate(pos))
+            found = search(nxt, h.n_out, out + [h])
+            if found is not None:
+                return found
+        return None
+
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 4 * len(layers) + 100))
+    try:
+        found = search(tuple(0 for _ in queues), None, [])
+    finally:
+        sys.setrecursionlimit(limit)
+    return found if found is not None else layers
+
+
 def _sequential(old: list[Layer], new: list[Layer]) -> dict[str, str | None]:
     common = min(len(old), len(new))
     front = 0

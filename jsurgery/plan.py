@@ -9,7 +9,7 @@ import numpy as np
 
 from jsurgery import axes, ids, init, trees
 from jsurgery.errors import PlanError
-from jsurgery.match import Layer, match_layers
+from jsurgery.match import Layer, forward_order, match_layers
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,7 +140,7 @@ def _layers(flat: trees.FlatTree, arg: str, order: Sequence | None) -> list[Laye
         kind = axes.layer_kind(lname, shapes)
         n_in, n_out = axes.in_out_sizes(kind, shapes)
         out.append(Layer(lname, kind, leaves, n_in, n_out))
-    return out
+    return out if order is not None else forward_order(out, flat.creation_order)
 
 
 def _summary(src: np.ndarray, n_old: int, how: str) -> str:

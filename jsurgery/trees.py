@@ -26,6 +26,7 @@ class FlatTree:
     kind: str  # "variables", "params", "nnx_state", "nnx_module"
     leaves: dict  # path tuple -> array, in forward order
     has_collections: bool
+    creation_order: bool = True  # False when the key order carries no creation order (sorted)
 
     def split(self, path: tuple) -> tuple[str, tuple, str]:
         """(collection, layer path, leaf name) of a full path."""
@@ -87,12 +88,28 @@ def natural_order(keys: list) -> list:
     return out
 
 
-def _walk_order(node, prefix: tuple, out: list) -> None:
+def _walk_order(node, prefix: tuple, out: list, sorted_levels: list) -> None:
     if isinstance(node, Mapping):
-        for k in natural_order(list(node.keys())):
-            _walk_order(node[k], prefix + (k,), out)
+        keys = list(node.keys())
+        if len(keys) > 1:
+            sorted_levels.append(keys == sorted(keys, key=str))
+        for k in natural_order(keys):
+            _walk_order(node[k], prefix + (k,), out, sorted_levels)
     else:
         out.append(prefix)
+
+
+def _module_order(module, prefix: str, out: list) -> None:
+    """Leaf paths (as strings) of an NNX module in attribute definition order."""
+    from flax import nnx
+
+    items = [(k, v) for k, v in vars(module).items() if not k.startswith("_")]
+    for k, v in items:
+        path = f"{prefix}/{k}" if prefix else str(k)
+        if isinstance(v, nnx.Module):
+            _module_order(v, path, out)
+        elif isinstance(v, nnx.Variable):
+            out.append(path)
 
 
 def _nnx_state(module):
@@ -107,7 +124,10 @@ def flatten(tree, arg: str) -> FlatTree:
     Raises:
         PlanError: for a tree or leaf kind that is not supported.
     """
+    module_order = None
     if _is_nnx_module(tree):
+        module_order = []
+        _module_order(tree, "", module_order)
         kind, tree = "nnx_module", _nnx_state(tree)
     elif _is_nnx_state(tree):
         kind = "nnx_state"
@@ -129,12 +149,20 @@ def flatten(tree, arg: str) -> FlatTree:
             )
         by_path[path] = leaf
     order: list = []
-    _walk_order(tree, (), order)
+    sorted_levels: list = []
+    _walk_order(tree, (), order, sorted_levels)
+    if kind == "variables":
+        sorted_levels = sorted_levels[1:]  # the collections level says nothing about layers
+    creation = kind not in ("nnx_state",) and not all(sorted_levels)
+    if module_order is not None:
+        rank = {p: i for i, p in enumerate(module_order)}
+        order.sort(key=lambda p: rank.get(path_str(p), len(rank)))
+        creation = True
     ordered = {p: by_path[p] for p in order if p in by_path}
     ordered.update((p, leaf) for p, leaf in by_path.items() if p not in ordered)
     if not ordered:
         raise PlanError(f"`{arg}`: the tree has no array leaves.")
-    return FlatTree(kind, ordered, kind == "variables")
+    return FlatTree(kind, ordered, kind == "variables", creation)
 
 
 def rebuild(template, leaves: dict):
