@@ -180,8 +180,11 @@ class EnvState(environment.EnvState):
     angle: jax.Array
     angular_velocity: jax.Array
     leg_open: jax.Array  # (2,) joint deflection from the rest limit, in [0, LEG_TRAVEL]
-    leg_contact: jax.Array  # (2,) bool
-    impulse: jax.Array  # (8, 2) normal and friction impulses of the leg corners, warm start
+    leg_contact: jax.Array  # (2,) bool, the reference's `ground_contact` flags
+    leg_touch: jax.Array  # (2, CHUNKS - 1) bool, leg near each terrain segment at this pose
+    leg_seen: jax.Array  # (2, CHUNKS - 1) bool, the same one step earlier
+    hull_touch: jax.Array  # bool, hull within the contact radius of the terrain at this pose
+    impulse: jax.Array  # (4, 2) normal and friction impulses of the feet, warm start
     terrain_y: jax.Array  # (11,)
     prev_shaping: jax.Array
     sleep_time: jax.Array
@@ -254,20 +257,62 @@ def _engine_impulse(state: EnvState, action, dispersion):
     return dv, dw, main.astype(jnp.float32), lateral.astype(jnp.float32)
 
 
-def _leg_points(state: EnvState, pos, angle):
-    """World leg corners (8, 2), their arms from the joint (8, 2), and the joint (2,)."""
-    com = _com_offset(state.leg_open)
-    legs = _leg_centres(state.leg_open, jnp)  # (2, 2) hull frame
-    rel = _leg_angles(state.leg_open, jnp)
-    local = legs[:, None, :] + _rotate(rel[:, None], jnp.asarray(_CORNERS)[None])  # (2, 4, 2)
-    local = local.reshape(8, 2)
+def _leg_frames(leg_open, pos, angle):
+    """Joint (hull origin) position, leg centres (2, 2) and leg angles (2,) in the world."""
+    com = _com_offset(leg_open)
     joint = pos - _rotate(angle, com)
-    world = joint + _rotate(angle, local)
-    return world, world - joint, joint
+    centres = joint + _rotate(angle, _leg_centres(leg_open, jnp))
+    return joint, centres, angle + _leg_angles(leg_open, jnp)
 
 
-def physics_step(state: EnvState, action, dispersion, iterations: int = 8):
+def _leg_corners(centres, leg_angles):
+    """World corners of both leg boxes, (2, 4, 2)."""
+    return centres[:, None, :] + _rotate(leg_angles[:, None], jnp.asarray(_CORNERS)[None])
+
+
+def _leg_touching(terrain_y, centres, leg_angles):
+    """Which terrain segments each leg box is within the contact radius of, (2, CHUNKS - 1)."""
+    corners = _leg_corners(centres, leg_angles)  # (2, 4, 2)
+    xs = jnp.arange(CHUNKS, dtype=jnp.float32) * CHUNK_W
+    verts = jnp.stack([xs, terrain_y], -1)  # (11, 2)
+    a, d = verts[:-1], verts[1:] - verts[:-1]  # (10, 2)
+    rel = corners[:, :, None, :] - a  # (2, 4, 10, 2)
+    t = jnp.sum(rel * d, -1) / jnp.sum(d * d, -1)
+    within = (t > 0.0) & (t < 1.0)
+    closest = rel - jnp.clip(t, 0.0, 1.0)[..., None] * d
+    dist = jnp.sqrt(jnp.sum(closest * closest, -1))
+    below = within & (_cross(d, rel) < 0.0)  # under the segment's line
+    corner_hit = ((dist < CONTACT_RADIUS) | below).any(1)  # (2, 10)
+    local = _rotate(-leg_angles[:, None], verts[None] - centres[:, None, :])  # (2, 11, 2)
+    half = jnp.asarray(_CORNERS[2])
+    out = jnp.maximum(jnp.abs(local) - half, 0.0)
+    vertex_hit = jnp.sum(out * out, -1) < CONTACT_RADIUS**2  # (2, 11)
+    return corner_hit | vertex_hit[:, :-1] | vertex_hit[:, 1:]
+
+
+def _hull_gap(terrain_y, joint, angle):
+    """Smallest distance between the hull polygon and the terrain (negative: overlap)."""
+    poly = jnp.asarray(HULL_POLY / SCALE, jnp.float32)
+    sep, _ = _separation(terrain_y, joint + _rotate(angle, poly))
+    xs = jnp.arange(CHUNKS, dtype=jnp.float32) * CHUNK_W
+    local = _rotate(-angle, jnp.stack([xs, terrain_y], -1) - joint)  # (11, 2) hull frame
+    edge = jnp.roll(poly, -1, axis=0) - poly
+    outward = jnp.stack([edge[:, 1], -edge[:, 0]], -1) / jnp.linalg.norm(edge, axis=-1)[:, None]
+    dist = jnp.sum((local[:, None, :] - poly[None]) * outward, -1)  # counter-clockwise polygon
+    return jnp.minimum(jnp.min(sep), jnp.min(jnp.max(dist, axis=-1)))
+
+
+# The two bottom corners of each leg carry the contact forces.
+_FEET = np.array([0, 1, 4, 5])
+_FOOT_LEG = np.array([0, 0, 1, 1])
+
+
+def physics_step(state: EnvState, action, dispersion, iterations: int = 6):
     """Advance the lander by one 1/50 s step.
+
+    Contact events follow Box2D's timing: contacts found at the start of a step (from the pose the
+    previous step ended in) are reported after it, and a hull that sweeps into the ground within
+    a step (Box2D's time-of-impact event) is reported at once.
 
     Args:
       state: current state.
@@ -276,64 +321,62 @@ def physics_step(state: EnvState, action, dispersion, iterations: int = 8):
       iterations: contact solver iterations.
 
     Returns:
-      The new state (contacts and sleep timer updated), the crash flag, and the engine powers
-      (main, side) spent.
+      The new state, the crash flag, and the main and side engine powers spent.
     """
     dv, dw, m_power, s_power = _engine_impulse(state, action, dispersion)
     vel = state.vel + dv + jnp.array([0.0, GRAVITY * DT], jnp.float32)
     omega = state.angular_velocity + dw
 
-    # Contacts of the leg corners, from the pose at the start of the step.
-    points, arm_joint, joint = _leg_points(state, state.pos, state.angle)
-    sep, normal = _separation(state.terrain_y, points)
+    # Foot contacts, from the pose at the start of the step.
+    joint, centres, leg_angles = _leg_frames(state.leg_open, state.pos, state.angle)
+    feet = _leg_corners(centres, leg_angles).reshape(8, 2)[_FEET]
+    sep, normal = _separation(state.terrain_y, feet)
     tangent = jnp.stack([normal[:, 1], -normal[:, 0]], axis=-1)
-    arm = points - state.pos
+    arm = feet - state.pos
     rn, rt = _cross(arm, normal), _cross(arm, tangent)
     k_n = 1.0 / (1.0 / _M + rn * rn / _I)
     k_t = 1.0 / (1.0 / _M + rt * rt / _I)
-    open_sign = jnp.repeat(-LEG_SIDE.astype(np.float32), 4)  # d(leg angle)/d(leg_open)
-    lever = open_sign * _cross(arm_joint, normal)  # d(separation)/d(leg_open)
-    closing = jnp.repeat(state.leg_open > 0.0, 4)
-    motor = jnp.where(closing, -LEG_MOTOR_SPEED * lever, 0.0)  # foot speed of a closing leg
-    room = jnp.repeat(state.leg_open < LEG_TRAVEL, 4)
+    open_sign = -LEG_SIDE[_FOOT_LEG].astype(np.float32)  # d(leg angle) / d(leg_open)
+    lever = open_sign * _cross(feet - joint, normal)  # d(separation) / d(leg_open)
+    opened = state.leg_open[_FOOT_LEG] > 0.0
+    motor = jnp.where(opened, -LEG_MOTOR_SPEED * lever, 0.0)  # foot speed of a closing leg
+    room = state.leg_open[_FOOT_LEG] < LEG_TRAVEL
     cost = jnp.where(room, jnp.maximum(lever, 0.0), 0.0)  # motor torque per unit impulse
     budget = LEG_MOTOR_TORQUE * DT
-    # Speculative contacts: a corner may close the gap to the contact radius within the step.
-    gap = jnp.maximum(sep - CONTACT_RADIUS, 0.0) / DT
+    gap = jnp.maximum(sep - CONTACT_RADIUS, 0.0) / DT  # speculative: may close the gap this step
     near = sep < CONTACT_RADIUS + 0.5
-    impulse = jnp.where((sep < CONTACT_RADIUS)[:, None], state.impulse, 0.0)
+    lam = jnp.where((sep < CONTACT_RADIUS)[:, None], state.impulse, 0.0)
+    warm = lam[:, :1] * normal + lam[:, 1:] * tangent
+    vel = vel + warm.sum(0) / _M
+    omega = omega + _cross(arm, warm).sum() / _I
+    perp = jnp.stack([-arm[:, 1], arm[:, 0]], axis=-1)
 
-    # Warm start.
-    lam = impulse
-    p_all = lam[:, :1] * normal + lam[:, 1:] * tangent
-    vel = vel + p_all.sum(0) / _M
-    omega = omega + _cross(arm, p_all).sum() / _I
-
-    def body(_, carry):
-        vel, omega, lam = carry
-        for i in range(8):
-            leg = slice(0, 4) if i < 4 else slice(4, 8)
-            pv = vel + omega * jnp.stack([-arm[i, 1], arm[i, 0]])
+    def solve(_, carry):
+        vel, omega, lam_n, lam_t = carry
+        for i in range(4):
+            other = i ^ 1  # the other foot of the same leg
+            pv = vel + omega * perp[i]
             vn = pv @ normal[i] + motor[i]
-            new = jnp.maximum(lam[i, 0] - k_n[i] * (vn + gap[i]), 0.0)
-            used = (lam[leg, 0] * cost[leg]).sum() - lam[i, 0] * cost[i]
-            cap = jnp.where(cost[i] > 1e-6, jnp.maximum(budget - used, 0.0) / jnp.maximum(cost[i], 1e-6), jnp.inf)
-            new = jnp.where(near[i], jnp.minimum(new, cap), 0.0)
-            dn = new - lam[i, 0]
-            pv = pv + dn * normal[i] / _M + dn * rn[i] / _I * jnp.stack([-arm[i, 1], arm[i, 0]])
-            vt = pv @ tangent[i]
+            new = jnp.maximum(lam_n[i] - k_n[i] * (vn + gap[i]), 0.0)
+            left = jnp.maximum(budget - lam_n[other] * cost[other], 0.0)
+            new = jnp.where(cost[i] > 1e-6, jnp.minimum(new, left / jnp.maximum(cost[i], 1e-6)), new)
+            new = jnp.where(near[i], new, 0.0)
+            dn = new - lam_n[i]
+            pv = pv + dn * (normal[i] / _M + rn[i] / _I * perp[i])
             limit = LEG_FRICTION * new
-            newt = jnp.clip(lam[i, 1] - k_t[i] * vt, -limit, limit)
-            dt_ = newt - lam[i, 1]
-            p = dn * normal[i] + dt_ * tangent[i]
+            new_t = jnp.clip(lam_t[i] - k_t[i] * (pv @ tangent[i]), -limit, limit)
+            p = dn * normal[i] + (new_t - lam_t[i]) * tangent[i]
             vel = vel + p / _M
             omega = omega + _cross(arm[i], p) / _I
-            lam = lam.at[i].set(jnp.stack([new, newt]))
-        return vel, omega, lam
+            lam_n = lam_n.at[i].set(new)
+            lam_t = lam_t.at[i].set(new_t)
+        return vel, omega, lam_n, lam_t
 
-    vel, omega, lam = jax.lax.fori_loop(0, iterations, body, (vel, omega, lam))
+    vel, omega, lam_n, lam_t = jax.lax.fori_loop(
+        0, iterations, solve, (vel, omega, lam[:, 0], lam[:, 1])
+    )
 
-    used = (lam[:, 0] * cost).reshape(2, 4).sum(1)
+    used = (lam_n * cost).reshape(2, 2).sum(1)
     yielding = (used >= budget * (1.0 - 1e-4)) & (state.leg_open < LEG_TRAVEL)
     leg_rate = jnp.where(yielding, 0.0, jnp.where(state.leg_open > 0.0, -LEG_MOTOR_SPEED, 0.0))
 
@@ -341,31 +384,47 @@ def physics_step(state: EnvState, action, dispersion, iterations: int = 8):
     pos = state.pos + vel * DT
     angle = state.angle + omega * DT
     leg_open = jnp.maximum(state.leg_open + leg_rate * DT, 0.0)
-    pv = vel + omega * jnp.stack([-arm[:, 1], arm[:, 0]], axis=-1)
-    sep_end = sep + DT * (jnp.sum(pv * normal, -1) + jnp.repeat(leg_rate, 4) * lever)
-    sep_end = sep_end - jnp.repeat(leg_open - state.leg_open - leg_rate * DT, 4) * lever
+    moved = leg_open - state.leg_open
+    sep_end = sep + DT * jnp.sum((vel + omega * perp) * normal, -1) + moved[_FOOT_LEG] * lever
     need = jnp.where(
-        (lever > 1e-3) & near, jnp.maximum(CONTACT_RADIUS - LINEAR_SLOP - sep_end, 0.0) / jnp.maximum(lever, 1e-3), 0.0
+        (lever > 1e-3) & near,
+        jnp.maximum(CONTACT_RADIUS - LINEAR_SLOP - sep_end, 0.0) / jnp.maximum(lever, 1e-3),
+        0.0,
     )
-    opening = jnp.where(yielding, need.reshape(2, 4).max(1), 0.0)
+    opening = jnp.where(yielding, need.reshape(2, 2).max(1), 0.0)
     opening = jnp.minimum(opening, LEG_TRAVEL - leg_open)
     leg_open = leg_open + opening
-    sep_end = sep_end + jnp.repeat(opening, 4) * lever
+    sep_end = sep_end + opening[_FOOT_LEG] * lever
     dpos = jnp.zeros(2, jnp.float32)
     dang = jnp.zeros((), jnp.float32)
-    for _ in range(4):
-        for i in range(8):
+    for _ in range(3):
+        for i in range(4):
             s = sep_end[i] + dpos @ normal[i] + dang * rn[i]
-            c = jnp.clip(BAUMGARTE * (s - CONTACT_RADIUS + LINEAR_SLOP), -MAX_LINEAR_CORRECTION, 0.0)
-            c = jnp.where(near[i], c, 0.0)
-            p = -c * k_n[i]
-            dpos = dpos + p * normal[i] / _M
-            dang = dang + p * rn[i] / _I
+            c = BAUMGARTE * (s - CONTACT_RADIUS + LINEAR_SLOP)
+            c = jnp.where(near[i], jnp.clip(c, -MAX_LINEAR_CORRECTION, 0.0), 0.0)
+            dpos = dpos - c * k_n[i] * normal[i] / _M
+            dang = dang - c * k_n[i] * rn[i] / _I
     pos = pos + dpos
     angle = angle + dang
-    sep_end = sep_end + normal @ dpos + dang * rn
-    leg_contact = (sep_end < CONTACT_RADIUS).reshape(2, 4).any(1)
 
+    # Contact events, Box2D style: begin/end per terrain segment, the last event sets the flag.
+    began = (state.leg_touch & ~state.leg_seen).any(1)
+    ended = (state.leg_seen & ~state.leg_touch).any(1)
+    leg_contact = jnp.where(ended, False, jnp.where(began, True, state.leg_contact))
+    joint, centres, leg_angles = _leg_frames(leg_open, pos, angle)
+    hull_gap = _hull_gap(state.terrain_y, joint, angle)
+    crashed = state.hull_touch | (hull_gap < LINEAR_SLOP)
+
+    # Box2D's sleep rule over the island of hull and legs.
+    leg_arm = centres - pos
+    leg_vel = vel + omega * jnp.stack([-leg_arm[:, 1], leg_arm[:, 0]], axis=-1)
+    still = (
+        (jnp.sum(vel * vel) <= SLEEP_LINEAR**2)
+        & jnp.all(jnp.sum(leg_vel * leg_vel, -1) <= SLEEP_LINEAR**2)
+        & (omega * omega <= SLEEP_ANGULAR**2)
+        & jnp.all(leg_rate == 0.0)
+        & jnp.all(opening == 0.0)
+    )
     new = state.replace(
         pos=pos,
         vel=vel,
@@ -373,41 +432,13 @@ def physics_step(state: EnvState, action, dispersion, iterations: int = 8):
         angular_velocity=omega,
         leg_open=leg_open,
         leg_contact=leg_contact,
-        impulse=lam,
+        leg_touch=_leg_touching(state.terrain_y, centres, leg_angles),
+        leg_seen=state.leg_touch,
+        hull_touch=hull_gap < CONTACT_RADIUS,
+        impulse=jnp.stack([lam_n, lam_t], -1),
+        sleep_time=jnp.where(still, state.sleep_time + DT, 0.0),
     )
-    crashed = _hull_touches(new)
-
-    # Box2D's sleep rule over the island of hull and legs.
-    com = _com_offset(leg_open)
-    leg_arm = _rotate(angle, _leg_centres(leg_open, jnp) - com)
-    leg_vel = vel + omega * jnp.stack([-leg_arm[:, 1], leg_arm[:, 0]], axis=-1)
-    still = (
-        (jnp.sum(vel * vel) <= SLEEP_LINEAR**2)
-        & jnp.all(jnp.sum(leg_vel * leg_vel, -1) <= SLEEP_LINEAR**2)
-        & (omega * omega <= SLEEP_ANGULAR**2)
-        & jnp.all(leg_rate == 0.0)
-        & (opening.max() == 0.0)
-    )
-    sleep_time = jnp.where(still, state.sleep_time + DT, 0.0)
-    return new.replace(sleep_time=sleep_time), crashed, m_power, s_power
-
-
-def _hull_touches(state: EnvState):
-    """Whether the hull polygon is within the contact radius of the terrain."""
-    origin, _ = _hull_pose(state)
-    verts = origin + _rotate(state.angle, jnp.asarray(HULL_POLY / SCALE, jnp.float32))
-    sep, _ = _separation(state.terrain_y, verts)
-    vertex_hit = jnp.any(sep < CONTACT_RADIUS)
-    # Terrain vertices poking into the hull between its vertices.
-    tx = jnp.arange(CHUNKS, dtype=jnp.float32) * CHUNK_W
-    tv = jnp.stack([tx, state.terrain_y], -1) - origin
-    local = _rotate(-state.angle, tv)  # (11, 2) in the hull frame
-    poly = jnp.asarray(HULL_POLY / SCALE, jnp.float32)
-    edge = jnp.roll(poly, -1, axis=0) - poly
-    outward = jnp.stack([edge[:, 1], -edge[:, 0]], -1) / jnp.linalg.norm(edge, axis=-1)[:, None]
-    dist = jnp.einsum("ved,ed->ve", local[:, None, :] - poly[None], outward)  # counter-clockwise
-    inside = jnp.max(dist, axis=-1) < CONTACT_RADIUS
-    return vertex_hit | jnp.any(inside)
+    return new, crashed, m_power, s_power
 
 
 class LunarLander(environment.Environment[EnvState, EnvParams]):
@@ -424,7 +455,7 @@ class LunarLander(environment.Environment[EnvState, EnvParams]):
       (8,)
     """
 
-    def __init__(self, solver_iterations: int = 8):
+    def __init__(self, solver_iterations: int = 6):
         super().__init__()
         self.solver_iterations = solver_iterations
         self.obs_shape = (8,)
@@ -507,7 +538,10 @@ class LunarLander(environment.Environment[EnvState, EnvParams]):
             angular_velocity=jnp.zeros((), jnp.float32),
             leg_open=jnp.full((2,), LEG_OPEN_AFTER_RESET, jnp.float32),
             leg_contact=jnp.zeros((2,), bool),
-            impulse=jnp.zeros((8, 2), jnp.float32),
+            leg_touch=jnp.zeros((2, CHUNKS - 1), bool),
+            leg_seen=jnp.zeros((2, CHUNKS - 1), bool),
+            hull_touch=jnp.zeros((), bool),
+            impulse=jnp.zeros((4, 2), jnp.float32),
             terrain_y=terrain_y,
             prev_shaping=jnp.zeros((), jnp.float32),
             sleep_time=jnp.zeros((), jnp.float32),
@@ -546,7 +580,10 @@ class LunarLander(environment.Environment[EnvState, EnvParams]):
             angular_velocity=omega,
             leg_open=leg_open,
             leg_contact=jnp.zeros((2,), bool),
-            impulse=jnp.zeros((8, 2), jnp.float32),
+            leg_touch=jnp.zeros((2, CHUNKS - 1), bool),
+            leg_seen=jnp.zeros((2, CHUNKS - 1), bool),
+            hull_touch=jnp.zeros((), bool),
+            impulse=jnp.zeros((4, 2), jnp.float32),
             terrain_y=jnp.asarray(terrain_y, jnp.float32),
             prev_shaping=jnp.zeros((), jnp.float32),
             sleep_time=jnp.zeros((), jnp.float32),
