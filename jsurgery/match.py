@@ -46,13 +46,20 @@ def chain_ok(layers: list[Layer]) -> bool:
     return True
 
 
-def forward_order(layers: list[Layer], creation_order: bool) -> list[Layer]:
+def forward_order(
+    layers: list[Layer],
+    creation_order: bool,
+    n_inputs: int | None = None,
+    n_outputs: int | None = None,
+) -> list[Layer]:
     """Puts layers in forward order.
 
     A tree that kept its creation order is trusted when its layers chain. Otherwise (a dict that
     went through `jax.tree` and came back with sorted keys, an nnx.State) the numbered families
     (`Dense_0, Dense_1, ...`; `LayerNorm_0, ...`) are merged so that each layer takes the units
-    the previous one gives, a norm layer going right after the layer whose units it normalises.
+    the previous one gives, a norm layer going right after the layer whose units it normalises,
+    the first layer taking `n_inputs` (a multiple of) and the last giving `n_outputs` when known;
+    a chain starts with a layer numbered 0 when it can.
     """
     if creation_order and chain_ok(layers):
         return layers
@@ -66,14 +73,19 @@ def forward_order(layers: list[Layer], creation_order: bool) -> list[Layer]:
 
     def search(pos: tuple, width, out: list):
         if all(p == len(q) for p, q in zip(pos, queues)):
+            last = [lay for lay in out if lay.kind != "norm"]
+            if n_outputs is not None and last and last[-1].n_out != n_outputs:
+                return None
             return out
         budget[0] -= 1
         if budget[0] < 0:
             return None
         heads = [(f, queues[f][p]) for f, p in enumerate(pos) if p < len(queues[f])]
-        fits = [(f, h) for f, h in heads if _fits(h, width)]
-        norm_first = width is not None
-        fits.sort(key=lambda fh: (fh[1].kind != "norm") == norm_first)
+        fits = [(f, h) for f, h in heads if _fits(h, width if width is not None else n_inputs)]
+        if width is None:
+            fits.sort(key=lambda fh: (fh[1].kind == "norm", not fh[1].path.endswith("0")))
+        else:
+            fits.sort(key=lambda fh: fh[1].kind != "norm")
         for f, h in fits:
             nxt = tuple(p + (i == f) for i, p in enumerate(pos))
             found = search(nxt, h.n_out, out + [h])

@@ -118,7 +118,8 @@ class _Stream:
     share: np.ndarray | None = None  # Net2Net: 1/copies per position
 
 
-def _layers(flat: trees.FlatTree, arg: str, order: Sequence | None) -> list[Layer]:
+def _layers(flat: trees.FlatTree, arg: str, order: Sequence | None, n_inputs: int | None,
+            n_outputs: int | None) -> list[Layer]:
     groups: dict[str, dict] = {}
     for i, (path, leaf) in enumerate(flat.leaves.items()):
         _, layer, name = flat.split(path)
@@ -140,7 +141,9 @@ def _layers(flat: trees.FlatTree, arg: str, order: Sequence | None) -> list[Laye
         kind = axes.layer_kind(lname, shapes)
         n_in, n_out = axes.in_out_sizes(kind, shapes)
         out.append(Layer(lname, kind, leaves, n_in, n_out))
-    return out if order is not None else forward_order(out, flat.creation_order)
+    if order is not None:
+        return out
+    return forward_order(out, flat.creation_order, n_inputs, n_outputs)
 
 
 def _summary(src: np.ndarray, n_old: int, how: str) -> str:
@@ -270,8 +273,14 @@ def make_plan(
         init.check_choice("new_outputs", new_outputs, init.NEW_OUTPUTS)
     old_flat = trees.flatten(old, "old")
     new_flat = trees.flatten(new_template, "new_template")
-    old_layers = _layers(old_flat, "old", order)
-    new_layers_ = _layers(new_flat, "new_template", order)
+    sizes = [None, None, None, None]
+    for k, pair in ((0, inputs), (2, outputs)):
+        if isinstance(pair, (tuple, list)) and len(pair) == 2:
+            for j in (0, 1):
+                if isinstance(pair[j], (Sequence, np.ndarray)) and not isinstance(pair[j], str):
+                    sizes[k + j] = len(pair[j]) or None
+    old_layers = _layers(old_flat, "old", order, sizes[0], sizes[2])
+    new_layers_ = _layers(new_flat, "new_template", order, sizes[1], sizes[3])
     layer_map, how = match_layers(old_layers, new_layers_, layers)
     explicit_new = {
         (k if isinstance(k, str) else "/".join(map(str, k)))

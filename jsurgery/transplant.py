@@ -208,7 +208,10 @@ def transplant_state(
         if _params_like(old, old_paths) and _params_like(new, new_paths):
             moments = any(str(k) in moment_keys for k in keys)
             out.append(_run(old, new, plan, "moments" if moments else "params"))
-        elif hasattr(old, "shape") and trees.shape_dtype(old) == trees.shape_dtype(new):
+        elif hasattr(old, "shape") and hasattr(new, "shape"):
+            same = trees.shape_dtype(old) == trees.shape_dtype(new)
+            out.append(old if same else new)
+        elif type(old) is type(new) and not hasattr(new, "shape"):
             out.append(old)
         else:
             out.append(new)

@@ -78,7 +78,7 @@ class NnxMLP(nnx.Module):
 def init(model: nn.Module, n_in, seed: int, batch_stats: bool = False):
     """Linen variables; for BatchNorm models the running statistics are randomised."""
     shape = (1, *n_in) if isinstance(n_in, tuple) else (1, n_in)
-    variables = model.init(jax.random.key(seed), jnp.ones(shape, jnp.float32))
+    variables = jax.jit(model.init)(jax.random.key(seed), jnp.ones(shape, jnp.float32))
     if batch_stats and "batch_stats" in variables:
         leaves, treedef = jax.tree.flatten(variables["batch_stats"])
         keys = jax.random.split(jax.random.key(seed + 100), len(leaves))
@@ -90,6 +90,11 @@ def init(model: nn.Module, n_in, seed: int, batch_stats: bool = False):
         )
         variables = {**variables, "params": params}
     return variables
+
+
+def apply_fn(model: nn.Module):
+    """A jitted `model.apply` (one compile per model instead of one per eager op)."""
+    return jax.jit(model.apply)
 
 
 def randomise_biases(variables, seed: int):

@@ -1,0 +1,77 @@
+"""The same plan applied to optax state, target params and a flax TrainState."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training import train_state
+from surgery_models import MLP, init
+
+import jsurgery
+
+IN4 = ["x", "x_dot", "theta", "theta_dot"]
+
+
+def _setup():
+    old_m, new_m = MLP((4,), 2), MLP((8,), 3)
+    old = init(old_m, 2, 0)["params"]
+    new = init(new_m, 4, 1)["params"]
+    plan = jsurgery.make_plan(
+        old, new, inputs=(["x_dot", "theta"], IN4), outputs=(["l", "r"], ["l", "r", "n"]),
+        **jsurgery.PRESERVING,
+    )
+    tx = optax.adam(1e-3)
+    opt = tx.init(old)
+    grads = jax.tree.map(jnp.ones_like, old)
+    with jax.numpy_dtype_promotion("standard"):  # optax's bias correction mixes int and float
+        for _ in range(3):
+            _, opt = tx.update(grads, opt, old)
+    return old_m, new_m, old, new, plan, tx, opt
+
+
+def test_adam_moments_move_with_params_and_count_is_kept():
+    _, _, old, new, plan, tx, opt = _setup()
+    new_opt = jsurgery.transplant_state(opt, tx.init(new), plan)
+    adam = new_opt[0]
+    assert int(adam.count) == 3
+    mu_old, mu = opt[0].mu["Dense_0"]["kernel"], adam.mu["Dense_0"]["kernel"]
+    assert mu.shape == (4, 8)
+    np.testing.assert_allclose(mu[1:3, :4], mu_old)
+    np.testing.assert_array_equal(mu[[0, 3], :], 0.0)  # new inputs
+    np.testing.assert_array_equal(mu[:, 4:], 0.0)  # Net2Net copies start at zero
+    np.testing.assert_array_equal(adam.nu["Dense_1"]["bias"][2], 0.0)
+    np.testing.assert_allclose(adam.nu["Dense_1"]["bias"][:2], opt[0].nu["Dense_1"]["bias"])
+
+
+def test_train_state_and_target_params_in_one_call():
+    old_m, new_m, old, new, plan, tx, opt = _setup()
+    old_state = {
+        "train": train_state.TrainState(step=7, apply_fn=old_m.apply, params=old, tx=tx,
+                                        opt_state=opt),
+        "target_params": jax.tree.map(lambda x: x * 0.5, old),
+        "epsilon": jnp.float32(0.3),
+    }
+    fresh = {
+        "train": train_state.TrainState.create(apply_fn=new_m.apply, params=new, tx=tx),
+        "target_params": new,
+        "epsilon": jnp.float32(1.0),
+    }
+    out = jsurgery.transplant_state(old_state, fresh, plan)
+    assert out["train"].step == 7 and out["train"].apply_fn == new_m.apply
+    np.testing.assert_allclose(out["train"].params["Dense_0"]["kernel"],
+                               jsurgery.transplant(old, new, plan)["Dense_0"]["kernel"])
+    np.testing.assert_allclose(
+        out["target_params"]["Dense_0"]["kernel"][1:3, :4],
+        0.5 * old["Dense_0"]["kernel"],
+    )
+    assert int(out["train"].opt_state[0].count) == 3
+    assert float(out["epsilon"]) == np.float32(0.3)
+    x = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
+    y_old = old_m.apply({"params": old}, x)
+    y_new = new_m.apply({"params": out["train"].params}, plan.embed_inputs(x))
+    np.testing.assert_allclose(y_new[:, :2], y_old, atol=1e-5)
+    # the new state trains
+    grads = jax.tree.map(jnp.ones_like, out["train"].params)
+    with jax.numpy_dtype_promotion("standard"):
+        stepped = out["train"].apply_gradients(grads=grads)
+    assert stepped.step == 8
