@@ -180,6 +180,7 @@ class EnvState(environment.EnvState):
     angle: jax.Array
     angular_velocity: jax.Array
     leg_open: jax.Array  # (2,) joint deflection from the rest limit, in [0, LEG_TRAVEL]
+    leg_rate: jax.Array  # (2,) its rate over the last step
     leg_contact: jax.Array  # (2,) bool, the reference's `ground_contact` flags
     leg_touch: jax.Array  # (2, CHUNKS - 1) bool, leg near each terrain segment at this pose
     leg_seen: jax.Array  # (2, CHUNKS - 1) bool, the same one step earlier
@@ -202,7 +203,11 @@ def _hull_pose(state: EnvState):
     com = _com_offset(state.leg_open)
     origin = state.pos - _rotate(state.angle, com)
     arm = _rotate(state.angle, jnp.asarray(_HULL_C) - com)
-    vel = state.vel + state.angular_velocity * jnp.stack([-arm[1], arm[0]])
+    # Legs swinging about their joints move the hull the other way (momentum is conserved).
+    legs = _leg_centres(state.leg_open, jnp)
+    swing = (-LEG_SIDE * state.leg_rate)[:, None] * jnp.stack([-legs[:, 1], legs[:, 0]], -1)
+    drift = _rotate(state.angle, MASS["leg_mass"] / _M * swing.sum(0))
+    vel = state.vel + state.angular_velocity * jnp.stack([-arm[1], arm[0]]) - drift
     return origin, vel
 
 
@@ -431,6 +436,7 @@ def physics_step(state: EnvState, action, dispersion, iterations: int = 6):
         angle=angle,
         angular_velocity=omega,
         leg_open=leg_open,
+        leg_rate=(leg_open - state.leg_open) / DT,
         leg_contact=leg_contact,
         leg_touch=_leg_touching(state.terrain_y, centres, leg_angles),
         leg_seen=state.leg_touch,
@@ -537,6 +543,7 @@ class LunarLander(environment.Environment[EnvState, EnvParams]):
             angle=jnp.zeros((), jnp.float32),
             angular_velocity=jnp.zeros((), jnp.float32),
             leg_open=jnp.full((2,), LEG_OPEN_AFTER_RESET, jnp.float32),
+            leg_rate=jnp.zeros((2,), jnp.float32),
             leg_contact=jnp.zeros((2,), bool),
             leg_touch=jnp.zeros((2, CHUNKS - 1), bool),
             leg_seen=jnp.zeros((2, CHUNKS - 1), bool),
@@ -579,6 +586,7 @@ class LunarLander(environment.Environment[EnvState, EnvParams]):
             angle=angle,
             angular_velocity=omega,
             leg_open=leg_open,
+            leg_rate=jnp.zeros((2,), jnp.float32),
             leg_contact=jnp.zeros((2,), bool),
             leg_touch=jnp.zeros((2, CHUNKS - 1), bool),
             leg_seen=jnp.zeros((2, CHUNKS - 1), bool),
