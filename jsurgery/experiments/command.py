@@ -1,0 +1,91 @@
+"""``jsurgery run`` and ``jsurgery list``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_SEEDS = 20
+DEFAULT_PROTOCOL = "original"
+SUMMARY = "summary.md"
+
+
+def experiments() -> dict:
+    from jsurgery.experiments.configs import build_experiments
+
+    return build_experiments()
+
+
+def run_command(
+    experiment: str,
+    *,
+    seeds: int | None = None,
+    protocol: str | None = None,
+    out: str = "results",
+    progress: bool = True,
+) -> list[dict]:
+    """Runs one experiment (or ``"all"``), printing where the results are and a summary table.
+
+    Args:
+        experiment: a name from ``jsurgery list``, or ``"all"``.
+        seeds: seeds per arm (default 20).
+        protocol: step-budget protocol (default ``"original"``).
+        out: output root; each experiment writes ``out/<name>/results.json`` and ``curves.png``.
+        progress: show progress bars.
+
+    Returns:
+        The ``results.json`` content of each experiment run.
+    """
+    from jsurgery.experiments import report
+    from jsurgery.experiments.runner import ExperimentError, run_experiment
+
+    known = experiments()
+    if experiment != "all" and experiment not in known:
+        raise SystemExit(
+            f"jsurgery run: unknown experiment {experiment!r}; choose one of "
+            f"{', '.join(known)} or 'all' (see 'jsurgery list')"
+        )
+    names = list(known) if experiment == "all" else [experiment]
+    seeds = DEFAULT_SEEDS if seeds is None else seeds
+    protocol = DEFAULT_PROTOCOL if protocol is None else protocol
+    start = time.perf_counter()
+    all_results = []
+    for name in names:
+        try:
+            results = run_experiment(
+                known[name], seeds=seeds, protocol=protocol, out=out, progress=progress
+            )
+        except ExperimentError as error:
+            raise SystemExit(f"jsurgery run {name}: {error}") from None
+        all_results.append(results)
+        folder = Path(out) / name
+        print(f"\n{name} ({protocol} protocol, {seeds} seeds): {folder / 'results.json'}, "
+              f"{folder / 'curves.png'}")
+        print(f"old network, final on its own task: {results['old_final']['mean']:.3g}")
+        print(report.arm_table(results))
+        sys.stdout.flush()
+    if len(all_results) > 1:
+        summary = Path(out) / SUMMARY
+        summary.write_text(
+            report.markdown_table(all_results) + "\n\n" + report.surgery_table(all_results) + "\n"
+        )
+        print(f"\nall experiments: {summary}")
+    print(f"wall time {time.perf_counter() - start:.0f} s")
+    return all_results
+
+
+def list_command() -> None:
+    """Prints each experiment with its arms and protocols."""
+    for name, experiment in experiments().items():
+        print(f"{name}: {experiment.description}")
+        print(f"    arms: {', '.join(experiment.arms)}")
+        print(f"    protocols: {', '.join(experiment.protocols)} (default {DEFAULT_PROTOCOL})")
+
+
+def load_results(out: str, names=None) -> list[dict]:
+    """The ``results.json`` of each experiment found under ``out``."""
+    names = names or list(experiments())
+    paths = [Path(out) / name / "results.json" for name in names]
+    return [json.loads(path.read_text()) for path in paths if path.exists()]

@@ -1,0 +1,161 @@
+"""The six surgery experiments, with the original study's architectures and budgets.
+
+Each experiment has the ``original`` protocol (the original study's step budget) and, where that
+budget is too short for the network to learn the task, a ``long`` protocol beside it. Every DQN
+arm of an experiment trains with the same configuration from :mod:`jsurgery.rl.presets`; only the
+hidden widths differ between the old and the new network.
+
+Surgery arms (``make_plan`` keywords):
+
+- ``transplant``: the original study's recipe, :data:`jsurgery.TRANSPLANT` (copy by IDs, new units
+  keep the template's initialisation, inserted layers start as the identity);
+- ``preserving``: function-preserving options chosen per experiment (zeros for new inputs, Net2Net
+  for new hidden units, identity for inserted layers, a pessimistic start for new actions);
+- ``new-actions-*`` (Acrobot, LunarLander): the transplant recipe with another initialisation of
+  the new actions, to compare those options.
+"""
+
+from __future__ import annotations
+
+import jsurgery
+from jsurgery.experiments.dqn import DqnSurgery
+from jsurgery.experiments.mnist import MnistBudget, MnistSurgery
+
+CARTPOLE_OBS = ("x", "x_dot", "theta", "theta_dot")
+ACROBOT_ACTIONS = ("torque-1", "noop", "torque+1")
+LUNAR_ACTIONS = ("noop", "left", "main", "right")
+
+TRANSPLANT = dict(jsurgery.TRANSPLANT)
+
+
+def tiny(config):
+    """A few hundred steps: the ``tiny`` protocol, for smoke tests and the notebook."""
+    block = config.block_steps
+    return config.replace(
+        total_steps=4 * block * max(1, 100 // block),
+        eval_every=2 * block * max(1, 100 // block),
+        eval_episodes=2,
+        learning_starts=min(config.learning_starts, 100),
+        buffer_size=1_000,
+        gradient_steps=min(config.gradient_steps, 4),
+    )
+
+
+def _cartpole_configs():
+    from jsurgery.rl.presets import small_cartpole_config
+
+    original = small_cartpole_config(8_000)
+    return {"original": original, "long": small_cartpole_config(50_000), "tiny": tiny(original)}
+
+
+def _acrobot_configs():
+    from jsurgery.rl.presets import small_acrobot_config
+
+    original = small_acrobot_config(20_000)
+    return {"original": original, "long": small_acrobot_config(100_000), "tiny": tiny(original)}
+
+
+def _lunar_configs():
+    from jsurgery.rl.presets import lunar_lander_config
+
+    original = lunar_lander_config(50_000, hidden=(64, 64))
+    return {
+        "original": original,
+        "long": lunar_lander_config(200_000, hidden=(64, 64)),
+        "tiny": tiny(original),
+    }
+
+
+def _new_action_arms(new_ids) -> dict:
+    return {
+        f"new-actions-{option}": {**TRANSPLANT, "new_outputs": option}
+        for option in ("zeros", "mean")
+    }
+
+
+def build_experiments() -> dict:
+    """Name -> experiment, in the order ``jsurgery list`` shows them."""
+    cartpole = _cartpole_configs()
+    acrobot = _acrobot_configs()
+    lunar = _lunar_configs()
+    experiments = [
+        MnistSurgery(
+            budgets={
+                "original": MnistBudget(old_steps=100, new_steps=50, eval_every=10),
+                "long": MnistBudget(old_steps=300, new_steps=200, eval_every=20),
+                "tiny": MnistBudget(
+                    old_steps=4, new_steps=4, eval_every=2, batch_size=8, eval_images=50
+                ),
+            }
+        ),
+        DqnSurgery(
+            name="cartpole-add-obs",
+            description="CartPole: network seeing x_dot, theta (16 hidden) -> all four observations",
+            env_id="CartPole-v1",
+            old_obs=("x_dot", "theta"),
+            new_obs=CARTPOLE_OBS,
+            old_hidden=(16,),
+            new_hidden=(16,),
+            configs=cartpole,
+            surgery={
+                "transplant": TRANSPLANT,
+                "preserving": {**jsurgery.PRESERVING, "new_inputs": "zeros"},
+            },
+        ),
+        DqnSurgery(
+            name="cartpole-add-units",
+            description="CartPole: two hidden layers of 4 units -> two hidden layers of 16",
+            env_id="CartPole-v1",
+            old_hidden=(4, 4),
+            new_hidden=(16, 16),
+            configs=cartpole,
+            surgery={
+                "transplant": TRANSPLANT,
+                "preserving": {**jsurgery.PRESERVING, "new_hidden": "net2net"},
+                "zero-fanout": {**jsurgery.PRESERVING, "new_hidden": "zero_fanout"},
+            },
+        ),
+        DqnSurgery(
+            name="cartpole-add-layer",
+            description="CartPole: one hidden layer of 8 -> two hidden layers of 8 (identity)",
+            env_id="CartPole-v1",
+            old_hidden=(8,),
+            new_hidden=(8, 8),
+            configs=cartpole,
+            surgery={
+                "transplant": TRANSPLANT,
+                "preserving": {**jsurgery.PRESERVING, "new_layers": "identity"},
+            },
+        ),
+        DqnSurgery(
+            name="acrobot-add-action",
+            description="Acrobot: actions torque+1, noop (16, 16 hidden) -> all three actions",
+            env_id="Acrobot-v1",
+            old_actions=("torque+1", "noop"),
+            new_actions=ACROBOT_ACTIONS,
+            old_hidden=(16, 16),
+            new_hidden=(16, 16),
+            configs=acrobot,
+            surgery={
+                "transplant": TRANSPLANT,
+                "preserving": {**jsurgery.PRESERVING, "new_outputs": "pessimistic"},
+                **_new_action_arms(ACROBOT_ACTIONS),
+            },
+        ),
+        DqnSurgery(
+            name="lunarlander-add-actions",
+            description="LunarLander: side engines left, right (64, 64 hidden) -> all four actions",
+            env_id="LunarLander-v3",
+            old_actions=("left", "right"),
+            new_actions=LUNAR_ACTIONS,
+            old_hidden=(64, 64),
+            new_hidden=(64, 64),
+            configs=lunar,
+            surgery={
+                "transplant": TRANSPLANT,
+                "preserving": {**jsurgery.PRESERVING, "new_outputs": "pessimistic"},
+                **_new_action_arms(LUNAR_ACTIONS),
+            },
+        ),
+    ]
+    return {experiment.name: experiment for experiment in experiments}

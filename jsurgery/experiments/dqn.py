@@ -1,0 +1,175 @@
+"""Surgery experiments on DQN agents: train an old agent, operate, train on, compare with scratch.
+
+Every arm trains with the same :class:`~jsurgery.rl.DQNConfig` (same hyperparameters, same step
+budget) and the same keys. The arms that start a new network (``scratch``, ``transplant``,
+``preserving``, ``naive-load`` and the extra new-action arms) also share one fresh initialisation
+per seed, the *template*: ``scratch`` trains the template itself, the others transplant the old
+network into it. They therefore run through one compiled function, compiled once.
+
+Keys per integer seed ``s``: ``k = PRNGKey(s)``; the old agent trains with ``fold_in(k, 0)``, the
+new agents with ``fold_in(k, 1)``, and the template is initialised with ``fold_in(k, 2)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jsurgery
+from jsurgery.experiments.baselines import copied_paths, naive_load
+from jsurgery.experiments.runner import ArmRun, ExperimentError
+
+#: Arms every experiment has, in order.
+BASE_ARMS = ("old", "scratch", "transplant", "preserving", "naive-load")
+
+
+@dataclasses.dataclass(frozen=True)
+class DqnSurgery:
+    """One DQN surgery experiment.
+
+    Attributes:
+        name, description: as listed by ``jsurgery list``.
+        env_id: the environment.
+        old_obs, new_obs: observation IDs the old and the new network see (None: all).
+        old_actions, new_actions: action IDs of the old and the new network (None: all).
+        old_hidden, new_hidden: hidden widths.
+        configs: protocol name -> the :class:`~jsurgery.rl.DQNConfig` every arm trains with
+            (its ``hidden`` is replaced by the arm's widths).
+        surgery: arm name -> ``make_plan`` keywords for every surgery arm but ``naive-load``.
+    """
+
+    name: str
+    description: str
+    env_id: str
+    old_hidden: tuple[int, ...]
+    new_hidden: tuple[int, ...]
+    configs: Mapping[str, Any]
+    surgery: Mapping[str, Mapping[str, Any]]
+    old_obs: tuple[str, ...] | None = None
+    new_obs: tuple[str, ...] | None = None
+    old_actions: tuple[str, ...] | None = None
+    new_actions: tuple[str, ...] | None = None
+    x_label: str = "environment steps"
+    y_label: str = "greedy evaluation return"
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        extra = tuple(arm for arm in self.surgery if arm not in BASE_ARMS)
+        return BASE_ARMS + extra
+
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        return tuple(self.configs)
+
+    def dqn_config(self, protocol: str, hidden):
+        return self.configs[protocol].replace(hidden=tuple(hidden))
+
+    def envs(self):
+        from jsurgery.rl import make_env
+
+        old = make_env(self.env_id, obs=self.old_obs, actions=self.old_actions)
+        new = make_env(self.env_id, obs=self.new_obs, actions=self.new_actions)
+        return old, new
+
+    def config(self, protocol: str, seeds: int) -> dict:
+        old_env, new_env = self.envs()
+        return {
+            "experiment": self.name,
+            "protocol": protocol,
+            "seeds": seeds,
+            "env_id": self.env_id,
+            "old": {
+                "obs": list(old_env.obs_ids),
+                "actions": list(old_env.action_ids),
+                "hidden": list(self.old_hidden),
+            },
+            "new": {
+                "obs": list(new_env.obs_ids),
+                "actions": list(new_env.action_ids),
+                "hidden": list(self.new_hidden),
+            },
+            "dqn": {**self.configs[protocol].to_dict(), "hidden": None},
+            "arms": list(self.arms),
+            "surgery": {arm: _jsonable(options) for arm, options in self.surgery.items()},
+        }
+
+    def run_arm(self, arm: str, *, protocol: str, seeds: int, old_params) -> ArmRun:
+        from jsurgery.rl import seed_keys
+
+        old_env, new_env = self.envs()
+        keys = seed_keys(range(seeds))
+        if arm == "old":
+            config = self.dqn_config(protocol, self.old_hidden)
+            state, metrics = _compiled(config, old_env)(_fold(keys, 0), None)
+            return _arm_run(metrics, state["params"], {"env": _env_notes(old_env)})
+        config = self.dqn_config(protocol, self.new_hidden)
+        template = _templates(config, new_env, _fold(keys, 2))
+        if arm == "scratch":
+            params, notes = template, {"init": "template"}
+        elif arm == "naive-load":
+            old_params = jax.tree.map(jnp.asarray, old_params)
+            params = naive_load(old_params, template)
+            notes = {"copied": copied_paths(old_params, template)}
+        elif arm in self.surgery:
+            params, notes = self.operate(arm, old_params, template, old_env, new_env)
+        else:
+            raise ExperimentError(f"{self.name}: unknown arm {arm!r}; arms are {self.arms}")
+        state, metrics = _compiled(config, new_env)(_fold(keys, 1), {"params": params})
+        return _arm_run(metrics, None, {**notes, "env": _env_notes(new_env)})
+
+    def operate(self, arm, old_params, template, old_env, new_env):
+        """Transplants the batched ``old_params`` into the batched ``template`` as ``arm`` says."""
+        old_params = jax.tree.map(jnp.asarray, old_params)
+        first = functools.partial(jax.tree.map, lambda leaf: leaf[0])
+        options = dict(self.surgery[arm])
+        plan = jsurgery.make_plan(
+            first(old_params),
+            first(template),
+            inputs=(old_env.obs_ids, new_env.obs_ids),
+            outputs=(old_env.action_ids, new_env.action_ids),
+            **options,
+        )
+        params = jax.vmap(lambda o, t: jsurgery.transplant(o, t, plan))(old_params, template)
+        return params, {"surgery": _jsonable(options), "plan": str(plan)}
+
+
+def _jsonable(options: Mapping[str, Any]) -> dict:
+    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in options.items()}
+
+
+def _env_notes(env) -> dict:
+    return {"obs": list(env.obs_ids), "actions": list(env.action_ids)}
+
+
+def _fold(keys, data: int):
+    return jax.vmap(lambda k: jax.random.fold_in(k, data))(keys)
+
+
+def _arm_run(metrics, params, notes) -> ArmRun:
+    steps = np.asarray(metrics["eval_steps"])[0]
+    return ArmRun(x=steps, curves=np.asarray(metrics["eval_return"]), params=params, notes=notes)
+
+
+def _compiled(config, env):
+    return _compiled_for(config, env.env_id, env.obs_ids, env.action_ids)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_for(config, env_id, obs, actions):
+    from jsurgery.rl import make_env, make_train
+
+    return jax.jit(jax.vmap(make_train(config, make_env(env_id, obs=obs, actions=actions))))
+
+
+def _templates(config, env, keys):
+    from jsurgery.rl import QNetwork
+
+    network = QNetwork(hidden=config.hidden, num_actions=env.num_actions)
+    obs = jnp.zeros((1, env.num_obs), jnp.float32)
+    return jax.vmap(lambda k: network.init(k, obs))(keys)

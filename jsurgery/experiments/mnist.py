@@ -1,0 +1,239 @@
+"""``mnist-new-classes``: a CNN trained on digits 0-3 grows a head for digits 4-9.
+
+The architecture of the original study: Conv(32, 3x3) ReLU, Conv(16, 3x3) ReLU, MaxPool 2x2,
+Flatten, Dense(100) ReLU, Dense(classes), 'VALID' padding as in Keras. The old network learns digits
+0-3 (4 outputs); the new network has 6 outputs, digits 4-9, all of them new unit IDs. Curves are
+test accuracy on the held-out digits of each task, against gradient steps.
+
+Training is a small jitted optax loop: Adam, batches drawn with ``randint``, evaluation at step 0
+and every ``eval_every`` steps, the whole run one ``lax.scan``, all seeds in one ``vmap``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jsurgery
+from jsurgery.data.mnist import Mnist, load_mnist
+from jsurgery.experiments.baselines import copied_paths, naive_load
+from jsurgery.experiments.runner import ArmRun
+
+OLD_CLASSES = (0, 1, 2, 3)
+NEW_CLASSES = (4, 5, 6, 7, 8, 9)
+
+
+class MnistCNN(nn.Module):
+    """The original study's CNN; parameters ``Conv_0, Conv_1, Dense_0, Dense_1``."""
+
+    classes: int
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> jax.Array:
+        x = nn.relu(nn.Conv(32, (3, 3), padding="VALID")(images))
+        x = nn.relu(nn.Conv(16, (3, 3), padding="VALID")(x))
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = x.reshape((x.shape[0], -1))
+        x = nn.relu(nn.Dense(100)(x))
+        return nn.Dense(self.classes)(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class MnistBudget:
+    """Gradient steps of the old and the new network, batch size, Adam step size, cadence."""
+
+    old_steps: int
+    new_steps: int
+    eval_every: int
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    eval_images: int = 1000
+
+
+def task(images: np.ndarray, labels: np.ndarray, classes, limit: int | None = None):
+    """Images of the given digits as floats in [0, 1] ``(n, 28, 28, 1)``, labels ``0..k-1``."""
+    keep = np.isin(labels, classes)
+    x = images[keep][..., None].astype(np.float32) / 255.0
+    y = np.searchsorted(np.asarray(classes), labels[keep]).astype(np.int32)
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return jnp.asarray(x), jnp.asarray(y)
+
+
+def make_train(classes: int, *, steps: int, eval_every: int, batch_size: int, learning_rate: float):
+    """``train(key, params, data) -> (params, accuracies)``, pure, to be ``vmap``-ed over seeds.
+
+    ``data`` is ``(train_x, train_y, test_x, test_y)``; ``accuracies`` has ``steps // eval_every
+    + 1`` entries, the first at step 0.
+    """
+    if steps % eval_every:
+        raise ValueError(f"steps ({steps}) must be a multiple of eval_every ({eval_every})")
+    model = MnistCNN(classes)
+    optimiser = optax.adam(learning_rate)
+
+    def loss(params, x, y):
+        logits = model.apply({"params": params}, x)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    def accuracy(params, x, y):
+        return (model.apply({"params": params}, x).argmax(-1) == y).mean()
+
+    def train(key, params, data):
+        train_x, train_y, test_x, test_y = data
+
+        def step(carry, step_key):
+            params, opt_state = carry
+            idx = jax.random.randint(step_key, (batch_size,), 0, train_x.shape[0])
+            grads = jax.grad(loss)(params, train_x[idx], train_y[idx])
+            with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes int and float
+                updates, opt_state = optimiser.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), None
+
+        def block(carry, block_key):
+            carry, _ = jax.lax.scan(step, carry, jax.random.split(block_key, eval_every))
+            return carry, accuracy(carry[0], test_x, test_y)
+
+        first = accuracy(params, test_x, test_y)
+        keys = jax.random.split(key, steps // eval_every)
+        with jax.numpy_dtype_promotion("standard"):
+            opt_state = optimiser.init(params)
+        (params, _), accuracies = jax.lax.scan(block, (params, opt_state), keys)
+        return params, jnp.concatenate([first[None], accuracies])
+
+    return train
+
+
+def init_params(classes: int, keys: jax.Array):
+    """Initial parameters for each key, batched over the keys."""
+    model = MnistCNN(classes)
+    return jax.vmap(lambda k: model.init(k, jnp.zeros((1, 28, 28, 1)))["params"])(keys)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(classes, steps, eval_every, batch_size, learning_rate):
+    train = make_train(
+        classes,
+        steps=steps,
+        eval_every=eval_every,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+    )
+    return jax.jit(jax.vmap(train, in_axes=(0, 0, None)))
+
+
+def train_seeds(classes: int, budget: MnistBudget, steps: int, keys, params, data):
+    """Trains all seeds in one compiled call; returns ``(params, x, accuracies)``."""
+    train = _compiled(classes, steps, budget.eval_every, budget.batch_size, budget.learning_rate)
+    params, accuracies = train(keys, params, data)
+    x = np.arange(steps // budget.eval_every + 1) * budget.eval_every
+    return params, x, np.asarray(accuracies)
+
+
+#: The surgery arms: ``make_plan`` keywords. All six new classes are new unit IDs, so the output
+#: layer is new whatever the options; ``conv-only`` is the original study's exact recipe (the two
+#: conv layers carried over, both Dense layers at their initialisation).
+SURGERY = {
+    "transplant": dict(jsurgery.TRANSPLANT),
+    "preserving": {**jsurgery.PRESERVING, "new_outputs": "zeros"},
+    "conv-only": {**jsurgery.TRANSPLANT, "layers": {"Dense_0": None, "Dense_1": None}},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class MnistSurgery:
+    """The ``mnist-new-classes`` experiment (see the module docstring).
+
+    Attributes:
+        budgets: protocol name -> :class:`MnistBudget`.
+        data_dir: MNIST folder (default: :func:`jsurgery.data.mnist.default_data_dir`).
+    """
+
+    budgets: Mapping[str, MnistBudget]
+    data_dir: str | None = None
+    name: str = "mnist-new-classes"
+    description: str = (
+        "CNN trained on digits 0-3 (4 outputs) -> digits 4-9 (6 new outputs); test accuracy"
+    )
+    x_label: str = "gradient steps"
+    y_label: str = "test accuracy"
+    arms: tuple[str, ...] = ("old", "scratch", "transplant", "preserving", "naive-load", "conv-only")
+
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        return tuple(self.budgets)
+
+    def config(self, protocol: str, seeds: int) -> dict:
+        data = _load(self.data_dir)
+        return {
+            "experiment": self.name,
+            "protocol": protocol,
+            "seeds": seeds,
+            "budget": dataclasses.asdict(self.budgets[protocol]),
+            "data": {
+                "split": data.split,
+                "train_images": int(len(data.train_labels)),
+                "held_out_images": int(len(data.test_labels)),
+            },
+            "old_classes": list(OLD_CLASSES),
+            "new_classes": list(NEW_CLASSES),
+            "arms": list(self.arms),
+            "surgery": {arm: _jsonable(options) for arm, options in SURGERY.items()},
+        }
+
+    def run_arm(self, arm: str, *, protocol: str, seeds: int, old_params) -> ArmRun:
+        budget = self.budgets[protocol]
+        data = _load(self.data_dir)
+        keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(seeds))
+        fold = lambda i: jax.vmap(lambda k: jax.random.fold_in(k, i))(keys)  # noqa: E731
+        if arm == "old":
+            tasks = _tasks(data, OLD_CLASSES, budget.eval_images)
+            params = init_params(len(OLD_CLASSES), fold(2))
+            params, x, acc = train_seeds(
+                len(OLD_CLASSES), budget, budget.old_steps, fold(0), params, tasks
+            )
+            return ArmRun(x, acc, params, {"classes": list(OLD_CLASSES)})
+        template = init_params(len(NEW_CLASSES), fold(3))
+        if arm == "scratch":
+            params, notes = template, {"init": "template"}
+        elif arm == "naive-load":
+            old_params = jax.tree.map(jnp.asarray, old_params)
+            params = naive_load(old_params, template)
+            notes = {"copied": copied_paths(old_params, template)}
+        elif arm in SURGERY:
+            old_params = jax.tree.map(jnp.asarray, old_params)
+            first = functools.partial(jax.tree.map, lambda leaf: leaf[0])
+            plan = jsurgery.make_plan(
+                first(old_params),
+                first(template),
+                outputs=(OLD_CLASSES, NEW_CLASSES),
+                **SURGERY[arm],
+            )
+            params = jax.vmap(lambda o, t: jsurgery.transplant(o, t, plan))(old_params, template)
+            notes = {"surgery": _jsonable(SURGERY[arm]), "plan": str(plan)}
+        else:
+            raise ValueError(f"{self.name}: unknown arm {arm!r}; arms are {self.arms}")
+        tasks = _tasks(data, NEW_CLASSES, budget.eval_images)
+        _, x, acc = train_seeds(len(NEW_CLASSES), budget, budget.new_steps, fold(1), params, tasks)
+        return ArmRun(x, acc, None, {**notes, "classes": list(NEW_CLASSES)})
+
+
+def _jsonable(options):
+    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in options.items()}
+
+
+@functools.lru_cache(maxsize=2)
+def _load(data_dir):
+    return load_mnist(data_dir)
+
+
+def _tasks(data: Mnist, classes, eval_images: int):
+    train = task(data.train_images, data.train_labels, classes)
+    held_out = task(data.test_images, data.test_labels, classes, eval_images)
+    return (*train, *held_out)
