@@ -20,7 +20,8 @@ class DQNConfig:
 
     Attributes:
         hidden: hidden-layer widths of the Q-network.
-        learning_rate: Adam step size.
+        learning_rate: Adam step size (at step 0, when ``learning_rate_end`` is set).
+        learning_rate_end: if set, the step size falls linearly to this value at ``total_steps``.
         buffer_size: replay capacity in transitions.
         batch_size: transitions per gradient step.
         gamma: discount.
@@ -42,6 +43,7 @@ class DQNConfig:
 
     hidden: tuple[int, ...] = (64, 64)
     learning_rate: float = 1e-3
+    learning_rate_end: float | None = None
     buffer_size: int = 50_000
     batch_size: int = 64
     gamma: float = 0.99

@@ -119,6 +119,15 @@ def make_dqn(config: DQNConfig, env: IdEnv | str) -> DQNParts:
         start, end = config.exploration_start, config.exploration_end
         return jnp.float32(start) + jnp.float32(end - start) * progress
 
+    def rate_scale(step):
+        # The step size as a fraction of `learning_rate`, by environment steps so far (not by the
+        # optimizer's own count, which a transplanted optimizer state carries over).
+        if config.learning_rate_end is None:
+            return jnp.float32(1.0)
+        progress = step.astype(jnp.float32) / config.total_steps
+        end = config.learning_rate_end / config.learning_rate
+        return jnp.float32(1.0) + jnp.float32(end - 1.0) * jnp.minimum(progress, 1.0)
+
     def q_values(params, obs):
         return network.apply(params, obs)
 
@@ -214,6 +223,7 @@ def make_dqn(config: DQNConfig, env: IdEnv | str) -> DQNParts:
             loss, grads = jax.value_and_grad(loss_fn)(params, carry.target_params, batch)
             with jax.numpy_dtype_promotion("standard"):  # optax mixes int32 counts and floats
                 updates, opt_state = optimizer.update(grads, opt_state, params)
+            updates = jax.tree.map(lambda update: update * rate_scale(count), updates)
             return (optax.apply_updates(params, updates), opt_state), loss
 
         (params, opt_state), losses = jax.lax.scan(

@@ -106,16 +106,20 @@ def train_seeds(
     shard = len(devices) > 1 if shard is None else shard
     padding = (-len(seeds)) % len(devices) if shard else 0
     keys, init = _pad(keys, padding), _pad(init, padding)
+    placement = {}
     if shard:
         mesh = jax.sharding.Mesh(np.array(devices), ("seeds",))
         sharding = NamedSharding(mesh, PartitionSpec("seeds"))
         keys, init = jax.device_put((keys, init), sharding)
+        # Every per-seed leaf, outputs included, is split along the seed axis.
+        placement = {"out_shardings": sharding}
 
     chunk = _chunk_periods(parts.num_periods, max_chunks)
-    begin = jax.jit(jax.vmap(parts.begin))
+    begin = jax.jit(jax.vmap(parts.begin), **placement)
     run = jax.jit(
         jax.vmap(lambda carry, first: parts.run(carry, first, chunk), in_axes=(0, None)),
         donate_argnums=0,
+        **placement,
     )
     start = time.perf_counter()
     begin = begin.lower(keys, init).compile()

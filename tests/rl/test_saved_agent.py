@@ -1,0 +1,47 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jsurgery.rl import DQNConfig, QNetwork, make_env, make_optimizer
+from jsurgery.rl.agent import load_agent, load_run, save_agent
+
+
+@pytest.mark.parametrize(
+    "env_id, obs, actions",
+    [
+        ("CartPole-v1", None, None),
+        ("CartPole-v1", ["theta", "x_dot"], ["right", "left"]),
+        ("Acrobot-v1", ["dtheta2", "sin1", "cos1"], ["torque+1", "noop"]),
+    ],
+    ids=["cartpole-full", "cartpole-reordered", "acrobot-subset"],
+)
+def test_load_agent_acts_on_full_observations(tmp_path, env_id, obs, actions):
+    env = make_env(env_id, obs, actions)
+    config = DQNConfig(hidden=(5,))
+    network = QNetwork(hidden=(5,), num_actions=env.num_actions)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    params = jax.vmap(lambda k: network.init(k, jnp.zeros((1, env.num_obs))))(keys)
+    opt_state = jax.vmap(make_optimizer(config).init)(params)
+    state = {"params": params, "target_params": params, "opt_state": opt_state}
+    save_agent(tmp_path / "run", config, env, state, seeds=(7, 8, 9))
+
+    agent = load_agent(tmp_path / "run", seed=8)
+    assert agent.obs_ids == env.obs_ids and agent.action_ids == env.action_ids
+    full = np.random.default_rng(0).normal(size=(64, len(env.all_obs_ids))).astype(np.float32)
+    seen = full[:, env.obs_index]
+    q = network.apply(jax.tree.map(lambda x: x[1], params), seen)
+    expected = env.action_index[np.argmax(np.asarray(q), axis=-1)]
+    np.testing.assert_array_equal(agent.act(full), expected)
+    assert set(np.unique(agent.act(full))) <= set(env.action_index.tolist())
+    with pytest.raises(ValueError, match="full observations"):
+        agent.act(seen[:, :1])
+    with pytest.raises(ValueError, match="saved seeds are \\[7, 8, 9\\]"):
+        load_agent(tmp_path / "run", seed=0)
+
+    run = load_run(tmp_path / "run")
+    assert run.config == config and run.seeds == (7, 8, 9)
+    assert jax.tree.structure(run.state["opt_state"]) == jax.tree.structure(opt_state)
+    np.testing.assert_array_equal(
+        run.state["params"]["params"]["Dense_0"]["kernel"], params["params"]["Dense_0"]["kernel"]
+    )
