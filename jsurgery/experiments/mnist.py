@@ -54,7 +54,7 @@ class MnistBudget:
     eval_every: int
     batch_size: int = 32
     learning_rate: float = 1e-3
-    eval_images: int = 1000
+    eval_images: int = 300
 
 
 def task(images: np.ndarray, labels: np.ndarray, classes, limit: int | None = None):
