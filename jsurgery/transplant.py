@@ -15,14 +15,39 @@ from jsurgery.plan import LeafPlan, Plan
 
 
 def _mask(amap_masks, shape) -> jax.Array | None:
-    """OR of per-axis position masks, broadcast to `shape`."""
+    """OR of per-axis position masks, broadcast to `shape` inside the computation (the full-size
+    mask is never a constant)."""
     out = None
     for axis, m in amap_masks:
-        if m is None:
+        if m is None or not m.any():
             continue
-        b = np.reshape(m, [-1 if a == axis % len(shape) else 1 for a in range(len(shape))])
+        b = jnp.asarray(np.reshape(m, [-1 if a == axis % len(shape) else 1
+                                       for a in range(len(shape))]))
         out = b if out is None else (out | b)
     return out
+
+
+def _gather(x, idx: np.ndarray, axis: int):
+    """`take(x, idx, axis)` with -1 read as anything; an identity prefix is sliced, a tail of -1
+    padded, so the common cases (units appended, units dropped) cost one copy."""
+    n = len(idx)
+    ident = idx == np.arange(n)
+    m = n if ident.all() else int(np.argmin(ident))
+    parts = []
+    if m:
+        parts.append(jax.lax.slice_in_dim(x, 0, m, axis=axis))
+    rest = idx[m:]
+    if len(rest):
+        missing = rest < 0
+        k = len(rest) if missing.all() else len(rest) - int(np.argmin(missing[::-1]))
+        k = k if missing[len(rest) - k:].all() else 0
+        if k < len(rest):
+            parts.append(jnp.take(x, np.maximum(rest[: len(rest) - k], 0), axis=axis,
+                                  mode="clip"))
+        if k:
+            parts.append(jnp.zeros([k if a == axis else d for a, d in enumerate(x.shape)],
+                                   x.dtype))
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=axis)
 
 
 def _leaf(lp: LeafPlan, old, tmpl, key, mode: str, noise_scale: float):
@@ -42,7 +67,7 @@ def _leaf(lp: LeafPlan, old, tmpl, key, mode: str, noise_scale: float):
         idx = am.src if mode == "moments" else am.idx
         mean_pos = None if mode == "moments" else am.mean
         m = jnp.mean(x, axis=axis, keepdims=True) if mean_pos is not None else None
-        x = jnp.take(x, np.maximum(idx, 0), axis=axis, mode="clip")
+        x = _gather(x, idx, axis)
         if m is not None:
             shape = [-1 if a == axis else 1 for a in range(ndim)]
             x = jnp.where(np.reshape(mean_pos, shape), m, x)
