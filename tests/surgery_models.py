@@ -75,10 +75,21 @@ class NnxMLP(nnx.Module):
         return self.head(x)
 
 
+_JITTED: dict = {}
+
+
+def _jitted(model: nn.Module, method: str):
+    """One jitted `init`/`apply` per model configuration, shared by all tests."""
+    key = (repr(model), method)
+    if key not in _JITTED:
+        _JITTED[key] = jax.jit(getattr(model, method))
+    return _JITTED[key]
+
+
 def init(model: nn.Module, n_in, seed: int, batch_stats: bool = False):
     """Linen variables; for BatchNorm models the running statistics are randomised."""
     shape = (1, *n_in) if isinstance(n_in, tuple) else (1, n_in)
-    variables = jax.jit(model.init)(jax.random.key(seed), jnp.ones(shape, jnp.float32))
+    variables = _jitted(model, "init")(jax.random.key(seed), jnp.ones(shape, jnp.float32))
     if batch_stats and "batch_stats" in variables:
         leaves, treedef = jax.tree.flatten(variables["batch_stats"])
         keys = jax.random.split(jax.random.key(seed + 100), len(leaves))
@@ -94,7 +105,7 @@ def init(model: nn.Module, n_in, seed: int, batch_stats: bool = False):
 
 def apply_fn(model: nn.Module):
     """A jitted `model.apply` (one compile per model instead of one per eager op)."""
-    return jax.jit(model.apply)
+    return _jitted(model, "apply")
 
 
 def randomise_biases(variables, seed: int):

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax.training import train_state
-from surgery_models import MLP, init
+from surgery_models import MLP, apply_fn, init
 
 import jsurgery
 
@@ -67,8 +67,8 @@ def test_train_state_and_target_params_in_one_call():
     assert int(out["train"].opt_state[0].count) == 3
     assert float(out["epsilon"]) == np.float32(0.3)
     x = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
-    y_old = old_m.apply({"params": old}, x)
-    y_new = new_m.apply({"params": out["train"].params}, plan.embed_inputs(x))
+    y_old = apply_fn(old_m)({"params": old}, x)
+    y_new = apply_fn(new_m)({"params": out["train"].params}, plan.embed_inputs(x))
     np.testing.assert_allclose(y_new[:, :2], y_old, atol=1e-5)
     # the new state trains
     grads = jax.tree.map(jnp.ones_like, out["train"].params)

@@ -120,7 +120,7 @@ def _mlp_io(n_out_old, n_out_new, outputs, new_outputs, **kwargs):
     plan = jsurgery.make_plan(old, new, outputs=outputs, new_outputs=new_outputs, **kwargs)
     out = jsurgery.transplant(old, new, plan)
     x = rand((16, 3))
-    return old_m.apply(old, x), new_m.apply(out, x), plan
+    return apply_fn(old_m)(old, x), apply_fn(new_m)(out, x), plan
 
 
 def test_new_output_options_give_what_they_promise():
@@ -175,8 +175,8 @@ def test_vmap_over_seeds_with_batched_template():
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a[s], b, atol=1e-6), batched, single)
     assert jax.tree.structure(fixed) == jax.tree.structure(batched)
     x = rand((5, 2))
-    y_old = jax.vmap(lambda p: old_m.apply(p, x))(olds)
-    y_new = jax.vmap(lambda p: new_m.apply(p, plan.embed_inputs(x)))(batched)
+    y_old = jax.vmap(lambda p: apply_fn(old_m)(p, x))(olds)
+    y_new = jax.vmap(lambda p: apply_fn(new_m)(p, plan.embed_inputs(x)))(batched)
     np.testing.assert_allclose(y_new[..., :2], y_old, atol=1e-5)
 
 
@@ -187,7 +187,8 @@ def test_linen_inner_params_dict_and_frozen_dict():
     out = jsurgery.transplant(old, new, plan)
     assert isinstance(out, dict) and set(out) == {"Dense_0", "Dense_1"}
     x = rand((4, 3))
-    np.testing.assert_allclose(new_m.apply({"params": out}, x), old_m.apply({"params": old}, x),
+    np.testing.assert_allclose(apply_fn(new_m)({"params": out}, x),
+                               apply_fn(old_m)({"params": old}, x),
                                atol=1e-5)
     from flax.core import freeze
 
@@ -205,4 +206,4 @@ def test_dense_10_follows_dense_2():
     assert plan.layer_map["Dense_10"] == "Dense_10"
     out = jsurgery.transplant(old, new, plan)
     x = rand((4, 3))
-    np.testing.assert_allclose(new_m.apply(out, x), old_m.apply(old, x), atol=1e-5)
+    np.testing.assert_allclose(apply_fn(new_m)(out, x), apply_fn(old_m)(old, x), atol=1e-5)
