@@ -27,14 +27,14 @@ def main() -> None:
     parser.add_argument("--out", default="results", help="output root (default ./results)")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--protocol", default="original")
-    parser.add_argument("--only", default=None, help="one experiment instead of all six")
+    parser.add_argument("--only", default=None, help="comma-separated experiments (default all)")
     parser.add_argument("--keep", action="store_true", help="reuse finished results in --out")
     args = parser.parse_args()
 
     from jsurgery.experiments import command
     from jsurgery.experiments.runner import device_description, software_versions
 
-    names = [args.only] if args.only else list(command.experiments())
+    names = args.only.split(",") if args.only else list(command.experiments())
     times = {}
     start_all = time.perf_counter()
     for name in names:

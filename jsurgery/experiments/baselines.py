@@ -33,7 +33,8 @@ def naive_load(old, template):
     new_flat = traverse_util.flatten_dict(dict(template))
     merged = {
         path: old_flat[path]
-        if path in old_flat and old_flat[path].shape == leaf.shape
+        if path in old_flat
+        and old_flat[path].shape == leaf.shape
         and old_flat[path].dtype == leaf.dtype
         else leaf
         for path, leaf in new_flat.items()

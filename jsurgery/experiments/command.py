@@ -61,8 +61,10 @@ def run_command(
             raise SystemExit(f"jsurgery run {name}: {error}") from None
         all_results.append(results)
         folder = Path(out) / name
-        print(f"\n{name} ({protocol} protocol, {seeds} seeds): {folder / 'results.json'}, "
-              f"{folder / 'curves.png'}")
+        print(
+            f"\n{name} ({protocol} protocol, {seeds} seeds): {folder / 'results.json'}, "
+            f"{folder / 'curves.png'}"
+        )
         print(f"old network, final on its own task: {results['old_final']['mean']:.3g}")
         print(report.arm_table(results))
         sys.stdout.flush()

@@ -54,7 +54,7 @@ class MnistBudget:
     eval_every: int
     batch_size: int = 32
     learning_rate: float = 1e-3
-    eval_images: int = 300
+    eval_images: int = 200
 
 
 def task(images: np.ndarray, labels: np.ndarray, classes, limit: int | None = None):
@@ -163,7 +163,9 @@ class MnistSurgery:
     )
     x_label: str = "gradient steps"
     y_label: str = "test accuracy"
-    arms: tuple[str, ...] = ("old", "scratch", "transplant", "preserving", "naive-load", "conv-only")
+    arms: tuple[str, ...] = (
+        "old", "scratch", "transplant", "preserving", "naive-load", "conv-only",
+    )  # fmt: skip
 
     @property
     def protocols(self) -> tuple[str, ...]:

@@ -86,10 +86,9 @@ def compare(a, b, *, level: float = 0.95, resamples: int = RESAMPLES, seed: int 
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()
     rng = np.random.default_rng(seed)
-    diffs = (
-        a[rng.integers(0, a.size, size=(resamples, a.size))].mean(axis=1)
-        - b[rng.integers(0, b.size, size=(resamples, b.size))].mean(axis=1)
-    )
+    diffs = a[rng.integers(0, a.size, size=(resamples, a.size))].mean(axis=1) - b[
+        rng.integers(0, b.size, size=(resamples, b.size))
+    ].mean(axis=1)
     alpha = (1 - level) / 2
     low, high = np.quantile(diffs, [alpha, 1 - alpha])
     return {
