@@ -12,6 +12,9 @@ from jsurgery.errors import PlanError
 from jsurgery.match import Layer, forward_order, match_layers
 
 
+ROOT = "(root)"  # the layer name of leaves that sit at the top of the tree (a bare nn.Dense)
+
+
 @dataclass(frozen=True, eq=False)
 class AxisMap:
     """How one unit axis of a new leaf is filled, position by position.
@@ -123,12 +126,7 @@ def _layers(flat: trees.FlatTree, arg: str, order: Sequence | None, n_inputs: in
     groups: dict[str, dict] = {}
     for i, (path, leaf) in enumerate(flat.leaves.items()):
         _, layer, name = flat.split(path)
-        if not layer:
-            raise PlanError(
-                f"`{arg}`: leaf {trees.path_str(path)!r} belongs to no layer; leaves must sit in "
-                f"a layer module. Supported: {axes.SUPPORTED}."
-            )
-        lname = trees.path_str(layer)
+        lname = trees.path_str(layer) or ROOT
         if name in groups.setdefault(lname, {}):
             raise PlanError(f"`{arg}`: layer {lname!r} has two leaves named {name!r}.")
         groups[lname][name] = (i, path, *trees.shape_dtype(leaf))
@@ -492,7 +490,7 @@ def make_plan(
     for path in old_flat.leaves:
         if path not in used:
             _, layer, _ = old_flat.split(path)
-            if trees.path_str(layer) in layer_map.values():
+            if (trees.path_str(layer) or ROOT) in layer_map.values():
                 raise PlanError(
                     f"old leaf {trees.path_str(path)!r} has no counterpart in the new template; "
                     "its layer was matched but the leaf would be dropped silently."

@@ -168,6 +168,16 @@ def transplant(old, new_template, plan: Plan):
 
     Raises:
         PlanError: when either tree does not have the structure the plan was made for.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, flax.linen as nn, jsurgery
+        >>> old = nn.Dense(2).init(jax.random.key(0), jnp.ones((1, 2)))
+        >>> new = nn.Dense(3).init(jax.random.key(1), jnp.ones((1, 2)))
+        >>> plan = jsurgery.make_plan(old, new, outputs=(["l", "r"], ["l", "noop", "r"]),
+        ...                           new_outputs={"noop": "l"})
+        >>> out = jsurgery.transplant(old, new, plan)
+        >>> bool((out["params"]["kernel"][:, 1] == old["params"]["kernel"][:, 0]).all())
+        True
     """
     return _run(old, new_template, plan, "params")
 
