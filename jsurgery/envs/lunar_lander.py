@@ -133,6 +133,10 @@ def _rotate(a, v):
     return jnp.stack([c * v[..., 0] - s * v[..., 1], s * v[..., 0] + c * v[..., 1]], axis=-1)
 
 
+def _dot(a, b):
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1]
+
+
 def _cross(a, b):
     return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
 
@@ -356,12 +360,14 @@ def physics_step(state: EnvState, action, dispersion, iterations: int = 6):
     omega = omega + _cross(arm, warm).sum() / _I
     perp = jnp.stack([-arm[:, 1], arm[:, 0]], axis=-1)
 
+    # Sequential impulses; one loop iteration visits the four feet.
     def solve(_, carry):
         vel, omega, lam_n, lam_t = carry
+        lam_n, lam_t = list(lam_n), list(lam_t)
         for i in range(4):
             other = i ^ 1  # the other foot of the same leg
             pv = vel + omega * perp[i]
-            vn = pv @ normal[i] + motor[i]
+            vn = _dot(pv, normal[i]) + motor[i]
             new = jnp.maximum(lam_n[i] - k_n[i] * (vn + gap[i]), 0.0)
             left = jnp.maximum(budget - lam_n[other] * cost[other], 0.0)
             new = jnp.where(cost[i] > 1e-6, jnp.minimum(new, left / jnp.maximum(cost[i], 1e-6)), new)
@@ -369,17 +375,18 @@ def physics_step(state: EnvState, action, dispersion, iterations: int = 6):
             dn = new - lam_n[i]
             pv = pv + dn * (normal[i] / _M + rn[i] / _I * perp[i])
             limit = LEG_FRICTION * new
-            new_t = jnp.clip(lam_t[i] - k_t[i] * (pv @ tangent[i]), -limit, limit)
+            new_t = jnp.clip(lam_t[i] - k_t[i] * _dot(pv, tangent[i]), -limit, limit)
             p = dn * normal[i] + (new_t - lam_t[i]) * tangent[i]
             vel = vel + p / _M
             omega = omega + _cross(arm[i], p) / _I
-            lam_n = lam_n.at[i].set(new)
-            lam_t = lam_t.at[i].set(new_t)
-        return vel, omega, lam_n, lam_t
+            lam_n[i], lam_t[i] = new, new_t
+        return vel, omega, tuple(lam_n), tuple(lam_t)
 
+    lam_n, lam_t = tuple(lam[i, 0] for i in range(4)), tuple(lam[i, 1] for i in range(4))
     vel, omega, lam_n, lam_t = jax.lax.fori_loop(
-        0, iterations, solve, (vel, omega, lam[:, 0], lam[:, 1])
+        0, iterations, solve, (vel, omega, lam_n, lam_t)
     )
+    lam_n, lam_t = jnp.stack(lam_n), jnp.stack(lam_t)
 
     used = (lam_n * cost).reshape(2, 2).sum(1)
     yielding = (used >= budget * (1.0 - 1e-4)) & (state.leg_open < LEG_TRAVEL)
@@ -400,15 +407,19 @@ def physics_step(state: EnvState, action, dispersion, iterations: int = 6):
     opening = jnp.minimum(opening, LEG_TRAVEL - leg_open)
     leg_open = leg_open + opening
     sep_end = sep_end + opening[_FOOT_LEG] * lever
-    dpos = jnp.zeros(2, jnp.float32)
-    dang = jnp.zeros((), jnp.float32)
-    for _ in range(3):
+    def push_out(_, carry):
+        dpos, dang = carry
         for i in range(4):
-            s = sep_end[i] + dpos @ normal[i] + dang * rn[i]
+            s = sep_end[i] + _dot(dpos, normal[i]) + dang * rn[i]
             c = BAUMGARTE * (s - CONTACT_RADIUS + LINEAR_SLOP)
             c = jnp.where(near[i], jnp.clip(c, -MAX_LINEAR_CORRECTION, 0.0), 0.0)
             dpos = dpos - c * k_n[i] * normal[i] / _M
             dang = dang - c * k_n[i] * rn[i] / _I
+        return dpos, dang
+
+    dpos, dang = jax.lax.fori_loop(
+        0, 3, push_out, (jnp.zeros(2, jnp.float32), jnp.zeros((), jnp.float32))
+    )
     pos = pos + dpos
     angle = angle + dang
 
