@@ -149,4 +149,4 @@ def test_short_trajectory_stays_close_to_box2d():
         ref_obs, ref_reward, *_ = ref.step(a)
         obs, state, reward, _, _ = step(state, jnp.int32(a), dispersion, PARAMS)
         np.testing.assert_allclose(obs, ref_obs, atol=1e-3)
-        np.testing.assert_allclose(float(reward), ref_reward, atol=0.02)
+        np.testing.assert_allclose(float(reward), ref_reward, atol=0.05)
