@@ -139,15 +139,39 @@ def _sharding(leaf):
     return sharding if len(sharding.device_set) > 1 else None
 
 
+def _fit(tree, expected: tuple, arg: str) -> tuple[trees.FlatTree, str]:
+    """Flattens `tree`, accepting linen variables `{"params": p}` for a plan made on `p` and the
+    inner params dict for a plan made on variables. Returns the flat tree (with the plan's paths)
+    and how the tree differs: "same", "inner" (tree lacks the collection) or "outer"."""
+    flat = trees.flatten(tree, arg)
+    want = {p for p, _, _ in expected}
+    if set(flat.leaves) == want:
+        return flat, "same"
+    prefixed = {("params", *p): leaf for p, leaf in flat.leaves.items()}
+    if set(prefixed) == want:
+        return trees.FlatTree(flat.kind, prefixed, True, flat.creation_order), "inner"
+    if flat.has_collections and all(p[0] == "params" for p in flat.leaves):
+        stripped = {p[1:]: leaf for p, leaf in flat.leaves.items()}
+        if set(stripped) == want:
+            return trees.FlatTree(flat.kind, stripped, False, flat.creation_order), "outer"
+    return flat, "same"
+
+
 def _run(old, new_template, plan: Plan, mode: str):
     if not isinstance(plan, Plan):
         raise PlanError(f"`plan`: expected a Plan from make_plan, got {type(plan).__name__}.")
-    old_leaves = _check(plan, trees.flatten(old, "old"), plan.old_leaves, "old")
-    tmpl_leaves = _check(plan, trees.flatten(new_template, "new_template"), plan.new_leaves,
-                         "new_template")
+    old_flat, _ = _fit(old, plan.old_leaves, "old")
+    tmpl_flat, how = _fit(new_template, plan.new_leaves, "new_template")
+    old_leaves = _check(plan, old_flat, plan.old_leaves, "old")
+    tmpl_leaves = _check(plan, tmpl_flat, plan.new_leaves, "new_template")
     shardings = tuple(_sharding(t) for t in tmpl_leaves)
     out = _apply(plan, mode, tuple(old_leaves), tuple(tmpl_leaves), shardings)
-    return trees.rebuild(new_template, {lp.path: x for lp, x in zip(plan.leaves, out)})
+    by_path = {lp.path: x for lp, x in zip(plan.leaves, out)}
+    if how == "inner":
+        by_path = {p[1:]: x for p, x in by_path.items()}
+    elif how == "outer":
+        by_path = {("params", *p): x for p, x in by_path.items()}
+    return trees.rebuild(new_template, by_path)
 
 
 def transplant(old, new_template, plan: Plan):
@@ -188,14 +212,14 @@ def transplant_moments(old, new_template, plan: Plan):
     return _run(old, new_template, plan, "moments")
 
 
-def _params_like(node, expected: set) -> bool:
+def _params_like(node, expected: tuple) -> bool:
     if not hasattr(node, "keys"):
         return False
     try:
-        flat = trees.flatten(node, "state")
+        flat, _ = _fit(node, expected, "state")
     except PlanError:
         return False
-    return set(flat.leaves) == expected
+    return set(flat.leaves) == {p for p, _, _ in expected}
 
 
 def transplant_state(
@@ -224,8 +248,7 @@ def transplant_state(
     Returns:
         A state of `new_state`'s kind.
     """
-    old_paths = {p for p, _, _ in plan.old_leaves}
-    new_paths = {p for p, _, _ in plan.new_leaves}
+    old_paths, new_paths = plan.old_leaves, plan.new_leaves
     old_pairs, _ = jax.tree_util.tree_flatten_with_path(
         old_state, is_leaf=lambda n: _params_like(n, old_paths)
     )
@@ -238,11 +261,13 @@ def transplant_state(
             "have the same structure apart from the params-shaped subtrees."
         )
     out = []
+    moved = 0
     for (okp, old), (nkp, new) in zip(old_pairs, new_pairs):
         keys = [trees._key(k) for k in nkp]
         if _params_like(old, old_paths) and _params_like(new, new_paths):
             moments = any(str(k) in moment_keys for k in keys)
             out.append(_run(old, new, plan, "moments" if moments else "params"))
+            moved += 1
         elif hasattr(old, "shape") and hasattr(new, "shape"):
             same = trees.shape_dtype(old) == trees.shape_dtype(new)
             out.append(old if same else new)
@@ -250,4 +275,9 @@ def transplant_state(
             out.append(old)
         else:
             out.append(new)
+    if not moved:
+        raise PlanError(
+            "`old_state`/`new_state`: no subtree has the structure of the params the plan was "
+            "made for; make the plan from the params stored in the state."
+        )
     return jax.tree_util.tree_unflatten(treedef, out)

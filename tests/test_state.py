@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax.training import train_state
 from surgery_models import MLP, apply_fn, init
 
@@ -75,3 +76,23 @@ def test_train_state_and_target_params_in_one_call():
     with jax.numpy_dtype_promotion("standard"):
         stepped = out["train"].apply_gradients(grads=grads)
     assert stepped.step == 8
+
+
+def test_plan_on_variables_applies_to_the_inner_params_dict_and_back():
+    old_m, new_m = MLP((4,), 2), MLP((6,), 2)
+    old, new = init(old_m, 3, 0), init(new_m, 3, 1)
+    plan = jsurgery.make_plan(old, new, new_hidden="net2net")
+    inner = jsurgery.transplant(old["params"], new["params"], plan)
+    assert set(inner) == {"Dense_0", "Dense_1"}
+    outer = jsurgery.transplant(old, new, plan)
+    np.testing.assert_array_equal(inner["Dense_0"]["kernel"], outer["params"]["Dense_0"]["kernel"])
+    plan_inner = jsurgery.make_plan(old["params"], new["params"], new_hidden="net2net")
+    wrapped = jsurgery.transplant(old, new, plan_inner)
+    np.testing.assert_array_equal(wrapped["params"]["Dense_1"]["kernel"],
+                                  outer["params"]["Dense_1"]["kernel"])
+
+
+def test_state_without_matching_params_is_an_error():
+    _, _, old, new, plan, tx, opt = _setup()
+    with pytest.raises(jsurgery.PlanError, match="no subtree"):
+        jsurgery.transplant_state({"w": jnp.ones(3)}, {"w": jnp.ones(3)}, plan)
