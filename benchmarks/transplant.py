@@ -27,7 +27,7 @@ def mlp(key, n_in, hidden, n_out, dtype=jnp.float32):
             "kernel": jax.random.normal(keys[i], (a, b), dtype) * 0.01,
             "bias": jnp.zeros((b,), dtype),
         }
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
     }
 
 
@@ -38,7 +38,7 @@ def shapes(n_in, hidden, n_out):
             "kernel": jax.ShapeDtypeStruct((a, b), jnp.float32),
             "bias": jax.ShapeDtypeStruct((b,), jnp.float32),
         }
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
     }
 
 
@@ -77,9 +77,10 @@ def main():
         t = time.perf_counter()
         jax.block_until_ready(jsurgery.transplant(old, new, plan))
         first = time.perf_counter() - t
-        t_surgery = best_of(lambda: jsurgery.transplant(old, new, plan), args.repeats)
+        t_surgery = best_of(lambda new=new, plan=plan: jsurgery.transplant(old, new, plan),
+                            args.repeats)
         jax.block_until_ready(copy(new))
-        t_copy = best_of(lambda: copy(new), args.repeats)
+        t_copy = best_of(lambda new=new: copy(new), args.repeats)
         lowered_t = time.perf_counter()
         jax.jit(lambda o, t, plan=plan: jsurgery.transplant(o, t, plan)).lower(old, new).compile()
         compile_s = time.perf_counter() - lowered_t

@@ -40,14 +40,17 @@ def layer_kind(layer: str, leaves: dict[str, tuple]) -> str:
     name = layer.rsplit("/", 1)[-1]
     if name.startswith(_UNSUPPORTED_PREFIXES):
         raise PlanError(
-            f"layer {layer!r}: {name.split('_')[0]} layers are not supported; supported: {SUPPORTED}."
+            f"layer {layer!r}: {name.split('_')[0]} layers are not supported; "
+            f"supported: {SUPPORTED}."
         )
     names = set(leaves)
     if "kernel" in names:
         ndim = len(leaves["kernel"])
         kind = "dense" if ndim == 2 else "conv" if ndim >= 3 else None
         if kind is None:
-            raise PlanError(f"layer {layer!r}: a kernel of shape {leaves['kernel']} has no axis roles.")
+            raise PlanError(
+                f"layer {layer!r}: a kernel of shape {leaves['kernel']} has no axis roles."
+            )
     elif "embedding" in names:
         kind = "embed"
     elif names <= LAYER_LEAVES["norm"]:

@@ -26,7 +26,8 @@ def check_ids(arg: str, ids: Sequence[Hashable]) -> tuple:
     """Returns `ids` as a tuple after checking they form a sequence of unique hashables.
 
     Raises:
-        PlanError: when `ids` is a string or not a sequence, holds an unhashable item, or repeats an ID.
+        PlanError: when `ids` is a string or not a sequence, holds an unhashable item, or
+            repeats an ID.
     """
     if isinstance(ids, (str, bytes)) or not isinstance(ids, (Sequence, np.ndarray)):
         raise PlanError(
@@ -39,7 +40,9 @@ def check_ids(arg: str, ids: Sequence[Hashable]) -> tuple:
         try:
             hash(i)
         except TypeError:
-            raise PlanError(f"`{arg}`: unit ID {i!r} is not hashable; use strings or ints.") from None
+            raise PlanError(
+                f"`{arg}`: unit ID {i!r} is not hashable; use strings or ints."
+            ) from None
         if i in seen and i not in dups:
             dups.append(i)
         seen.add(i)

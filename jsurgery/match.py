@@ -72,7 +72,7 @@ def forward_order(
     budget = [20000]
 
     def search(pos: tuple, width, out: list):
-        if all(p == len(q) for p, q in zip(pos, queues)):
+        if all(p == len(q) for p, q in zip(pos, queues, strict=True)):
             last = [lay for lay in out if lay.kind != "norm"]
             if n_outputs is not None and last and last[-1].n_out != n_outputs:
                 return None

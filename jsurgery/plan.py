@@ -1,4 +1,4 @@
-"""`make_plan`: unit IDs + matched layers + init choices -> a `Plan` of index arrays (host, NumPy)."""
+"""`make_plan`: unit IDs + matched layers + init choices -> a `Plan` of index arrays (NumPy)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import numpy as np
 from jsurgery import axes, ids, init, trees
 from jsurgery.errors import PlanError
 from jsurgery.match import Layer, forward_order, match_layers
-
 
 ROOT = "(root)"  # the layer name of leaves that sit at the top of the tree (a bare nn.Dense)
 
@@ -295,8 +294,10 @@ def make_plan(
     new_last = [lay for lay in new_layers_ if lay.kind != "norm"][-1]
     if outputs is not None:
         o_old, o_new = ids.check_pair("outputs", outputs)
-        ids.check_count("outputs[0] (old IDs)", o_old, old_last.n_out, f"old layer {old_last.path!r}")
-        ids.check_count("outputs[1] (new IDs)", o_new, new_last.n_out, f"new layer {new_last.path!r}")
+        ids.check_count("outputs[0] (old IDs)", o_old, old_last.n_out,
+                        f"old layer {old_last.path!r}")
+        ids.check_count("outputs[1] (new IDs)", o_new, new_last.n_out,
+                        f"new layer {new_last.path!r}")
         old_out_ids[old_last.path], new_out_ids[new_last.path] = o_old, o_new
     else:
         o_old, o_new = ids.positions(old_last.n_out), ids.positions(new_last.n_out)
@@ -304,9 +305,11 @@ def make_plan(
         lpath = key if isinstance(key, str) else "/".join(map(str, key))
         layer = next((lay for lay in new_layers_ if lay.path == lpath), None)
         if layer is None or layer.kind == "norm" or layer is new_last:
+            hidden_layers = [lay.path for lay in new_layers_
+                             if lay.kind != "norm" and lay is not new_last]
             raise PlanError(
                 f"`hidden`: {lpath!r} is not a hidden layer of the new template; hidden layers: "
-                f"{[lay.path for lay in new_layers_ if lay.kind != 'norm' and lay is not new_last]}."
+                f"{hidden_layers}."
             )
         h_old, h_new = ids.check_pair(f"hidden[{lpath!r}]", pair)
         ids.check_count(f"hidden[{lpath!r}][1] (new IDs)", h_new, layer.n_out, f"layer {lpath!r}")
@@ -349,7 +352,7 @@ def make_plan(
                     " units flow into it."
                 )
             if old_layer is None:
-                for name, (_, path, shape, _) in layer.leaves.items():
+                for _, path, shape, _ in layer.leaves.values():
                     leaf_plans[path] = LeafPlan(path, None, -1, shape, None, "template",
                                                 note="new layer: template init")
                 continue
@@ -461,7 +464,7 @@ def make_plan(
                 reps = init.replicas(copied, len(new_pos))
                 idx[new_pos] = src[reps]
                 noise[new_pos] = net2net_noise > 0
-                for p, r in zip(new_pos, reps):
+                for p, r in zip(new_pos, reps, strict=True):
                     fill[p] = ("replica", out_old[src[r]])
                 counts = np.bincount(idx[idx >= 0], minlength=len(out_old))
                 share = np.where(idx >= 0, 1.0 / np.maximum(counts[np.maximum(idx, 0)], 1), 1.0)

@@ -1,4 +1,4 @@
-"""Applying a plan: a pure, jit-compiled gather/select on params, optimizer state and train state."""
+"""Applying a plan: a pure, jit-compiled gather/select on params, optimizer and train state."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def _leaf(lp: LeafPlan, old, tmpl, key, mode: str, noise_scale: float):
         return zeros.at[lp.identity].set(jnp.ones((), dtype))
     x = old
     ndim = len(lp.shape)
-    undefined, zero, mean_set, noise = [], [], [], []
+    undefined, zero, noise = [], [], []
     for am in lp.axes:
         axis = am.axis % ndim
         idx = am.src if mode == "moments" else am.idx
@@ -103,7 +103,7 @@ def _leaf(lp: LeafPlan, old, tmpl, key, mode: str, noise_scale: float):
 def _apply(plan: Plan, mode: str, old_leaves: tuple, tmpl_leaves: tuple, shardings: tuple):
     base = jax.random.key(plan.seed)
     out = []
-    for i, (lp, tmpl) in enumerate(zip(plan.leaves, tmpl_leaves)):
+    for i, (lp, tmpl) in enumerate(zip(plan.leaves, tmpl_leaves, strict=True)):
         old = old_leaves[lp.old_index] if lp.old_index >= 0 else None
         key = jax.random.fold_in(base, i) if plan.noise else None
         x = _leaf(lp, old, tmpl, key, mode, plan.noise)
@@ -166,7 +166,7 @@ def _run(old, new_template, plan: Plan, mode: str):
     tmpl_leaves = _check(plan, tmpl_flat, plan.new_leaves, "new_template")
     shardings = tuple(_sharding(t) for t in tmpl_leaves)
     out = _apply(plan, mode, tuple(old_leaves), tuple(tmpl_leaves), shardings)
-    by_path = {lp.path: x for lp, x in zip(plan.leaves, out)}
+    by_path = {lp.path: x for lp, x in zip(plan.leaves, out, strict=True)}
     if how == "inner":
         by_path = {p[1:]: x for p, x in by_path.items()}
     elif how == "outer":
@@ -262,7 +262,7 @@ def transplant_state(
         )
     out = []
     moved = 0
-    for (okp, old), (nkp, new) in zip(old_pairs, new_pairs):
+    for (_, old), (nkp, new) in zip(old_pairs, new_pairs, strict=True):
         keys = [trees._key(k) for k in nkp]
         if _params_like(old, old_paths) and _params_like(new, new_paths):
             moments = any(str(k) in moment_keys for k in keys)

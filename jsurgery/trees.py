@@ -83,7 +83,7 @@ def natural_order(keys: list) -> list:
     out = list(keys)
     for members in groups.values():
         slots = [slot for _, slot, _ in members]
-        for slot, (_, _, k) in zip(slots, sorted(members, key=lambda t: t[0])):
+        for slot, (_, _, k) in zip(slots, sorted(members, key=lambda t: t[0]), strict=True):
             out[slot] = k
     return out
 

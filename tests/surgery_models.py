@@ -65,7 +65,7 @@ class NnxMLP(nnx.Module):
     def __init__(self, n_in: int, hidden: Sequence[int], out: int, rngs: nnx.Rngs):
         widths = [n_in, *hidden]
         self.layers = nnx.List(
-            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])]
+            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:], strict=True)]
         )
         self.head = nnx.Linear(widths[-1], out, rngs=rngs)
 
@@ -93,7 +93,10 @@ def init(model: nn.Module, n_in, seed: int, batch_stats: bool = False):
     if batch_stats and "batch_stats" in variables:
         leaves, treedef = jax.tree.flatten(variables["batch_stats"])
         keys = jax.random.split(jax.random.key(seed + 100), len(leaves))
-        leaves = [jnp.abs(jax.random.normal(k, x.shape)) + 0.5 for k, x in zip(keys, leaves)]
+        leaves = [
+            jnp.abs(jax.random.normal(k, x.shape)) + 0.5
+            for k, x in zip(keys, leaves, strict=True)
+        ]
         variables = {**variables, "batch_stats": jax.tree.unflatten(treedef, leaves)}
         params = jax.tree.map(
             lambda x: x + 0.1 * jax.random.normal(jax.random.key(seed + 7), x.shape),

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from surgery_models import CNN, MLP, apply_fn, init, rand
+from surgery_models import MLP, apply_fn, init, rand
 
 import jsurgery
 
@@ -106,7 +106,8 @@ def test_report_shows_shapes_units_and_warnings():
     assert "in: 4 copied, 2 new (zeros); out: 2 copied, 1 new (zeros)" in text
     assert "zero-initialised new Q-output is likely to be picked by argmax under negative " \
            "rewards" in text
-    shrink = jsurgery.make_plan(new, old, inputs=CARTPOLE[::-1], outputs=(["l", "r", "n"], ["r", "l"]))
+    shrink = jsurgery.make_plan(new, old, inputs=CARTPOLE[::-1],
+                                outputs=(["l", "r", "n"], ["r", "l"]))
     assert "2 dropped" in str(shrink)
 
 

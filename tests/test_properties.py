@@ -18,7 +18,7 @@ def mlp(rng, n_in, hidden, n_out):
             "kernel": jnp.asarray(rng.normal(size=(a, b)), jnp.float32),
             "bias": jnp.asarray(rng.normal(size=(b,)), jnp.float32),
         }
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
     }
 
 
@@ -40,7 +40,7 @@ def surgery(draw):
     depth = draw(st.integers(1, 3))
     hidden_old = draw(st.lists(st.integers(1, 5), min_size=depth, max_size=depth))
     grow = draw(st.lists(st.integers(0, 3), min_size=depth, max_size=depth))
-    hidden_new = [h + g for h, g in zip(hidden_old, grow)]
+    hidden_new = [h + g for h, g in zip(hidden_old, grow, strict=True)]
     in_old, in_new = draw(ids_strategy), draw(ids_strategy)
     out_old = draw(ids_strategy)
     out_new = draw(st.permutations(out_old + draw(st.lists(
