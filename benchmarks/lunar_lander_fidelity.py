@@ -4,10 +4,12 @@ Two checks, both needing `gymnasium[box2d]`:
 
 * trajectories: same terrain, same engine dispersion draws, same actions, no initial force; the
   observation gap per step over the first steps of free fall and engine firing;
+* closed loop: gymnasium's own heuristic pilot flies both, with the same random draws;
 * distributions: 1,000 random-policy episodes in each implementation; episode length, return,
   crash / landing / timeout fractions and final x side by side.
 
-Run: `python benchmarks/lunar_lander_fidelity.py [--episodes 1000] [--steps 100]`.
+Run: `python benchmarks/lunar_lander_fidelity.py [--seeds 5] [--steps 100] [--heuristic-seeds 20]
+[--episodes 1000]`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jsurgery.envs import LunarLander
+from jsurgery.envs import OBS_IDS, LunarLander
 from jsurgery.envs.lunar_lander import CHUNKS, H, SCALE
 
 
@@ -78,27 +80,193 @@ def paired_trajectories(seed: int, actions, initial_force: bool = False):
     return np.array(theirs), np.array(ours), end
 
 
+def trajectory_table(seeds: int, steps: int) -> str:
+    """Largest observation gap over `seeds` paired trajectories, at a few steps."""
+    rng = np.random.default_rng(0)
+    plans = {
+        "free fall": lambda: np.zeros(steps, np.int32),
+        "main engine": lambda: np.full(steps, 2, np.int32),
+        "random actions": lambda: rng.integers(0, 4, steps).astype(np.int32),
+    }
+    rows = ["| actions | step | " + " | ".join(OBS_IDS[:6]) + " |", "|---|---:" + "|---:" * 6 + "|"]
+    for name, plan in plans.items():
+        gaps = []
+        for seed in range(seeds):
+            ref, ours, _ = paired_trajectories(seed, plan())
+            n = min(len(ref), len(ours))
+            gaps.append(np.abs(ref[:n] - ours[:n]))
+        for t in [1, 10, 25, 50, steps]:
+            g = [x[t] for x in gaps if len(x) > t]
+            if g:
+                cells = " | ".join(f"{v:.1e}" for v in np.max(g, 0)[:6])
+                rows.append(f"| {name} | {t} | {cells} |")
+    return "\n".join(rows)
+
+
+def heuristic_table(seeds: int) -> str:
+    """gymnasium's heuristic pilot in both implementations, same random draws (with the force)."""
+    import types
+
+    import gymnasium as gym
+    from gymnasium.envs.box2d.lunar_lander import heuristic
+    from gymnasium.utils import seeding
+
+    env = LunarLander()
+    params = env.default_params
+    step = jax.jit(env.step_with_dispersion)
+    pilot = types.SimpleNamespace(unwrapped=types.SimpleNamespace(continuous=False))
+    results = []
+    for seed in range(seeds):
+        rng, _ = seeding.np_random(seed)
+        heights = rng.uniform(0, H / 2, size=(CHUNKS + 1,))
+        force = np.array([rng.uniform(-1000, 1000), rng.uniform(-1000, 1000)])
+        rng.uniform(-1, 1), rng.uniform(-1, 1)
+        ref = gym.make("LunarLander-v3")
+        ref_obs, _ = ref.reset(seed=seed)
+        obs, state = env.reset_from_draws(jnp.asarray(heights, jnp.float32), force)
+        obs = np.asarray(obs)
+        out = {"ref": [0.0, 0, None], "jax": [0.0, 0, None]}
+        for _ in range(1000):
+            dispersion = jnp.asarray([rng.uniform(-1, 1), rng.uniform(-1, 1)], jnp.float32) / SCALE
+            if out["ref"][2] is None:
+                ref_obs, r, term, trunc, _ = ref.step(heuristic(pilot, ref_obs))
+                out["ref"][0] += r
+                out["ref"][1] += 1
+                if term or trunc:
+                    out["ref"][2] = "landed" if r == 100 else "crashed" if term else "timeout"
+            if out["jax"][2] is None:
+                action = jnp.int32(heuristic(pilot, obs))
+                obs, state, r, term, info = step(state, action, dispersion, params)
+                obs = np.asarray(obs)
+                out["jax"][0] += float(r)
+                out["jax"][1] += 1
+                if bool(term):
+                    out["jax"][2] = "landed" if bool(info["landed"]) else "crashed"
+            if out["ref"][2] and out["jax"][2]:
+                break
+        results.append(out)
+    same = np.mean([o["ref"][2] == o["jax"][2] for o in results])
+    ref_r = np.array([o["ref"][0] for o in results])
+    jax_r = np.array([o["jax"][0] for o in results])
+    ref_n = np.array([o["ref"][1] for o in results])
+    jax_n = np.array([o["jax"][1] for o in results])
+    return "\n".join(
+        [
+            "| heuristic pilot | Box2D | JAX |",
+            "|---|---:|---:|",
+            f"| mean return | {ref_r.mean():.1f} | {jax_r.mean():.1f} |",
+            f"| mean episode length | {ref_n.mean():.0f} | {jax_n.mean():.0f} |",
+            "| landed | "
+            + " | ".join(f"{np.mean([o[k][2] == 'landed' for o in results]):.2f}" for k in ("ref", "jax"))
+            + " |",
+            f"| same outcome, seed by seed | {same:.2f} | |",
+            f"| mean abs return gap, seed by seed | {np.abs(ref_r - jax_r).mean():.1f} | |",
+        ]
+    )
+
+
+def random_policy_box2d(episodes: int, seed: int = 0) -> dict[str, np.ndarray]:
+    import gymnasium as gym
+
+    env = gym.make("LunarLander-v3")
+    rng = np.random.default_rng(seed)
+    stats = {k: [] for k in ("length", "return", "crash", "landing", "timeout", "final_x")}
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed * 100_000 + episode)
+        total, n = 0.0, 0
+        while True:
+            obs, r, term, trunc, _ = env.step(int(rng.integers(0, 4)))
+            total += r
+            n += 1
+            if term or trunc:
+                break
+        stats["length"].append(n)
+        stats["return"].append(total)
+        stats["crash"].append(term and r == -100)
+        stats["landing"].append(term and r == 100)
+        stats["timeout"].append(trunc and not term)
+        stats["final_x"].append(obs[0])
+    return {k: np.asarray(v, np.float64) for k, v in stats.items()}
+
+
+def random_policy_jax(episodes: int, seed: int = 0) -> dict[str, np.ndarray]:
+    env = LunarLander()
+    params = env.default_params
+
+    @jax.jit
+    def run(key):
+        k_reset, k_run = jax.random.split(key)
+        _, state = jax.vmap(env.reset, in_axes=(0, None))(
+            jax.random.split(k_reset, episodes), params
+        )
+        alive = jnp.ones(episodes, bool)
+        zeros = jnp.zeros(episodes, jnp.float32)
+        acc = dict(length=jnp.zeros(episodes, jnp.int32), ret=zeros, crash=alive & False,
+                   landing=alive & False, timeout=alive & False, final_x=zeros)
+
+        def body(carry, key):
+            state, alive, acc = carry
+            k_act, k_step = jax.random.split(key)
+            actions = jax.random.randint(k_act, (episodes,), 0, 4)
+            _, state, r, term, trunc, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                jax.random.split(k_step, episodes), state, actions, params
+            )
+            done = alive & (term | trunc)
+            acc = dict(
+                length=acc["length"] + alive.astype(jnp.int32),
+                ret=acc["ret"] + jnp.where(alive, r, 0.0),
+                crash=acc["crash"] | (done & info["crashed"] & ~info["landed"]),
+                landing=acc["landing"] | (done & info["landed"]),
+                timeout=acc["timeout"] | (done & trunc & ~term),
+                final_x=jnp.where(done, info["final_observation"][:, 0], acc["final_x"]),
+            )
+            return (state, alive & ~done, acc), None
+
+        carry, _ = jax.lax.scan(body, (state, alive, acc), jax.random.split(k_run, 1000))
+        return carry[2]
+
+    acc = jax.device_get(run(jax.random.key(seed)))
+    return {
+        "length": acc["length"], "return": acc["ret"], "crash": acc["crash"],
+        "landing": acc["landing"], "timeout": acc["timeout"], "final_x": acc["final_x"],
+    }
+
+
+def distribution_table(episodes: int) -> str:
+    start = time.perf_counter()
+    ref = random_policy_box2d(episodes)
+    mid = time.perf_counter()
+    ours = random_policy_jax(episodes)
+    end = time.perf_counter()
+    rows = ["| random policy, %d episodes | Box2D | JAX |" % episodes, "|---|---:|---:|"]
+    for key in ("length", "return", "final_x"):
+        for name, fn in (("mean", np.mean), ("std", np.std), ("median", np.median)):
+            rows.append(f"| {key} {name} | {fn(ref[key]):.2f} | {fn(ours[key]):.2f} |")
+    for key in ("crash", "landing", "timeout"):
+        rows.append(f"| {key} fraction | {ref[key].mean():.3f} | {ours[key].mean():.3f} |")
+    try:
+        from scipy.stats import ks_2samp
+
+        for key in ("length", "return", "final_x"):
+            rows.append(f"| KS p-value, {key} | {ks_2samp(ref[key], ours[key]).pvalue:.3f} | |")
+    except ImportError:
+        pass
+    rows.append(f"| wall time, s (JAX includes compile) | {mid - start:.1f} | {end - mid:.1f} |")
+    return "\n".join(rows)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--heuristic-seeds", type=int, default=20)
+    parser.add_argument("--episodes", type=int, default=1000)
     args = parser.parse_args()
-    rngs = np.random.default_rng(0)
-    for name, make in [
-        ("free fall", lambda: np.zeros(args.steps, np.int32)),
-        ("main engine", lambda: np.full(args.steps, 2, np.int32)),
-        ("random", lambda: rngs.integers(0, 4, args.steps).astype(np.int32)),
-    ]:
-        gaps = []
-        for seed in range(args.seeds):
-            ref, ours, _ = paired_trajectories(seed, make())
-            n = min(len(ref), len(ours))
-            gaps.append(np.abs(ref[:n] - ours[:n]))
-        print(name)
-        for t in [1, 5, 10, 20, 40, args.steps]:
-            g = [x[t] for x in gaps if len(x) > t]
-            if g:
-                print(f"  step {t:3d}: max |obs gap| per value", np.round(np.max(g, 0), 4))
+    print(trajectory_table(args.seeds, args.steps), flush=True)
+    print()
+    print(heuristic_table(args.heuristic_seeds), flush=True)
+    print()
+    print(distribution_table(args.episodes), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,90 @@
+"""A DQN trained in the JAX LunarLander, evaluated greedily in both it and gymnasium's Box2D one.
+
+Trains with the environment's preset (`jsurgery.rl.command.train_command`, skipped when `--out`
+already holds a saved agent), then plays `--episodes` greedy episodes of seed 0's agent in each
+implementation through `load_agent(...).act`, and prints the mean returns side by side.
+
+Run: `python benchmarks/lunar_lander_transfer.py [--steps 200000] [--seeds 1] [--episodes 100]
+[--out runs/lunar_lander_transfer]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jsurgery.envs import LunarLander
+
+
+def play_jax(agent, episodes: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Greedy episodes in the JAX environment, all at once; the first episode of each counts."""
+    env = LunarLander()
+    params = env.default_params
+    keys = jax.random.split(jax.random.key(seed), episodes)
+    obs, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+    step = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
+    alive = np.ones(episodes, bool)
+    total = np.zeros(episodes)
+    landed = np.zeros(episodes, bool)
+    for t in range(params.max_steps_in_episode):
+        actions = jnp.asarray(agent.act(np.asarray(obs)), jnp.int32)
+        keys = jax.random.split(jax.random.fold_in(jax.random.key(seed + 1), t), episodes)
+        obs, state, reward, terminated, truncated, info = step(keys, state, actions, params)
+        total += np.where(alive, np.asarray(reward), 0.0)
+        done = alive & np.asarray(terminated | truncated)
+        landed |= done & np.asarray(info["landed"])
+        alive &= ~done
+        if not alive.any():
+            break
+    return {"return": total, "landed": landed}
+
+
+def play_box2d(agent, episodes: int, seed: int = 0) -> dict[str, np.ndarray]:
+    import gymnasium as gym
+
+    env = gym.make("LunarLander-v3")
+    returns, landed = [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed * 100_000 + episode)
+        total = 0.0
+        while True:
+            action = int(agent.act(np.asarray(obs, np.float32)[None])[0])
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += reward
+            if terminated or truncated:
+                break
+        returns.append(total)
+        landed.append(terminated and reward == 100)
+    return {"return": np.asarray(returns), "landed": np.asarray(landed)}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=None, help="default: the preset's")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--out", default="runs/lunar_lander_transfer")
+    args = parser.parse_args()
+    from jsurgery.rl.agent import load_agent
+    from jsurgery.rl.command import train_command
+
+    if not (Path(args.out) / "agent.json").exists():
+        train_command("LunarLander-v3", seeds=args.seeds, steps=args.steps, out=args.out)
+    print("| greedy, %d episodes | JAX LunarLander | gymnasium Box2D |" % args.episodes)
+    print("|---|---:|---:|")
+    for seed in range(args.seeds):
+        agent = load_agent(args.out, seed=seed)
+        ours, ref = play_jax(agent, args.episodes), play_box2d(agent, args.episodes)
+        print(
+            f"| seed {seed}: mean return (std) | {ours['return'].mean():.1f} "
+            f"({ours['return'].std():.1f}) | {ref['return'].mean():.1f} ({ref['return'].std():.1f}) |"
+        )
+        print(f"| seed {seed}: landed | {ours['landed'].mean():.2f} | {ref['landed'].mean():.2f} |")
+
+
+if __name__ == "__main__":
+    main()
