@@ -170,10 +170,11 @@ def _in_axis(stream: _Stream, old_in: tuple, k: int, axis: int) -> tuple[AxisMap
     src = ids.index_of(stream.new_ids, old_in)
     idx = src.copy()
     zero = np.zeros(len(src), bool)
+    old_pos = {u: q for q, u in enumerate(old_in)}
     for p in np.flatnonzero(src < 0):
         f = stream.fill[p]
         if isinstance(f, tuple):
-            q = old_in.index(f[1]) if f[1] in old_in else -1
+            q = old_pos.get(f[1], -1)
             idx[p] = q
             zero[p] = q < 0
         elif f == "zeros":
@@ -359,10 +360,11 @@ def make_plan(
             old_in = old_in_ids[opath]
             src = ids.index_of(stream.new_ids, old_in)
             idx = src.copy()
+            old_pos = {u: q for q, u in enumerate(old_in)}
             for p in np.flatnonzero(src < 0):
                 f = stream.fill[p]
-                if isinstance(f, tuple) and f[1] in old_in:
-                    idx[p] = old_in.index(f[1])
+                if isinstance(f, tuple) and f[1] in old_pos:
+                    idx[p] = old_pos[f[1]]
             amap = AxisMap(0, idx, src)
             note = "features: " + _summary(src, len(old_in), "template")
             _leaves_from_old(leaf_plans, layer, old_layer, {"features": amap}, None, note,
@@ -387,8 +389,9 @@ def make_plan(
             source = "template"
             if layer.path not in explicit_new and new_layers != "template":
                 source = new_layers
-            pairs = [(p, out_new.index(u)) for p, u in enumerate(stream.new_ids)
-                     if k == 1 and u in out_new]
+            out_pos = {u: q for q, u in enumerate(out_new)}
+            pairs = [(p, out_pos[u]) for p, u in enumerate(stream.new_ids)
+                     if k == 1 and u in out_pos]
             if source != "template" and (layer.kind == "embed" or not pairs):
                 warnings.append(
                     f"{layer.path}: no unit passes through this new layer, so it keeps the "
