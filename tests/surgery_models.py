@@ -123,3 +123,28 @@ def randomise_biases(variables, seed: int):
 
 def rand(shape, seed: int = 0):
     return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def mlp(rng, n_in, hidden, n_out):
+    """A bare params dict `{"Dense_i": {"kernel", "bias"}}` of random weights (no compile)."""
+    widths = [n_in, *hidden, n_out]
+    return {
+        f"Dense_{i}": {
+            "kernel": jnp.asarray(rng.normal(size=(a, b)), jnp.float32),
+            "bias": jnp.asarray(rng.normal(size=(b,)), jnp.float32),
+        }
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
+    }
+
+
+def forward(params, x):
+    """The ReLU MLP of `mlp` params in float64 NumPy."""
+    if "params" in params:
+        params = params["params"]
+    n = len(params)
+    for i in range(n):
+        layer = params[f"Dense_{i}"]
+        x = x @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"], np.float64)
+        if i < n - 1:
+            x = np.maximum(x, 0)
+    return x

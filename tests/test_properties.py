@@ -1,35 +1,14 @@
 """Property-based tests: random MLPs, random ID permutations, additions and removals."""
 
-import jax.numpy as jnp
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from surgery_models import forward, mlp
 
 import jsurgery
 
 SETTINGS = settings(max_examples=12, deadline=None, derandomize=True)
 POOL = list("abcdefgh")
-
-
-def mlp(rng, n_in, hidden, n_out):
-    widths = [n_in, *hidden, n_out]
-    return {
-        f"Dense_{i}": {
-            "kernel": jnp.asarray(rng.normal(size=(a, b)), jnp.float32),
-            "bias": jnp.asarray(rng.normal(size=(b,)), jnp.float32),
-        }
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
-    }
-
-
-def forward(params, x):
-    n = len(params)
-    for i in range(n):
-        layer = params[f"Dense_{i}"]
-        x = x @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"], np.float64)
-        if i < n - 1:
-            x = np.maximum(x, 0)
-    return x
 
 
 ids_strategy = st.lists(st.sampled_from(POOL), min_size=1, max_size=5, unique=True)
