@@ -482,7 +482,10 @@ def make_plan(
             mean=mean if mean.any() else None,
             noise=noise if noise.any() else None,
         )
-        how_in = "zeros" if in_map.zero is not None else "template"
+        if any(isinstance(f, tuple) for f in stream.fill):
+            how_in = "net2net, fan-out shared"
+        else:
+            how_in = "zeros" if in_map.zero is not None else "template"
         note = (f"in: {_summary(in_src, len(old_in), how_in)}"
                 + (f" (x{k} flattened)" if k > 1 else "")
                 + f"; out: {_summary(src, len(out_old), how_new)}")

@@ -13,7 +13,8 @@ def _ids(seq) -> str:
 
 def render(plan) -> str:
     """Renders a `Plan`: options, layer matching, one line per leaf, then warnings."""
-    lines = [f"Plan: {plan.old_kind} -> {plan.new_kind}, layers matched by {plan.matching}"]
+    how = "by name" if plan.matching == "name" else "in order from both ends"
+    lines = [f"Plan: {plan.old_kind} -> {plan.new_kind}, layers matched {how}"]
     lines.append("  options: " + ", ".join(f"{k}={v!r}" for k, v in plan.options.items()))
     (i_old, i_new), (o_old, o_new) = plan.inputs, plan.outputs
     lines.append(f"  inputs:  {_ids(i_old)} -> {_ids(i_new)}")

@@ -109,6 +109,9 @@ def test_report_shows_shapes_units_and_warnings():
     shrink = jsurgery.make_plan(new, old, inputs=CARTPOLE[::-1],
                                 outputs=(["l", "r", "n"], ["r", "l"]))
     assert "2 dropped" in str(shrink)
+    widened = jsurgery.make_plan(old, init(MLP((8,), 2), 2, 1), new_hidden="net2net")
+    assert "in: 4 copied, 4 new (net2net, fan-out shared)" in str(widened)
+    assert "layers matched by name" in str(widened)
 
 
 def test_layers_override_maps_renamed_layers():
