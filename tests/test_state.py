@@ -96,3 +96,17 @@ def test_state_without_matching_params_is_an_error():
     _, _, old, new, plan, tx, opt = _setup()
     with pytest.raises(jsurgery.PlanError, match="no subtree"):
         jsurgery.transplant_state({"w": jnp.ones(3)}, {"w": jnp.ones(3)}, plan)
+
+
+def test_transplant_state_under_vmap_over_seeds():
+    _, _, old, new, plan, tx, _ = _setup()
+    seeds = 3
+    stack = lambda t: jax.tree.map(lambda x: jnp.stack([x * (i + 1) for i in range(seeds)]), t)
+    old_states = stack({"params": old, "target_params": old, "opt_state": tx.init(old)})
+    fresh = {"params": new, "target_params": new, "opt_state": tx.init(new)}
+    out = jax.vmap(lambda s: jsurgery.transplant_state(s, fresh, plan))(old_states)
+    assert out["params"]["Dense_0"]["kernel"].shape == (seeds, 4, 8)
+    for i in range(seeds):
+        np.testing.assert_allclose(out["params"]["Dense_0"]["kernel"][i, 1:3, :4],
+                                   (i + 1) * old["Dense_0"]["kernel"], rtol=1e-6)
+    assert out["opt_state"][0].count.shape == (seeds,)
