@@ -14,6 +14,8 @@ Options of `make_plan` (each a string; `new_outputs` may also be a dict per new 
         the outgoing weights of a unit and its copies are divided by the number of copies
         (Chen et al., Net2Net); exact, and `net2net_noise` > 0 multiplies the copies' incoming
         weights by (1 + noise * N(0, 1)) to break symmetry (then exact only to that order).
+        BatchNorm parameters and statistics are copied with their units; a LayerNorm over the
+        widened units sees different statistics, so widening through it is not exact.
 
 `new_layers` -- layers the sequential matching found inserted:
     "identity": Dense kernel = identity on the units it passes through, bias zero; Conv kernel =
