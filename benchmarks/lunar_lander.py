@@ -15,7 +15,6 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jsurgery.envs import LunarLander
@@ -74,8 +73,8 @@ def main():
     args = parser.parse_args()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPU cores")
     reference = box2d_steps_per_second(args.box2d_steps)
-    print(f"| implementation | environments | steps/s | ratio to Box2D |")
-    print(f"|---|---:|---:|---:|")
+    print("| implementation | environments | steps/s | ratio to Box2D |")
+    print("|---|---:|---:|---:|")
     print(f"| gymnasium Box2D | 1 | {reference:,.0f} | 1.0 |")
     for n in args.envs:
         rate = jax_steps_per_second(n, args.steps, args.repeats)

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jsurgery.envs import OBS_IDS, LunarLander
-from jsurgery.envs.lunar_lander import CHUNKS, H, SCALE
+from jsurgery.envs.lunar_lander import CHUNKS, SCALE, H
 
 
 @contextlib.contextmanager
@@ -157,7 +157,9 @@ def heuristic_table(seeds: int) -> str:
             f"| mean return | {ref_r.mean():.1f} | {jax_r.mean():.1f} |",
             f"| mean episode length | {ref_n.mean():.0f} | {jax_n.mean():.0f} |",
             "| landed | "
-            + " | ".join(f"{np.mean([o[k][2] == 'landed' for o in results]):.2f}" for k in ("ref", "jax"))
+            + " | ".join(
+                f"{np.mean([o[k][2] == 'landed' for o in results]):.2f}" for k in ("ref", "jax")
+            )
             + " |",
             f"| same outcome, seed by seed | {same:.2f} | |",
             f"| mean abs return gap, seed by seed | {np.abs(ref_r - jax_r).mean():.1f} | |",
@@ -201,8 +203,14 @@ def random_policy_jax(episodes: int, seed: int = 0) -> dict[str, np.ndarray]:
         )
         alive = jnp.ones(episodes, bool)
         zeros = jnp.zeros(episodes, jnp.float32)
-        acc = dict(length=jnp.zeros(episodes, jnp.int32), ret=zeros, crash=alive & False,
-                   landing=alive & False, timeout=alive & False, final_x=zeros)
+        acc = dict(
+            length=jnp.zeros(episodes, jnp.int32),
+            ret=zeros,
+            crash=alive & False,
+            landing=alive & False,
+            timeout=alive & False,
+            final_x=zeros,
+        )
 
         def body(carry, key):
             state, alive, acc = carry
@@ -227,8 +235,12 @@ def random_policy_jax(episodes: int, seed: int = 0) -> dict[str, np.ndarray]:
 
     acc = jax.device_get(run(jax.random.key(seed)))
     return {
-        "length": acc["length"], "return": acc["ret"], "crash": acc["crash"],
-        "landing": acc["landing"], "timeout": acc["timeout"], "final_x": acc["final_x"],
+        "length": acc["length"],
+        "return": acc["ret"],
+        "crash": acc["crash"],
+        "landing": acc["landing"],
+        "timeout": acc["timeout"],
+        "final_x": acc["final_x"],
     }
 
 
@@ -238,7 +250,7 @@ def distribution_table(episodes: int) -> str:
     mid = time.perf_counter()
     ours = random_policy_jax(episodes)
     end = time.perf_counter()
-    rows = ["| random policy, %d episodes | Box2D | JAX |" % episodes, "|---|---:|---:|"]
+    rows = [f"| random policy, {episodes} episodes | Box2D | JAX |", "|---|---:|---:|"]
     for key in ("length", "return", "final_x"):
         for name, fn in (("mean", np.mean), ("std", np.std), ("median", np.median)):
             rows.append(f"| {key} {name} | {fn(ref[key]):.2f} | {fn(ours[key]):.2f} |")

@@ -74,14 +74,15 @@ def main():
 
     if not (Path(args.out) / "agent.json").exists():
         train_command("LunarLander-v3", seeds=args.seeds, steps=args.steps, out=args.out)
-    print("| greedy, %d episodes | JAX LunarLander | gymnasium Box2D |" % args.episodes)
+    print(f"| greedy, {args.episodes} episodes | JAX LunarLander | gymnasium Box2D |")
     print("|---|---:|---:|")
     for seed in range(args.seeds):
         agent = load_agent(args.out, seed=seed)
         ours, ref = play_jax(agent, args.episodes), play_box2d(agent, args.episodes)
         print(
             f"| seed {seed}: mean return (std) | {ours['return'].mean():.1f} "
-            f"({ours['return'].std():.1f}) | {ref['return'].mean():.1f} ({ref['return'].std():.1f}) |"
+            f"({ours['return'].std():.1f}) | {ref['return'].mean():.1f} "
+            f"({ref['return'].std():.1f}) |"
         )
         print(f"| seed {seed}: landed | {ours['landed'].mean():.2f} | {ref['landed'].mean():.2f} |")
 

@@ -117,9 +117,11 @@ MASS = _mass_properties()
 _M = float(MASS["mass"])
 _I = float(MASS["inertia"])
 _HULL_C = MASS["hull_centroid"].astype(np.float32)
-_CORNERS = np.array(
-    [(-1, -1), (1, -1), (1, 1), (-1, 1)], np.float32
-) * np.array([LEG_W, LEG_H], np.float32) / SCALE  # leg box corners in the leg frame
+_CORNERS = (
+    np.array([(-1, -1), (1, -1), (1, 1), (-1, 1)], np.float32)
+    * np.array([LEG_W, LEG_H], np.float32)
+    / SCALE
+)  # leg box corners in the leg frame
 
 
 def _com_offset(leg_open):
@@ -258,8 +260,10 @@ def _engine_impulse(state: EnvState, action, dispersion):
     direction = (action - 2).astype(jnp.float32)
     across = 3.0 * d1 + direction * SIDE_ENGINE_AWAY / SCALE
     s_off = jnp.stack([tip[0] * d0 + side[0] * across, -tip[1] * d0 - side[1] * across])
-    s_at = origin + s_off + jnp.stack(
-        [-tip[0] * SIDE_ENGINE_OFFSET_X / SCALE, tip[1] * SIDE_ENGINE_HEIGHT / SCALE]
+    s_at = (
+        origin
+        + s_off
+        + jnp.stack([-tip[0] * SIDE_ENGINE_OFFSET_X / SCALE, tip[1] * SIDE_ENGINE_HEIGHT / SCALE])
     )
     s_imp = -s_off * SIDE_ENGINE_POWER * lateral.astype(jnp.float32)
     dv = (m_imp + s_imp) / _M
@@ -371,7 +375,9 @@ def physics_step(state: EnvState, action, dispersion, iterations: int = 6):
             vn = _dot(pv, normal[i]) + motor[i]
             new = jnp.maximum(lam_n[i] - k_n[i] * (vn + gap[i]), 0.0)
             left = jnp.maximum(budget - lam_n[other] * cost[other], 0.0)
-            new = jnp.where(cost[i] > 1e-6, jnp.minimum(new, left / jnp.maximum(cost[i], 1e-6)), new)
+            new = jnp.where(
+                cost[i] > 1e-6, jnp.minimum(new, left / jnp.maximum(cost[i], 1e-6)), new
+            )
             new = jnp.where(near[i], new, 0.0)
             dn = new - lam_n[i]
             pv = pv + dn * (normal[i] / _M + rn[i] / _I * perp[i])
@@ -384,9 +390,7 @@ def physics_step(state: EnvState, action, dispersion, iterations: int = 6):
         return vel, omega, tuple(lam_n), tuple(lam_t)
 
     lam_n, lam_t = tuple(lam[i, 0] for i in range(4)), tuple(lam[i, 1] for i in range(4))
-    vel, omega, lam_n, lam_t = jax.lax.fori_loop(
-        0, iterations, solve, (vel, omega, lam_n, lam_t)
-    )
+    vel, omega, lam_n, lam_t = jax.lax.fori_loop(0, iterations, solve, (vel, omega, lam_n, lam_t))
     lam_n, lam_t = jnp.stack(lam_n), jnp.stack(lam_t)
 
     used = (lam_n * cost).reshape(2, 2).sum(1)
@@ -408,6 +412,7 @@ def physics_step(state: EnvState, action, dispersion, iterations: int = 6):
     opening = jnp.minimum(opening, LEG_TRAVEL - leg_open)
     leg_open = leg_open + opening
     sep_end = sep_end + opening[_FOOT_LEG] * lever
+
     def push_out(_, carry):
         dpos, dang = carry
         for i in range(4):
@@ -548,7 +553,9 @@ class LunarLander(environment.Environment[EnvState, EnvParams]):
         hull = MASS["hull_mass"] * (np.array([W / 2, H]) + MASS["hull_centroid"])
         legs = MASS["leg_mass"] * 2 * np.array([W / 2, H])
         com0 = jnp.asarray((hull + legs) / _M, jnp.float32)
-        vel = jnp.asarray(force, jnp.float32) * DT / _M + jnp.array([0.0, GRAVITY * DT], jnp.float32)
+        vel = jnp.asarray(force, jnp.float32) * DT / _M + jnp.array(
+            [0.0, GRAVITY * DT], jnp.float32
+        )
         # Box2D pulls the legs onto their joints during this step; with a horizontal force on the
         # hull that leaves the lander spinning slightly (a linear fit, residual 2e-7 rad/s).
         spin = INITIAL_SPIN * jnp.asarray(force, jnp.float32)[0]

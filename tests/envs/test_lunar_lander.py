@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jsurgery.envs import ACTION_IDS, OBS_IDS, LunarLander
-from jsurgery.envs.lunar_lander import CHUNKS, H, HELIPAD_Y, SCALE
+from jsurgery.envs.lunar_lander import CHUNKS, HELIPAD_Y, SCALE, H
 
 ENV = LunarLander()
 PARAMS = ENV.default_params
@@ -60,8 +60,9 @@ def test_vmapped_steps_are_deterministic_per_key():
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize(("action", "fuel"), [(0, 0.0), (1, 0.03), (2, 0.3), (3, 0.03)],
-                         ids=ACTION_IDS)
+@pytest.mark.parametrize(
+    ("action", "fuel"), [(0, 0.0), (1, 0.03), (2, 0.3), (3, 0.03)], ids=ACTION_IDS
+)
 def test_engine_fuel_cost_is_charged_on_top_of_shaping(action, fuel):
     obs, state = ENV.reset(jax.random.key(3), PARAMS)
     new_obs, _, reward, terminated, _, _ = ENV.step(jax.random.key(4), state, action, PARAMS)
