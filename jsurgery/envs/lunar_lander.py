@@ -9,8 +9,9 @@ of gymnasium's Box2D `LunarLander-v3` at a fraction of the cost:
 * each leg keeps one degree of freedom, its joint deflection away from the rest limit. A leg is
   massless: it stays rigid while the ground torque about its joint is below the motor's 40 N m,
   yields (opens) when the ground pushes harder, and closes again at the motor speed 0.3 rad/s;
-* the eight leg corners touch the terrain polyline through sequential-impulse contacts (no
+* the bottom corners of the legs touch the terrain polyline through sequential-impulse contacts (no
   restitution, friction sqrt(0.2 * 0.1)), with Box2D's contact radius, slop and position correction;
+  the legs' contact flags follow Box2D's begin/end events per terrain segment;
 * the hull touching the terrain ends the episode (crash), as in the reference, so its contacts
   only need detecting; the lander is at rest (landing) when Box2D would put it to sleep.
 
@@ -507,7 +508,10 @@ class LunarLander(environment.Environment[EnvState, EnvParams]):
         return observe(state)
 
     def is_terminated(self, state: EnvState, params: EnvParams) -> jax.Array:
-        raise NotImplementedError("termination is decided in step_env from contacts")
+        raise NotImplementedError(
+            "LunarLander decides termination inside `step_env` from the step's contacts; "
+            "read `terminated` (or `info['crashed']`, `info['landed']`) from `step`."
+        )
 
     def step_env(self, key, state: EnvState, action, params: EnvParams):
         dispersion = jax.random.uniform(key, (2,), jnp.float32, -1.0, 1.0) / SCALE
