@@ -542,6 +542,7 @@ def _output_inits(out_new, out_old, src, spec, idx, zero, mean, offset, pessimis
                 "outputs take an init."
             )
     used = []
+    warn: dict[str, list] = {"zeros": [], "template": []}
     for p in np.flatnonzero(src < 0):
         choice = per_id.get(out_new[p], "template") if per_id else spec
         if per_id and choice in out_old:
@@ -556,13 +557,18 @@ def _output_inits(out_new, out_old, src, spec, idx, zero, mean, offset, pessimis
         used.append(choice)
         if choice == "zeros":
             zero[p] = True
-            warnings.append(f"{path}: output {out_new[p]!r}: {init.ZERO_WARNING}.")
+            warn["zeros"].append(out_new[p])
         elif choice in ("mean", "pessimistic"):
             mean[p] = True
             if choice == "pessimistic":
                 offset[p] = -pessimism
         elif choice == "template":
-            warnings.append(f"{path}: output {out_new[p]!r}: {init.TEMPLATE_WARNING}.")
+            warn["template"].append(out_new[p])
+    for choice, text in (("zeros", init.ZERO_WARNING), ("template", init.TEMPLATE_WARNING)):
+        if warn[choice]:
+            which = f"output {warn[choice][0]!r}" if len(warn[choice]) == 1 else \
+                f"outputs {warn[choice]}"
+            warnings.append(f"{path}: {which}: {text}.")
     kinds = sorted(set(used))
     return ", ".join(kinds) if kinds else "-"
 
