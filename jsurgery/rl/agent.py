@@ -1,7 +1,8 @@
 """Saved agents: checkpoints written atomically with orbax, and greedy agents loaded from them.
 
 A saved run is a directory holding ``checkpoint/`` (``params``, ``target_params`` and ``opt_state``
-with a leading seed axis, written by orbax, which writes to a temporary directory and renames it) and
+with a leading seed axis, written by orbax, which writes to a temporary directory and renames it)
+and
 ``agent.json`` (environment, observation and action IDs, seeds and the config), written after the
 checkpoint and replaced atomically, so a directory with ``agent.json`` holds a complete checkpoint.
 """
@@ -92,19 +93,23 @@ class SavedRun:
 
     def row(self, seed: int) -> int:
         if seed not in self.seeds:
-            raise ValueError(f"`seed`: {seed} was not saved here; saved seeds are {list(self.seeds)}")
+            raise ValueError(
+                f"`seed`: {seed} was not saved here; saved seeds are {list(self.seeds)}"
+            )
         return self.seeds.index(seed)
 
 
 def load_run(directory: str | os.PathLike) -> SavedRun:
-    """Everything :func:`save_agent` wrote, with ``state`` ready to pass back to training as ``init``."""
+    """Everything :func:`save_agent` wrote; ``state`` can be passed back to training as ``init``."""
     import orbax.checkpoint as ocp
 
     from jsurgery.rl.dqn import make_optimizer
 
     directory = Path(directory).absolute()
     if not (directory / AGENT_JSON).exists():
-        raise FileNotFoundError(f"{directory}: no {AGENT_JSON}; expected a directory saved by save_agent")
+        raise FileNotFoundError(
+            f"{directory}: no {AGENT_JSON}; expected a directory saved by save_agent"
+        )
     info = json.loads((directory / AGENT_JSON).read_text())
     config = DQNConfig.from_dict(info["config"])
     env = make_env(info["env_id"], info["obs_ids"], info["action_ids"])

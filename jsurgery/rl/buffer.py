@@ -1,6 +1,7 @@
 """A circular replay buffer in plain arrays.
 
-The write position is not stored: with ``n`` transitions added per call, the ``t``-th transition ever
+The write position is not stored: with ``n`` transitions added per call, the ``t``-th transition
+ever
 added lives at ``t % capacity``, so the training loop passes the count of transitions added so far.
 Keeping that count outside the (per-seed) buffer lets it stay a scalar shared by all seeds under
 ``vmap``.
@@ -40,7 +41,7 @@ class ReplayBuffer:
         return self.action.shape[-1]
 
     def add(self, count: jax.Array, obs, action, reward, next_obs, terminated) -> ReplayBuffer:
-        """Write a batch of ``n`` transitions after the ``count`` already added (wrapping around)."""
+        """Write ``n`` transitions after the ``count`` already added (wrapping around)."""
         rows = (count + jnp.arange(action.shape[0], dtype=jnp.int32)) % self.capacity
         return ReplayBuffer(
             obs=self.obs.at[rows].set(obs),

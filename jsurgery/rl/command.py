@@ -67,7 +67,9 @@ def plot_curves(summary: dict[str, Any], path: str | os.PathLike) -> None:
         for row in values:
             axis.plot(steps, row, color="tab:blue", alpha=0.15, linewidth=0.8)
         with np.errstate(all="ignore"):
-            axis.plot(steps, np.nanmean(values, axis=0), color="tab:blue", linewidth=2, label="mean")
+            axis.plot(
+                steps, np.nanmean(values, axis=0), color="tab:blue", linewidth=2, label="mean"
+            )
         axis.set_title(title)
         axis.set_xlabel("environment steps per seed")
         axis.grid(alpha=0.3)
@@ -97,7 +99,8 @@ def train_command(
     """Train ``seeds`` agents with the environment's default hyperparameters and save them.
 
     Writes under ``out``: ``checkpoint/`` and ``agent.json`` (read back by
-    :func:`jsurgery.rl.load_agent`), ``metrics.json`` (see :func:`result_metrics`) and ``curves.png``.
+    :func:`jsurgery.rl.load_agent`), ``metrics.json`` (see :func:`result_metrics`) and
+    ``curves.png``.
 
     Args:
         env_id: environment ID, e.g. ``CartPole-v1``.

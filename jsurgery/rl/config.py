@@ -13,10 +13,10 @@ class DQNConfig:
     """Everything a DQN run needs besides the environment and the key.
 
     Steps are environment steps of one seed (``num_envs`` environments each add one per iteration).
-    An iteration steps all ``num_envs`` environments once; every ``train_freq`` iterations (a block of
-    ``train_freq * num_envs`` steps) the agent takes ``gradient_steps`` gradient steps, once at least
-    ``learning_starts`` steps are in the buffer. The learning curve gets one point per block, and the
-    greedy policy is evaluated at step 0 and every ``eval_every`` steps.
+    An iteration steps all ``num_envs`` environments once; every ``train_freq`` iterations (a block
+    of ``train_freq * num_envs`` steps) the agent takes ``gradient_steps`` gradient steps, once more
+    than ``learning_starts`` steps are in the buffer. The learning curve gets one point per block
+    and the greedy policy is evaluated at step 0 and every ``eval_every`` steps.
 
     Attributes:
         hidden: hidden-layer widths of the Q-network.

@@ -1,7 +1,8 @@
 """DQN as pure functions of arrays: ``make_train(config, env) -> train(key, init=None)``.
 
 A whole run is one ``lax.scan`` over evaluation periods; each period scans over blocks of
-``train_freq`` iterations followed by a training phase. ``jax.jit(jax.vmap(train))(keys)`` trains one
+``train_freq`` iterations followed by a training phase. ``jax.jit(jax.vmap(train))(keys)`` trains
+one
 seed per key in a single compiled call. The step counter lives outside the per-seed state, so under
 ``vmap`` it stays one scalar shared by all seeds and the ``lax.cond`` that skips training before
 ``learning_starts`` stays a real branch rather than computing both sides.
@@ -56,7 +57,7 @@ class DQNParts:
     """The pieces of a run, each a pure function of one seed's arrays.
 
     Attributes:
-        begin: ``(key, init) -> (carry, eval_return)``: initial state and the greedy return at step 0.
+        begin: ``(key, init) -> (carry, eval_return)``: initial state and greedy return at step 0.
         run: ``(carry, first_step, num_periods) -> (carry, metrics)``: ``num_periods`` evaluation
             periods starting at step ``first_step`` (an unbatched integer).
         evaluate: ``(params, key) -> mean greedy return`` over ``config.eval_episodes`` episodes.
@@ -147,9 +148,7 @@ def make_dqn(config: DQNConfig, env: IdEnv | str) -> DQNParts:
             return (obs, state, total, alive), None
 
         start = (obs, state, jnp.zeros((n,), jnp.float32), jnp.ones((n,), jnp.bool_))
-        (_, _, total, _), _ = jax.lax.scan(
-            step, start, jax.random.split(run_key, env.max_steps)
-        )
+        (_, _, total, _), _ = jax.lax.scan(step, start, jax.random.split(run_key, env.max_steps))
         return total.mean()
 
     def begin(key, init=None):
@@ -233,9 +232,7 @@ def make_dqn(config: DQNConfig, env: IdEnv | str) -> DQNParts:
 
     def block(inner, _):
         carry, step = inner
-        (carry, end), _ = jax.lax.scan(
-            act_and_store, (carry, step), None, length=config.train_freq
-        )
+        (carry, end), _ = jax.lax.scan(act_and_store, (carry, step), None, length=config.train_freq)
         # Target updates due during the block all see the same online network (it only changes in
         # training phases), so k updates of rate tau fold into one of rate 1 - (1 - tau) ** k.
         interval = config.target_update_interval
@@ -300,9 +297,7 @@ def join_metrics(eval_return0: jax.Array, metrics: dict[str, jax.Array]) -> dict
     """Prepend the step-0 evaluation to the evaluations of a run."""
     metrics = dict(metrics)
     metrics["eval_return"] = jnp.concatenate([eval_return0[None], metrics["eval_return"]])
-    metrics["eval_steps"] = jnp.concatenate(
-        [jnp.zeros((1,), jnp.int32), metrics["eval_steps"]]
-    )
+    metrics["eval_steps"] = jnp.concatenate([jnp.zeros((1,), jnp.int32), metrics["eval_steps"]])
     return metrics
 
 

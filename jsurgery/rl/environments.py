@@ -1,6 +1,7 @@
 """Environments seen through observation and action IDs.
 
-A network trained on part of an environment sees a chosen subset and order of its observation features
+A network trained on part of an environment sees a chosen subset and order of its observation
+features
 and a chosen subset and order of its actions, all named. The same names are the unit IDs the surgery
 core matches when a network moves to a different view of the environment.
 """
@@ -82,7 +83,9 @@ def _pick(argument: str, chosen: Sequence[str] | None, full: tuple[str, ...]) ->
         raise ValueError(f"`{argument}`: expected at least one name out of {list(full)}")
     unknown = [name for name in chosen if name not in full]
     if unknown:
-        raise ValueError(f"`{argument}`: unknown names {unknown}; this environment has {list(full)}")
+        raise ValueError(
+            f"`{argument}`: unknown names {unknown}; this environment has {list(full)}"
+        )
     duplicates = sorted({name for name in chosen if chosen.count(name) > 1})
     if duplicates:
         raise ValueError(f"`{argument}`: names {duplicates} appear twice; each may appear once")
@@ -92,7 +95,8 @@ def _pick(argument: str, chosen: Sequence[str] | None, full: tuple[str, ...]) ->
 class IdEnv:
     """A gymnax environment showing a named subset and order of observations and actions.
 
-    ``reset`` and ``step`` work on one environment (``vmap`` them for more) and return only the chosen
+    ``reset`` and ``step`` work on one environment (``vmap`` them for more) and return only the
+    chosen
     observation features; ``step`` takes an index into the chosen actions. Episodes auto-reset and
     ``info["final_observation"]`` holds the (chosen features of the) last observation of the episode
     that ended, so truncated episodes can be bootstrapped.
@@ -135,9 +139,7 @@ class IdEnv:
         return len(self.action_ids)
 
     def __repr__(self) -> str:
-        return (
-            f"IdEnv({self.env_id!r}, obs={list(self.obs_ids)}, actions={list(self.action_ids)})"
-        )
+        return f"IdEnv({self.env_id!r}, obs={list(self.obs_ids)}, actions={list(self.action_ids)})"
 
     def select_obs(self, full_obs):
         """The shown features of full observations (last axis in the environment's order)."""
@@ -161,7 +163,8 @@ class IdEnv:
         """One step with an index into :attr:`action_ids`.
 
         Returns:
-            ``(obs, state, reward, terminated, truncated, info)``; ``obs`` starts the next episode when
+            ``(obs, state, reward, terminated, truncated, info)``; ``obs`` starts the next episode
+            when
             this one ended, and ``info["final_observation"]`` is the observation the step reached.
         """
         env_action = self.env_action(action)

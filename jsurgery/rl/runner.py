@@ -48,7 +48,7 @@ class TrainResult:
 
 
 def seed_keys(seeds: Sequence[int]) -> jax.Array:
-    """One independent key per integer seed: ``PRNGKey(seed)``, so seed 3 trains alike in any set."""
+    """One key per integer seed: ``PRNGKey(seed)``, so seed 3 trains alike in any set of seeds."""
     return jnp.stack([jax.random.PRNGKey(int(seed)) for seed in seeds])
 
 

@@ -39,14 +39,18 @@ def test_metric_shapes_and_step_axes(tiny_run):
 def test_seeds_differ(tiny_run):
     kernels = np.asarray(tiny_run.state["params"]["params"]["Dense_0"]["kernel"])
     assert not np.allclose(kernels[0], kernels[1])
-    assert not np.array_equal(tiny_run.metrics["episode_return"][0], tiny_run.metrics["episode_return"][1])
+    assert not np.array_equal(
+        tiny_run.metrics["episode_return"][0], tiny_run.metrics["episode_return"][1]
+    )
 
 
 def test_vmapped_chunked_and_single_runs_agree(tiny_run):
     train = make_train(TINY, "CartPole-v1")
     state, metrics = jax.jit(jax.vmap(train))(seed_keys([0, 1, 2]))
     for name, value in metrics.items():
-        np.testing.assert_allclose(value, tiny_run.metrics[name], rtol=1e-5, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(
+            value, tiny_run.metrics[name], rtol=1e-5, atol=1e-5, err_msg=name
+        )
     single_state, single = jax.jit(train)(jax.random.PRNGKey(2))
     for name, value in single.items():
         np.testing.assert_allclose(value, metrics[name][2], rtol=1e-4, atol=1e-4, err_msg=name)
@@ -63,16 +67,20 @@ def test_init_continues_from_given_params(tiny_run):
     parts = make_dqn(config, "CartPole-v1")
     # The step-0 evaluation of a continued run evaluates the given network.
     carry, eval0 = jax.jit(jax.vmap(parts.begin))(seed_keys([0, 1, 2]), state)
-    np.testing.assert_array_equal(carry.params["params"]["Dense_0"]["kernel"],
-                                  state["params"]["params"]["Dense_0"]["kernel"])
-    expected = jax.vmap(parts.evaluate)(state["params"], jax.vmap(
-        lambda k: jax.random.split(k, 4)[2])(seed_keys([0, 1, 2])))
+    np.testing.assert_array_equal(
+        carry.params["params"]["Dense_0"]["kernel"], state["params"]["params"]["Dense_0"]["kernel"]
+    )
+    expected = jax.vmap(parts.evaluate)(
+        state["params"], jax.vmap(lambda k: jax.random.split(k, 4)[2])(seed_keys([0, 1, 2]))
+    )
     np.testing.assert_allclose(eval0, expected)
     # Only params given: the target starts as a copy and the optimizer fresh.
     only = {"params": jax.tree.map(lambda x: x[0], state["params"])}
     carry, _ = jax.jit(parts.begin)(jax.random.PRNGKey(0), only)
-    np.testing.assert_array_equal(carry.target_params["params"]["Dense_1"]["bias"],
-                                  only["params"]["params"]["Dense_1"]["bias"])
+    np.testing.assert_array_equal(
+        carry.target_params["params"]["Dense_1"]["bias"],
+        only["params"]["params"]["Dense_1"]["bias"],
+    )
 
 
 def test_init_with_wrong_shapes_or_keys_is_refused():
@@ -100,7 +108,7 @@ def test_truncation_bootstraps_from_final_observation():
     np.testing.assert_array_equal(terminated, ended & fell)
     truncated = ended & ~fell
     assert truncated.sum() >= 5, "expected several time-limit truncations with 7-step episodes"
-    # A truncated row keeps terminated=0 (bootstrapped) and its true next observation, not the reset.
+    # A truncated row keeps terminated=0 (bootstrapped) and its true next observation.
     assert (b.terminated[:-1][truncated] == 0.0).all()
     assert (np.abs(b.next_obs[:-1][truncated] - b.obs[1:][truncated]) > 0).any(axis=1).all()
 
@@ -115,10 +123,10 @@ def test_config_checks():
 
 
 def test_short_run_beats_random_play():
-    config = small_cartpole_config(total_steps=6_000)
-    result = train_seeds(config, "CartPole-v1", 4, progress=False)
+    config = small_cartpole_config(total_steps=6_000).replace(eval_episodes=5)
+    env = make_env("CartPole-v1", obs=["x_dot", "theta"])
+    result = train_seeds(config, env, 4, progress=False)
     final = result.metrics["eval_return"][:, -1]
-    start = result.metrics["eval_return"][:, 0]
-    # Random play on CartPole lasts about 22 steps.
-    assert final.mean() > 100, final
-    assert final.mean() > start.mean() + 50
+    # Random play on CartPole lasts about 22 steps; an untrained greedy network about as long.
+    assert final.mean() > 45, final
+    assert final.mean() > result.metrics["eval_return"][:, 0].mean() + 20

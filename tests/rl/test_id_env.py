@@ -10,8 +10,11 @@ from jsurgery.rl import ENV_IDS, make_env
     "env_id, obs_ids, action_ids",
     [
         ("CartPole-v1", ["x", "x_dot", "theta", "theta_dot"], ["left", "right"]),
-        ("Acrobot-v1", ["cos1", "sin1", "cos2", "sin2", "dtheta1", "dtheta2"],
-         ["torque-1", "noop", "torque+1"]),
+        (
+            "Acrobot-v1",
+            ["cos1", "sin1", "cos2", "sin2", "dtheta1", "dtheta2"],
+            ["torque-1", "noop", "torque+1"],
+        ),
     ],
     ids=["cartpole", "acrobot"],
 )
