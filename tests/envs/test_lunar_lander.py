@@ -151,3 +151,15 @@ def test_short_trajectory_stays_close_to_box2d():
         obs, state, reward, _, _ = step(state, jnp.int32(a), dispersion, PARAMS)
         np.testing.assert_allclose(obs, ref_obs, atol=1e-3)
         np.testing.assert_allclose(float(reward), ref_reward, atol=0.05)
+
+
+def test_imports_without_box2d():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['Box2D'] = None\n"
+        "from jsurgery.envs import LunarLander; print(LunarLander().num_actions)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "4"
