@@ -9,7 +9,8 @@ Carry trained weights from an old network into a new architecture by unit IDs:
 from jsurgery.check import PreservationReport, check_preservation
 from jsurgery.errors import PlanError
 from jsurgery.init import PRESERVING, TRANSPLANT
-from jsurgery.plan import AxisMap, LeafPlan, Plan, make_plan
+from jsurgery.leaves import AxisMap, LeafPlan
+from jsurgery.plan import Plan, make_plan
 from jsurgery.transplant import transplant, transplant_moments, transplant_state
 
 __all__ = [

@@ -9,59 +9,18 @@ import numpy as np
 
 from jsurgery import axes, ids, init, trees
 from jsurgery.errors import PlanError
+from jsurgery.leaves import (
+    AxisMap,
+    LeafPlan,
+    Stream,
+    in_axis,
+    leaves_from_old,
+    output_inits,
+    summary,
+)
 from jsurgery.match import Layer, forward_order, match_layers
 
 ROOT = "(root)"  # the layer name of leaves that sit at the top of the tree (a bare nn.Dense)
-
-
-@dataclass(frozen=True, eq=False)
-class AxisMap:
-    """How one unit axis of a new leaf is filled, position by position.
-
-    Attributes:
-        axis: the axis of the leaf.
-        idx: old position read for each new position (copies, Net2Net replicas, copied outputs),
-            -1 where the value is not read from the old leaf.
-        src: old position of the same unit (copies only), -1 for new units.
-        mul: factor per new position (Net2Net fan-out division) or None.
-        zero: new positions set to zero, or None.
-        mean: new positions set to the mean over the old axis, or None.
-        noise: new positions that get symmetry-breaking noise, or None.
-    """
-
-    axis: int
-    idx: np.ndarray
-    src: np.ndarray
-    mul: np.ndarray | None = None
-    zero: np.ndarray | None = None
-    mean: np.ndarray | None = None
-    noise: np.ndarray | None = None
-
-    def is_copy(self, n_old: int) -> bool:
-        """True when this axis reads the old axis unchanged."""
-        return (
-            len(self.idx) == n_old
-            and np.array_equal(self.idx, np.arange(n_old))
-            and self.mul is None
-            and self.zero is None
-            and self.mean is None
-        )
-
-
-@dataclass(frozen=True, eq=False)
-class LeafPlan:
-    """The plan for one leaf of the new tree."""
-
-    path: tuple
-    old_path: tuple | None
-    old_index: int  # position of the old leaf in the old flat tree, -1 when none
-    shape: tuple
-    old_shape: tuple | None
-    source: str  # "old", "template", "identity"
-    axes: tuple[AxisMap, ...] = ()
-    offset: np.ndarray | None = None  # added along the only axis (pessimistic bias)
-    identity: tuple | None = None  # indices of the ones for source "identity"
-    note: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,16 +69,6 @@ class Plan:
         x = jnp.take(x_old, safe, axis=-1)
         return jnp.where(src >= 0, x, jnp.zeros((), x.dtype))
 
-
-@dataclass
-class _Stream:
-    """Units flowing out of a layer in the new network."""
-
-    new_ids: tuple
-    fill: list  # per position: None (copy by ID), "template", "zeros", ("replica", old_id)
-    share: np.ndarray | None = None  # Net2Net: 1/copies per position
-
-
 def _layers(flat: trees.FlatTree, arg: str, order: Sequence | None, n_inputs: int | None,
             n_outputs: int | None) -> list[Layer]:
     groups: dict[str, dict] = {}
@@ -142,55 +91,6 @@ def _layers(flat: trees.FlatTree, arg: str, order: Sequence | None, n_inputs: in
         return out
     return forward_order(out, flat.creation_order, n_inputs, n_outputs)
 
-
-def _summary(src: np.ndarray, n_old: int, how: str) -> str:
-    copied = int((src >= 0).sum())
-    new = len(src) - copied
-    dropped = n_old - len(set(src[src >= 0].tolist()))
-    text = f"{copied} copied"
-    if new:
-        text += f", {new} new ({how})"
-    if dropped:
-        text += f", {dropped} dropped"
-    return text
-
-
-def _expand(arr: np.ndarray | None, k: int, c_old: int, is_index: bool) -> np.ndarray | None:
-    """Repeats channel-level entries over `k` flattened spatial positions (rows (s, c))."""
-    if arr is None or k == 1:
-        return arr
-    if is_index:
-        s = np.repeat(np.arange(k), len(arr)) * c_old
-        tiled = np.tile(arr, k)
-        return np.where(tiled >= 0, s + tiled, -1).astype(np.int32)
-    return np.tile(arr, k)
-
-
-def _in_axis(stream: _Stream, old_in: tuple, k: int, axis: int) -> tuple[AxisMap, np.ndarray]:
-    src = ids.index_of(stream.new_ids, old_in)
-    idx = src.copy()
-    zero = np.zeros(len(src), bool)
-    old_pos = {u: q for q, u in enumerate(old_in)}
-    for p in np.flatnonzero(src < 0):
-        f = stream.fill[p]
-        if isinstance(f, tuple):
-            q = old_pos.get(f[1], -1)
-            idx[p] = q
-            zero[p] = q < 0
-        elif f == "zeros":
-            zero[p] = True
-    mul = stream.share
-    c_old = len(old_in)
-    amap = AxisMap(
-        axis,
-        _expand(idx, k, c_old, True),
-        _expand(src, k, c_old, True),
-        mul=_expand(mul, k, c_old, False),
-        zero=_expand(zero, k, c_old, False) if zero.any() else None,
-    )
-    return amap, src
-
-
 def _flat_factor(layer: Layer, width: int, arg: str) -> int:
     if width == 0 or layer.n_in % width:
         raise PlanError(
@@ -199,7 +99,6 @@ def _flat_factor(layer: Layer, width: int, arg: str) -> int:
             "follow (check `inputs`, `order` or `layers`)."
         )
     return layer.n_in // width
-
 
 def make_plan(
     old,
@@ -340,7 +239,7 @@ def make_plan(
             old_out_ids[layer.path] = stream_ids
 
     leaf_plans: dict[tuple, LeafPlan] = {}
-    stream = _Stream(i_new, ["zeros" if new_inputs == "zeros" else "template"] * len(i_new))
+    stream = Stream(i_new, ["zeros" if new_inputs == "zeros" else "template"] * len(i_new))
     hidden_fill = "template" if new_hidden == "template" else "zeros"
     for layer in new_layers_:
         opath = layer_map[layer.path]
@@ -366,8 +265,8 @@ def make_plan(
                 if isinstance(f, tuple) and f[1] in old_pos:
                     idx[p] = old_pos[f[1]]
             amap = AxisMap(0, idx, src)
-            note = "features: " + _summary(src, len(old_in), "template")
-            _leaves_from_old(leaf_plans, layer, old_layer, {"features": amap}, None, note,
+            note = "features: " + summary(src, len(old_in), "template")
+            leaves_from_old(leaf_plans, layer, old_layer, {"features": amap}, None, note,
                              allow_dtype_change)
             continue
 
@@ -426,7 +325,7 @@ def make_plan(
             if stream.share is not None and k == 1:
                 share = np.asarray([stream.share[where[u]] if u in where else 1.0
                                     for u in out_new])
-            stream = _Stream(out_new, fill, share)
+            stream = Stream(out_new, fill, share)
             continue
 
         # A matched Dense / Conv / Embed layer.
@@ -442,7 +341,7 @@ def make_plan(
                 f"({layer.n_in} rows / {len(stream.new_ids)} channels); keep the feature map size "
                 "or give this layer layers={...: None}."
             )
-        in_map, in_src = _in_axis(stream, old_in, k, -2 if layer.kind != "embed" else 0)
+        in_map, in_src = in_axis(stream, old_in, k, -2 if layer.kind != "embed" else 0)
         if layer.kind == "embed":
             in_map = AxisMap(0, in_map.idx, in_map.src, zero=in_map.zero)
         out_old = old_out_ids[opath]
@@ -456,7 +355,7 @@ def make_plan(
         fill: list = [None] * len(src)
         share = None
         if is_last:
-            how_new = _output_inits(out_new, out_old, src, new_outputs, idx, zero, mean, offset,
+            how_new = output_inits(out_new, out_old, src, new_outputs, idx, zero, mean, offset,
                                     pessimism, warnings, layer.path)
         elif new_hidden == "net2net" and len(new_pos):
             copied = np.flatnonzero(src >= 0)
@@ -486,13 +385,13 @@ def make_plan(
             how_in = "net2net, fan-out shared"
         else:
             how_in = "zeros" if in_map.zero is not None else "template"
-        note = (f"in: {_summary(in_src, len(old_in), how_in)}"
+        note = (f"in: {summary(in_src, len(old_in), how_in)}"
                 + (f" (x{k} flattened)" if k > 1 else "")
-                + f"; out: {_summary(src, len(out_old), how_new)}")
+                + f"; out: {summary(src, len(out_old), how_new)}")
         roles = {"in": in_map, "out": out_map}
-        _leaves_from_old(leaf_plans, layer, old_layer, roles,
+        leaves_from_old(leaf_plans, layer, old_layer, roles,
                          offset if offset.any() else None, note, allow_dtype_change)
-        stream = _Stream(out_new, fill, share)
+        stream = Stream(out_new, fill, share)
 
     plan_leaves = tuple(leaf_plans[p] for p in new_flat.leaves)
     used = {lp.old_path for lp in plan_leaves}
@@ -526,91 +425,3 @@ def make_plan(
         seed=int(seed),
         warnings=tuple(warnings),
     )
-
-
-def _output_inits(out_new, out_old, src, spec, idx, zero, mean, offset, pessimism, warnings,
-                  path) -> str:
-    per_id = dict(spec) if isinstance(spec, Mapping) else {}
-    for key in per_id:
-        if key not in out_new:
-            raise PlanError(
-                f"`new_outputs`: {key!r} is not a new output ID; new outputs: {list(out_new)}."
-            )
-        if key in out_old:
-            raise PlanError(
-                f"`new_outputs`: {key!r} exists in the old network and is copied; only new "
-                "outputs take an init."
-            )
-    used = []
-    warn: dict[str, list] = {"zeros": [], "template": []}
-    for p in np.flatnonzero(src < 0):
-        choice = per_id.get(out_new[p], "template") if per_id else spec
-        if per_id and choice in out_old:
-            idx[p] = out_old.index(choice)
-            used.append(f"copy of {choice!r}")
-            continue
-        if choice not in init.NEW_OUTPUTS:
-            raise PlanError(
-                f"`new_outputs`[{out_new[p]!r}]: {choice!r} is neither an old output ID "
-                f"{list(out_old)} nor one of {list(init.NEW_OUTPUTS)}."
-            )
-        used.append(choice)
-        if choice == "zeros":
-            zero[p] = True
-            warn["zeros"].append(out_new[p])
-        elif choice in ("mean", "pessimistic"):
-            mean[p] = True
-            if choice == "pessimistic":
-                offset[p] = -pessimism
-        elif choice == "template":
-            warn["template"].append(out_new[p])
-    for choice, text in (("zeros", init.ZERO_WARNING), ("template", init.TEMPLATE_WARNING)):
-        if warn[choice]:
-            which = f"output {warn[choice][0]!r}" if len(warn[choice]) == 1 else \
-                f"outputs {warn[choice]}"
-            warnings.append(f"{path}: {which}: {text}.")
-    kinds = sorted(set(used))
-    return ", ".join(kinds) if kinds else "-"
-
-
-def _leaves_from_old(leaf_plans, layer, old_layer, roles_map, offset, note, allow_cast) -> None:
-    for name, (_, path, shape, dtype) in layer.leaves.items():
-        if name not in old_layer.leaves:
-            leaf_plans[path] = LeafPlan(path, None, -1, shape, None, "template",
-                                        note=f"not in old layer {old_layer.path!r}: template init")
-            continue
-        oi, opath, oshape, odtype = old_layer.leaves[name]
-        if odtype != dtype and not allow_cast:
-            raise PlanError(
-                f"leaf {trees.path_str(path)!r}: old dtype {odtype} differs from the template's "
-                f"{dtype}; pass allow_dtype_change=True to cast."
-            )
-        leaf_roles = axes.roles(layer.kind, name, len(shape))
-        maps = []
-        for axis, role in enumerate(leaf_roles):
-            if role == "window":
-                if oshape[axis] != shape[axis]:
-                    raise PlanError(
-                        f"leaf {trees.path_str(path)!r}: window {shape[:-2]} differs from the old "
-                        f"{oshape[:-2]} ({trees.path_str(opath)!r}); windows cannot be resized."
-                    )
-                continue
-            amap = roles_map[role]
-            amap = AxisMap(axis, amap.idx, amap.src, amap.mul, amap.zero, amap.mean,
-                           amap.noise if name == "kernel" or layer.kind != "dense" and
-                           layer.kind != "conv" else None)
-            if name == "bias":
-                amap = AxisMap(axis, amap.idx, amap.src, None, amap.zero, amap.mean, None)
-            if len(amap.idx) != shape[axis]:
-                raise PlanError(
-                    f"leaf {trees.path_str(path)!r}: axis {axis} has {shape[axis]} entries but "
-                    f"the plan has {len(amap.idx)} units for it."
-                )
-            if amap.is_copy(oshape[axis]):
-                continue
-            maps.append(amap)
-        leaf_plans[path] = LeafPlan(
-            path, opath, oi, shape, oshape, "old", tuple(maps),
-            offset=offset if name == "bias" else None,
-            note=note if name != "bias" or "in:" not in note else note.split("; ")[-1],
-        )

@@ -11,7 +11,8 @@ import numpy as np
 
 from jsurgery import trees
 from jsurgery.errors import PlanError
-from jsurgery.plan import LeafPlan, Plan
+from jsurgery.leaves import LeafPlan
+from jsurgery.plan import Plan
 
 
 def _mask(amap_masks, shape) -> jax.Array | None:
