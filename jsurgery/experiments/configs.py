@@ -7,8 +7,8 @@ hidden widths differ between the old and the new network.
 
 Budgets: CartPole 8,000 and Acrobot 20,000 environment steps per network are the original study's
 (``long``: 50,000 and 100,000). The original's budgets for MNIST and LunarLander are not part of
-its record here; ``original`` is then this project's short budget (MNIST: the old network 50 and
-the new one 30 Adam steps of 32 images, evaluated every 5 steps; LunarLander: 50,000 steps), chosen
+its record here; ``original`` is then this project's short budget (MNIST: the old network 100 and
+the new one 50 Adam steps of 32 images, evaluated every 5 steps; LunarLander: 50,000 steps), chosen
 so that all arms of 20 seeds run in minutes on a 2-core CPU, and ``long`` a longer one.
 
 Surgery arms (``make_plan`` keywords):
@@ -87,8 +87,8 @@ def build_experiments() -> dict:
     experiments = [
         MnistSurgery(
             budgets={
-                "original": MnistBudget(old_steps=50, new_steps=30, eval_every=5),
-                "long": MnistBudget(old_steps=200, new_steps=200, eval_every=20),
+                "original": MnistBudget(old_steps=100, new_steps=50, eval_every=5),
+                "long": MnistBudget(old_steps=500, new_steps=500, eval_every=50),
                 "tiny": MnistBudget(
                     old_steps=4, new_steps=4, eval_every=2, batch_size=8, eval_images=50
                 ),
