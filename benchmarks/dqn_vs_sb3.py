@@ -22,6 +22,8 @@ import os
 import platform
 import time
 
+import numpy as np
+
 
 def sb3_run(config, env_id: str, total_steps: int, seed: int = 0) -> dict:
     import gymnasium as gym
@@ -79,6 +81,7 @@ def jsurgery_run(config, env_id: str, seeds: int) -> dict:
         "steps_per_second": result.steps_per_second,
         "final_eval_return_mean": float(final.mean()),
         "final_eval_return_min": float(final.min()),
+        "final_eval_return": final.tolist(),
         "devices": [str(d) for d in jax.devices()],
     }
 
@@ -102,7 +105,7 @@ def main() -> None:
         f"jsurgery  {args.seeds} seeds x {config.total_steps} steps: "
         f"{ours['steps_per_second']:,.0f} steps/s (run {ours['run_seconds']:.1f} s, "
         f"compile {ours['compile_seconds']:.1f} s), final greedy return mean "
-        f"{ours['final_eval_return_mean']:.1f}",
+        f"{ours['final_eval_return_mean']:.1f}; per seed {np.round(ours['final_eval_return'], 1)}",
         flush=True,
     )
     theirs = sb3_run(config, args.env, sb3_steps)
