@@ -7,6 +7,7 @@ Imported by path (``import jsurgery.rl``) so that ``import jsurgery`` stays ligh
     >>> train = make_train(DQNConfig(hidden=(16,)), env)   # jax.jit(jax.vmap(train))(keys)
 """
 
+from jsurgery.rl.agent import Agent, SavedRun, load_agent, load_run, save_agent
 from jsurgery.rl.buffer import ReplayBuffer
 from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.dqn import make_dqn, make_optimizer, make_train
@@ -16,6 +17,11 @@ from jsurgery.rl.runner import TrainResult, seed_keys, train_seeds
 
 __all__ = [
     "ENV_IDS",
+    "Agent",
+    "SavedRun",
+    "load_agent",
+    "load_run",
+    "save_agent",
     "DQNConfig",
     "IdEnv",
     "QNetwork",

@@ -3,8 +3,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jsurgery.rl import DQNConfig, QNetwork, make_env, make_optimizer
-from jsurgery.rl.agent import load_agent, load_run, save_agent
+from jsurgery.rl import (
+    DQNConfig,
+    QNetwork,
+    load_agent,
+    load_run,
+    make_env,
+    make_optimizer,
+    save_agent,
+)
 
 
 @pytest.mark.parametrize(

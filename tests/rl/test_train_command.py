@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jsurgery.cli import main
-from jsurgery.rl.agent import load_agent
+from jsurgery.rl import load_agent
 
 
 def test_train_command_writes_checkpoint_metrics_and_plot(tmp_path, monkeypatch):
