@@ -49,7 +49,14 @@ def check_results(results, experiment, folder):
     assert size == (report.FIGSIZE[0] * report.DPI, report.FIGSIZE[1] * report.DPI)
 
 
-@pytest.mark.parametrize("name", list(EXPERIMENTS))
+#: Compiling a DQN for each of these takes most of a minute on 2 CPU cores: run with ``-m slow``.
+SLOW = {"cartpole-add-units", "cartpole-add-layer", "acrobot-add-action", "lunarlander-add-actions"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in EXPERIMENTS],
+)
 def test_experiment_end_to_end(name, tmp_path):
     if name.startswith("mnist") and not (SHARED_DATA / "mnist").exists():
         pytest.skip("MNIST files are absent")

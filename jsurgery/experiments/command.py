@@ -68,7 +68,7 @@ def run_command(
         print(f"old network, final on its own task: {results['old_final']['mean']:.3g}")
         print(report.arm_table(results))
         sys.stdout.flush()
-    if len(all_results) > 1:
+    if experiment == "all":
         summary = Path(out) / SUMMARY
         summary.write_text(
             report.markdown_table(all_results) + "\n\n" + report.surgery_table(all_results) + "\n"
