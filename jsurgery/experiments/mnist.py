@@ -69,7 +69,7 @@ def task(images: np.ndarray, labels: np.ndarray, classes, limit: int | None = No
 
 
 def make_steps(classes: int, *, batch_size: int, learning_rate: float):
-    """``(begin, step, evaluate)``, pure functions of one seed, to be ``vmap``-ed over seeds.
+    """``(begin, step, evaluate)``: pure functions of one seed, each jitted once and shared.
 
     - ``begin(params) -> opt_state``;
     - ``step(key, params, opt_state, train_x, train_y) -> (params, opt_state)``: one Adam step on a
