@@ -48,7 +48,12 @@ class TrainResult:
 
 
 def seed_keys(seeds: Sequence[int]) -> jax.Array:
-    """One key per integer seed: ``PRNGKey(seed)``, so seed 3 trains alike in any set of seeds."""
+    """One key per integer seed: ``PRNGKey(seed)``, so seed 3 gets the same key in any set of seeds.
+
+    The key is the same, the float results need not be: XLA may order reductions differently for
+    another number of vmapped seeds, and a long training run can amplify those last-bit differences.
+    Compare seeds across runs made with the same seed count.
+    """
     return jnp.stack([jax.random.PRNGKey(int(seed)) for seed in seeds])
 
 
