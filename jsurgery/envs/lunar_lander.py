@@ -465,6 +465,29 @@ def physics_step(state: EnvState, action, dispersion, iterations: int = 6):
     return new, crashed, m_power, s_power
 
 
+
+def _start(pos, vel, angle, angular_velocity, leg_open, terrain_y):
+    """The first observation and state of an episode: the lander in flight, with no contact yet."""
+    state = EnvState(
+        pos=pos,
+        vel=vel,
+        angle=angle,
+        angular_velocity=angular_velocity,
+        leg_open=leg_open,
+        leg_rate=jnp.zeros((2,), jnp.float32),
+        leg_contact=jnp.zeros((2,), bool),
+        leg_touch=jnp.zeros((2, CHUNKS - 1), bool),
+        leg_seen=jnp.zeros((2, CHUNKS - 1), bool),
+        hull_touch=jnp.zeros((), bool),
+        impulse=jnp.zeros((4, 2), jnp.float32),
+        terrain_y=terrain_y,
+        prev_shaping=jnp.zeros((), jnp.float32),
+        sleep_time=jnp.zeros((), jnp.float32),
+        time=jnp.zeros((), jnp.int32),
+    )
+    obs = observe(state)
+    return obs, state.replace(prev_shaping=_shaping(obs))
+
 class LunarLander(environment.Environment[EnvState, EnvParams]):
     """gymnasium's LunarLander-v3 (discrete, no wind) in JAX.
 
@@ -563,25 +586,8 @@ class LunarLander(environment.Environment[EnvState, EnvParams]):
         # Box2D pulls the legs onto their joints during this step; with a horizontal force on the
         # hull that leaves the lander spinning slightly (a linear fit, residual 2e-7 rad/s).
         spin = INITIAL_SPIN * jnp.asarray(force, jnp.float32)[0]
-        state = EnvState(
-            pos=com0 + vel * DT,
-            vel=vel,
-            angle=spin * DT,
-            angular_velocity=spin,
-            leg_open=jnp.full((2,), LEG_OPEN_AFTER_RESET, jnp.float32),
-            leg_rate=jnp.zeros((2,), jnp.float32),
-            leg_contact=jnp.zeros((2,), bool),
-            leg_touch=jnp.zeros((2, CHUNKS - 1), bool),
-            leg_seen=jnp.zeros((2, CHUNKS - 1), bool),
-            hull_touch=jnp.zeros((), bool),
-            impulse=jnp.zeros((4, 2), jnp.float32),
-            terrain_y=terrain_y,
-            prev_shaping=jnp.zeros((), jnp.float32),
-            sleep_time=jnp.zeros((), jnp.float32),
-            time=jnp.zeros((), jnp.int32),
-        )
-        obs = observe(state)
-        return obs, state.replace(prev_shaping=_shaping(obs))
+        leg_open = jnp.full((2,), LEG_OPEN_AFTER_RESET, jnp.float32)
+        return _start(com0 + vel * DT, vel, spin * DT, spin, leg_open, terrain_y)
 
     def state_from_hull(
         self, terrain_y, position, velocity, angle, angular_velocity, leg_open=(0.0, 0.0)
@@ -606,22 +612,4 @@ class LunarLander(environment.Environment[EnvState, EnvParams]):
         pos = jnp.asarray(position, jnp.float32) + _rotate(angle, com)
         arm = _rotate(angle, jnp.asarray(_HULL_C) - com)
         vel = jnp.asarray(velocity, jnp.float32) - omega * jnp.stack([-arm[1], arm[0]])
-        state = EnvState(
-            pos=pos,
-            vel=vel,
-            angle=angle,
-            angular_velocity=omega,
-            leg_open=leg_open,
-            leg_rate=jnp.zeros((2,), jnp.float32),
-            leg_contact=jnp.zeros((2,), bool),
-            leg_touch=jnp.zeros((2, CHUNKS - 1), bool),
-            leg_seen=jnp.zeros((2, CHUNKS - 1), bool),
-            hull_touch=jnp.zeros((), bool),
-            impulse=jnp.zeros((4, 2), jnp.float32),
-            terrain_y=jnp.asarray(terrain_y, jnp.float32),
-            prev_shaping=jnp.zeros((), jnp.float32),
-            sleep_time=jnp.zeros((), jnp.float32),
-            time=jnp.zeros((), jnp.int32),
-        )
-        obs = observe(state)
-        return obs, state.replace(prev_shaping=_shaping(obs))
+        return _start(pos, vel, angle, omega, leg_open, jnp.asarray(terrain_y, jnp.float32))
