@@ -21,9 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import jsurgery
-from jsurgery.experiments.baselines import copied_paths, naive_load
-from jsurgery.experiments.runner import ArmRun, ExperimentError
+from jsurgery.experiments.arms import jsonable, start_new_network
+from jsurgery.experiments.runner import ArmRun
 
 #: Arms every experiment has, in order.
 BASE_ARMS = ("old", "scratch", "transplant", "preserving", "naive-load")
@@ -96,7 +95,7 @@ class DqnSurgery:
             },
             "dqn": {**self.configs[protocol].to_dict(), "hidden": None},
             "arms": list(self.arms),
-            "surgery": {arm: _jsonable(options) for arm, options in self.surgery.items()},
+            "surgery": {arm: jsonable(options) for arm, options in self.surgery.items()},
         }
 
     def run_arm(self, arm: str, *, protocol: str, seeds: int, old_params) -> ArmRun:
@@ -110,37 +109,18 @@ class DqnSurgery:
             return _arm_run(metrics, state["params"], {"env": _env_notes(old_env)})
         config = self.dqn_config(protocol, self.new_hidden)
         template = _templates(config, new_env, _fold(keys, 2))
-        if arm == "scratch":
-            params, notes = template, {"init": "template"}
-        elif arm == "naive-load":
-            old_params = jax.tree.map(jnp.asarray, old_params)
-            params = naive_load(old_params, template)
-            notes = {"copied": copied_paths(old_params, template)}
-        elif arm in self.surgery:
-            params, notes = self.operate(arm, old_params, template, old_env, new_env)
-        else:
-            raise ExperimentError(f"{self.name}: unknown arm {arm!r}; arms are {self.arms}")
-        state, metrics = _compiled(config, new_env)(_fold(keys, 1), {"params": params})
-        return _arm_run(metrics, None, {**notes, "env": _env_notes(new_env)})
-
-    def operate(self, arm, old_params, template, old_env, new_env):
-        """Transplants the batched ``old_params`` into the batched ``template`` as ``arm`` says."""
-        old_params = jax.tree.map(jnp.asarray, old_params)
-        first = functools.partial(jax.tree.map, lambda leaf: leaf[0])
-        options = dict(self.surgery[arm])
-        plan = jsurgery.make_plan(
-            first(old_params),
-            first(template),
+        params, notes = start_new_network(
+            arm,
+            old_params,
+            template,
+            surgery=self.surgery,
+            experiment=self.name,
+            arms=self.arms,
             inputs=(old_env.obs_ids, new_env.obs_ids),
             outputs=(old_env.action_ids, new_env.action_ids),
-            **options,
         )
-        params = jax.vmap(lambda o, t: jsurgery.transplant(o, t, plan))(old_params, template)
-        return params, {"surgery": _jsonable(options), "plan": str(plan)}
-
-
-def _jsonable(options: Mapping[str, Any]) -> dict:
-    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in options.items()}
+        state, metrics = _compiled(config, new_env)(_fold(keys, 1), {"params": params})
+        return _arm_run(metrics, None, {**notes, "env": _env_notes(new_env)})
 
 
 def _env_notes(env) -> dict:

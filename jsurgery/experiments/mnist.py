@@ -24,7 +24,7 @@ import optax
 
 import jsurgery
 from jsurgery.data.mnist import Mnist, load_mnist
-from jsurgery.experiments.baselines import copied_paths, naive_load
+from jsurgery.experiments.arms import jsonable, start_new_network
 from jsurgery.experiments.runner import ArmRun
 
 OLD_CLASSES = (0, 1, 2, 3)
@@ -193,7 +193,7 @@ class MnistSurgery:
             "old_classes": list(OLD_CLASSES),
             "new_classes": list(NEW_CLASSES),
             "arms": list(self.arms),
-            "surgery": {arm: _jsonable(options) for arm, options in SURGERY.items()},
+            "surgery": {arm: jsonable(options) for arm, options in SURGERY.items()},
         }
 
     def run_arm(self, arm: str, *, protocol: str, seeds: int, old_params) -> ArmRun:
@@ -209,32 +209,18 @@ class MnistSurgery:
             )
             return ArmRun(x, acc, params, {"classes": list(OLD_CLASSES)})
         template = init_params(len(NEW_CLASSES), fold(3))
-        if arm == "scratch":
-            params, notes = template, {"init": "template"}
-        elif arm == "naive-load":
-            old_params = jax.tree.map(jnp.asarray, old_params)
-            params = naive_load(old_params, template)
-            notes = {"copied": copied_paths(old_params, template)}
-        elif arm in SURGERY:
-            old_params = jax.tree.map(jnp.asarray, old_params)
-            first = functools.partial(jax.tree.map, lambda leaf: leaf[0])
-            plan = jsurgery.make_plan(
-                first(old_params),
-                first(template),
-                outputs=(OLD_CLASSES, NEW_CLASSES),
-                **SURGERY[arm],
-            )
-            params = jax.vmap(lambda o, t: jsurgery.transplant(o, t, plan))(old_params, template)
-            notes = {"surgery": _jsonable(SURGERY[arm]), "plan": str(plan)}
-        else:
-            raise ValueError(f"{self.name}: unknown arm {arm!r}; arms are {self.arms}")
+        params, notes = start_new_network(
+            arm,
+            old_params,
+            template,
+            surgery=SURGERY,
+            experiment=self.name,
+            arms=self.arms,
+            outputs=(OLD_CLASSES, NEW_CLASSES),
+        )
         tasks = _tasks(data, NEW_CLASSES, budget.eval_images)
         _, x, acc = train_seeds(len(NEW_CLASSES), budget, budget.new_steps, fold(1), params, tasks)
         return ArmRun(x, acc, None, {**notes, "classes": list(NEW_CLASSES)})
-
-
-def _jsonable(options):
-    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in options.items()}
 
 
 @functools.lru_cache(maxsize=2)
