@@ -25,6 +25,8 @@ class DQNConfig:
         buffer_size: replay capacity in transitions.
         batch_size: transitions per gradient step.
         gamma: discount.
+        n_step: rewards summed before bootstrapping (n-step returns; 1 is plain DQN). A return
+            stops early at the end of an episode.
         target_update_interval: steps between target updates.
         tau: target update ``target <- tau * online + (1 - tau) * target``; 1.0 is a hard copy.
         exploration_start: epsilon at step 0 (set it low when continuing from a trained network).
@@ -47,6 +49,7 @@ class DQNConfig:
     buffer_size: int = 50_000
     batch_size: int = 64
     gamma: float = 0.99
+    n_step: int = 1
     target_update_interval: int = 500
     tau: float = 1.0
     exploration_start: float = 1.0
@@ -65,7 +68,7 @@ class DQNConfig:
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(width) for width in self.hidden))
         positive = (
-            "buffer_size", "batch_size", "target_update_interval", "train_freq",
+            "buffer_size", "batch_size", "n_step", "target_update_interval", "train_freq",
             "gradient_steps", "num_envs", "total_steps", "eval_every", "eval_episodes",
         )  # fmt: skip
         for name in positive:

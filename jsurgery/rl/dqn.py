@@ -185,10 +185,10 @@ def make_dqn(config: DQNConfig, env: IdEnv | str) -> DQNParts:
         )
         # The next observation of a finished episode is the one it ended on, not the reset one;
         # only termination cuts the bootstrap, truncation by the time limit does not.
-        buffer = carry.buffer.add(
-            step, carry.obs, action, reward, info["final_observation"], terminated
-        )
         done = terminated | truncated
+        buffer = carry.buffer.add(
+            step, carry.obs, action, reward, info["final_observation"], terminated, done
+        )
         episode_return = carry.episode_return + reward
         carry = carry.replace(
             buffer=buffer,
@@ -210,7 +210,7 @@ def make_dqn(config: DQNConfig, env: IdEnv | str) -> DQNParts:
             next_q = jnp.take_along_axis(next_target, next_action[:, None], axis=-1)[:, 0]
         else:
             next_q = next_target.max(axis=-1)
-        target = batch.reward + config.gamma * (1.0 - batch.terminated) * next_q
+        target = batch.reward + batch.discount * next_q
         return optax.huber_loss(q_taken, jax.lax.stop_gradient(target), delta=1.0).mean()
 
     def learn(carry, count):
@@ -218,7 +218,14 @@ def make_dqn(config: DQNConfig, env: IdEnv | str) -> DQNParts:
 
         def gradient_step(state, step_key):
             params, opt_state = state
-            batch = carry.buffer.sample(step_key, count, config.batch_size)
+            batch = carry.buffer.sample_returns(
+                step_key,
+                count,
+                config.batch_size,
+                gamma=config.gamma,
+                n_step=config.n_step,
+                stride=num_envs,
+            )
             loss, grads = jax.value_and_grad(loss_fn)(params, carry.target_params, batch)
             with jax.numpy_dtype_promotion("standard"):  # optax mixes int32 counts and floats
                 updates, opt_state = optimizer.update(grads, opt_state, params)

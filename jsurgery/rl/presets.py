@@ -3,6 +3,9 @@
 The full-size presets follow rl-baselines3-zoo's tuned DQN hyperparameters for each environment
 (learning rate, batch, buffer, target updates, exploration, replay ratio), with a smaller network
 (64, 64) so that 20 seeds train quickly on a CPU. Their measured results are in the README.
+
+CartPole and LunarLander add n-step returns and Double DQN to the zoo's settings, which on their
+own leave most seeds still learning at the end of the step budget (see the README's results).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def _with_steps(config: DQNConfig, total_steps: int, hidden: Sequence[int] | Non
 
 
 def cartpole_config(total_steps: int = 50_000, hidden: Sequence[int] | None = None) -> DQNConfig:
-    """CartPole-v1, network (64, 64)."""
+    """CartPole-v1, network (64, 64), 5-step returns, Double DQN."""
     base = DQNConfig(
         hidden=(64, 64),
         learning_rate=2.3e-3,
@@ -57,6 +60,8 @@ def cartpole_config(total_steps: int = 50_000, hidden: Sequence[int] | None = No
         buffer_size=100_000,
         batch_size=64,
         gamma=0.99,
+        n_step=5,
+        double_dqn=True,
         target_update_interval=10,
         exploration_fraction=0.16,
         exploration_end=0.04,
@@ -90,10 +95,21 @@ def acrobot_config(total_steps: int = 100_000, hidden: Sequence[int] | None = No
 
 
 def lunar_lander_config(
-    total_steps: int = 100_000, hidden: Sequence[int] | None = None
+    total_steps: int = 200_000, hidden: Sequence[int] | None = None
 ) -> DQNConfig:
-    """LunarLander-v3, network (256, 256) as in rl-baselines3-zoo."""
-    base = acrobot_config(total_steps=100_000).replace(hidden=(256, 256))
+    """LunarLander-v3, network (64, 64), 3-step returns, Double DQN, decaying step size.
+
+    rl-baselines3-zoo's LunarLander settings (those of :func:`acrobot_config`) with three changes
+    that make 20 seeds learn faster: 3-step returns, Double DQN, and the step size falling to 0 at
+    ``total_steps``; exploration ends at 0.05 instead of 0.1.
+    """
+    base = acrobot_config(total_steps=100_000).replace(
+        hidden=(64, 64),
+        n_step=3,
+        double_dqn=True,
+        learning_rate_end=0.0,
+        exploration_end=0.05,
+    )
     return _with_steps(base, total_steps, hidden)
 
 

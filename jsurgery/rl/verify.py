@@ -16,6 +16,7 @@ from jsurgery.rl.environments import IdEnv, make_env
 from jsurgery.rl.presets import (
     acrobot_config,
     cartpole_config,
+    lunar_lander_config,
     small_acrobot_config,
     small_cartpole_config,
 )
@@ -24,6 +25,7 @@ from jsurgery.rl.runner import train_seeds
 CHECKS: dict[str, tuple[Callable[[], DQNConfig], Callable[[], IdEnv], str]] = {
     "cartpole": (cartpole_config, lambda: make_env("CartPole-v1"), ">= 475 in 19 of 20 seeds"),
     "acrobot": (acrobot_config, lambda: make_env("Acrobot-v1"), "mean >= -90"),
+    "lunarlander": (lunar_lander_config, lambda: make_env("LunarLander-v3"), "mean >= 200"),
     "small-cartpole-16": (
         small_cartpole_config,
         lambda: make_env("CartPole-v1", obs=["x_dot", "theta"]),
@@ -50,7 +52,10 @@ CHECKS: dict[str, tuple[Callable[[], DQNConfig], Callable[[], IdEnv], str]] = {
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", nargs="?", choices=sorted(CHECKS))
-    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=20, help="number of seeds (default 20)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds run from this one on (default 0)"
+    )
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args(argv)
     if args.list or args.name is None:
@@ -59,11 +64,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     make_config, make_view, target = CHECKS[args.name]
     config, env = make_config(), make_view()
-    result = train_seeds(config, env, args.seeds)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    result = train_seeds(config, env, seeds)
     evals = result.metrics["eval_return"]
     final = evals[:, -1]
     np.set_printoptions(linewidth=120, precision=1, suppress=True)
-    print(f"{args.name}: {env}\n{config}")
+    print(f"{args.name}: {env}, seeds {seeds.start}..{seeds.stop - 1}\n{config}")
     print(f"steps           {result.metrics['eval_steps'][0]}")
     print(f"mean greedy     {evals.mean(axis=0)}")
     print(f"final per seed  {final}")

@@ -16,6 +16,7 @@ TINY = DQNConfig(
     batch_size=16,
     train_freq=4,
     target_update_interval=50,
+    n_step=2,
 )
 
 
@@ -100,6 +101,8 @@ def test_truncation_bootstraps_from_final_observation():
     np.testing.assert_array_equal(terminated, ended & fell)
     truncated = ended & ~fell
     assert truncated.sum() >= 5, "expected several time-limit truncations with 7-step episodes"
+    # Both ends stop an n-step return: `done` marks them all.
+    np.testing.assert_array_equal(b.done[:-1], ended)
     # A truncated row keeps terminated=0 (bootstrapped) and its true next observation.
     assert (b.terminated[:-1][truncated] == 0.0).all()
     assert (np.abs(b.next_obs[:-1][truncated] - b.obs[1:][truncated]) > 0).any(axis=1).all()

@@ -37,3 +37,87 @@ def test_sample_after_wrap_covers_the_whole_buffer():
     buffer = buffer.add(jnp.int32(4), *_rows(4, 3, 1))
     batch = buffer.sample(jax.random.PRNGKey(1), jnp.int32(7), 256)
     assert set(np.asarray(batch.action).tolist()) == {4, 5, 6, 3}
+
+
+def _episode_buffer(rewards, done, terminated, capacity=16, stride=1):
+    """A buffer whose row ``t`` holds ordinal ``t``: reward ``rewards[t]``, next_obs ``t + 1``."""
+    n = len(rewards)
+    buffer = ReplayBuffer.create(capacity=capacity, obs_dim=1)
+    ordinals = jnp.arange(n, dtype=jnp.float32)
+    for start in range(0, n, stride):
+        rows = slice(start, start + stride)
+        buffer = buffer.add(
+            jnp.int32(start),
+            ordinals[rows, None],
+            jnp.arange(n, dtype=jnp.int32)[rows],
+            jnp.asarray(rewards, jnp.float32)[rows],
+            ordinals[rows, None] + 1,
+            jnp.asarray(terminated)[rows],
+            jnp.asarray(done)[rows],
+        )
+    return buffer
+
+
+def _expected_return(t, rewards, done, terminated, count, gamma, n, stride):
+    total, steps, last = 0.0, 0, t
+    for k in range(n):
+        ordinal = t + k * stride
+        if ordinal >= count or (k > 0 and done[t + (k - 1) * stride]):
+            break
+        total += gamma**k * rewards[ordinal]
+        steps, last = k + 1, ordinal
+    return total, last + 1, gamma**steps * (1.0 - terminated[last])
+
+
+def test_n_step_returns_stop_at_episode_ends_and_the_newest_row():
+    gamma, n, stride = 0.9, 3, 2
+    rewards = [float(t + 1) for t in range(12)]
+    # Environment 0 (even ordinals): truncated at ordinal 4; environment 1: terminated at 7.
+    done = [t in (4, 7) for t in range(12)]
+    terminated = [float(t == 7) for t in range(12)]
+    buffer = _episode_buffer(rewards, done, jnp.asarray(terminated), stride=stride)
+    batch = buffer.sample_returns(
+        jax.random.PRNGKey(0), jnp.int32(12), 512, gamma=gamma, n_step=n, stride=stride
+    )
+    starts = np.asarray(batch.obs[:, 0]).astype(int)
+    assert set(starts.tolist()) == set(range(12))
+    for i, t in enumerate(starts):
+        reward, next_obs, discount = _expected_return(
+            t, rewards, done, terminated, 12, gamma, n, stride
+        )
+        np.testing.assert_allclose(batch.reward[i], reward, rtol=1e-6, err_msg=f"start {t}")
+        assert float(batch.next_obs[i, 0]) == next_obs, f"start {t}"
+        np.testing.assert_allclose(batch.discount[i], discount, rtol=1e-6, err_msg=f"start {t}")
+        assert int(batch.action[i]) == t
+
+
+def test_n_step_returns_follow_ordinals_across_the_wrap():
+    gamma, n = 0.5, 3
+    rewards = [float(t) for t in range(10)]
+    done = [False] * 10
+    terminated = [0.0] * 10
+    # Capacity 6: ordinals 4..9 are stored, ordinal 6 sits in row 0 after ordinal 5 in row 5.
+    buffer = _episode_buffer(rewards, done, jnp.asarray(terminated), capacity=6)
+    batch = buffer.sample_returns(jax.random.PRNGKey(2), jnp.int32(10), 256, gamma=gamma, n_step=n)
+    starts = np.asarray(batch.obs[:, 0]).astype(int)
+    assert set(starts.tolist()) == set(range(4, 10))
+    for i, t in enumerate(starts):
+        reward, next_obs, discount = _expected_return(
+            t, rewards, done, terminated, 10, gamma, n, 1
+        )
+        np.testing.assert_allclose(batch.reward[i], reward, rtol=1e-6, err_msg=f"start {t}")
+        assert float(batch.next_obs[i, 0]) == next_obs
+        np.testing.assert_allclose(batch.discount[i], discount, rtol=1e-6)
+
+
+def test_one_step_returns_are_the_plain_transition():
+    buffer = ReplayBuffer.create(capacity=100, obs_dim=2)
+    obs, action, reward, next_obs, _ = _rows(1, 4)
+    terminated = jnp.asarray([False, True, False, True])
+    buffer = buffer.add(jnp.int32(0), obs, action, reward, next_obs, terminated)
+    batch = buffer.sample_returns(jax.random.PRNGKey(0), jnp.int32(4), 64, gamma=0.99)
+    plain = buffer.sample(jax.random.PRNGKey(0), jnp.int32(4), 64)
+    np.testing.assert_array_equal(batch.obs, plain.obs)
+    np.testing.assert_array_equal(batch.reward, plain.reward)
+    np.testing.assert_array_equal(batch.next_obs, plain.next_obs)
+    np.testing.assert_allclose(batch.discount, 0.99 * (1.0 - plain.terminated))
