@@ -1,16 +1,18 @@
 """A DQN trained in the JAX LunarLander, evaluated greedily in both it and gymnasium's Box2D one.
 
 Trains with the environment's preset (`jsurgery.rl.command.train_command`, skipped when `--out`
-already holds a saved agent), then plays `--episodes` greedy episodes of seed 0's agent in each
-implementation through `load_agent(...).act`, and prints the mean returns side by side.
+already holds a saved agent), then plays `--episodes` greedy episodes of each seed's agent in each
+implementation through `load_agent(...).act`, and prints the mean returns side by side, per seed
+and over seeds, with a bootstrap interval of the per-seed difference.
 
-Run: `python benchmarks/lunar_lander_transfer.py [--steps 200000] [--seeds 1] [--episodes 100]
-[--out runs/lunar_lander_transfer]`.
+Run: `python benchmarks/lunar_lander_transfer.py [--steps 200000] [--seeds 20] [--episodes 100]
+[--out runs/lunar_lander_transfer] [--json transfer.json]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import jax
@@ -68,24 +70,56 @@ def main():
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--out", default="runs/lunar_lander_transfer")
+    parser.add_argument("--json", default=None, help="also write the per-seed figures here")
     args = parser.parse_args()
     from jsurgery.rl.agent import load_agent
     from jsurgery.rl.command import train_command
 
     if not (Path(args.out) / "agent.json").exists():
         train_command("LunarLander-v3", seeds=args.seeds, steps=args.steps, out=args.out)
-    print(f"| greedy, {args.episodes} episodes | JAX LunarLander | gymnasium Box2D |")
-    print("|---|---:|---:|")
+    print(
+        f"| seed | JAX mean return ({args.episodes} episodes) | Box2D mean return | "
+        "JAX landed | Box2D landed |"
+    )
+    print("|---:|---:|---:|---:|---:|")
+    rows = []
     for seed in range(args.seeds):
         agent = load_agent(args.out, seed=seed)
         ours, ref = play_jax(agent, args.episodes), play_box2d(agent, args.episodes)
-        print(
-            f"| seed {seed}: mean return (std) | {ours['return'].mean():.1f} "
-            f"({ours['return'].std():.1f}) | {ref['return'].mean():.1f} "
-            f"({ref['return'].std():.1f}) |"
+        rows.append(
+            {
+                "seed": seed,
+                "jax_return": float(ours["return"].mean()),
+                "box2d_return": float(ref["return"].mean()),
+                "jax_landed": float(ours["landed"].mean()),
+                "box2d_landed": float(ref["landed"].mean()),
+            }
         )
-        print(f"| seed {seed}: landed | {ours['landed'].mean():.2f} | {ref['landed'].mean():.2f} |")
+        row = rows[-1]
+        print(
+            f"| {seed} | {row['jax_return']:.1f} | {row['box2d_return']:.1f} | "
+            f"{row['jax_landed']:.2f} | {row['box2d_landed']:.2f} |",
+            flush=True,
+        )
+    jax_returns = np.array([row["jax_return"] for row in rows])
+    box2d_returns = np.array([row["box2d_return"] for row in rows])
+    difference = box2d_returns - jax_returns
+    print(
+        f"| mean of {args.seeds} | {jax_returns.mean():.1f} | {box2d_returns.mean():.1f} | "
+        f"{np.mean([r['jax_landed'] for r in rows]):.2f} | "
+        f"{np.mean([r['box2d_landed'] for r in rows]):.2f} |"
+    )
+    if args.seeds > 1:
+        from jsurgery.experiments.statistics import bootstrap_mean
 
+        _, low, high = bootstrap_mean(difference)  # paired: the same agent in both
+        print(
+            f"Box2D minus JAX, per seed: mean {difference.mean():+.1f}, 95% bootstrap interval "
+            f"[{low:+.1f}, {high:+.1f}] over {args.seeds} seeds"
+        )
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump({"episodes": args.episodes, "seeds": rows}, file, indent=1)
 
 if __name__ == "__main__":
     main()
