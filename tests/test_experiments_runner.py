@@ -23,7 +23,7 @@ class FakeExperiment:
     def config(self, protocol, seeds):
         return {"protocol": protocol, "seeds": seeds, "steps": (10, 20)[protocol == "long"]}
 
-    def run_arm(self, arm, *, protocol, seeds, old_params):
+    def run_arm(self, arm, *, protocol, seeds, old_params, progress=False):
         if arm == self.fail_on:
             raise KeyboardInterrupt
         self.calls.append(arm)

@@ -12,6 +12,7 @@ new agents with ``fold_in(k, 1)``, and the template is initialised with ``fold_i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from collections.abc import Mapping
@@ -98,14 +99,19 @@ class DqnSurgery:
             "surgery": {arm: jsonable(options) for arm, options in self.surgery.items()},
         }
 
-    def run_arm(self, arm: str, *, protocol: str, seeds: int, old_params) -> ArmRun:
+    def run_arm(
+        self, arm: str, *, protocol: str, seeds: int, old_params, progress: bool = False
+    ) -> ArmRun:
         from jsurgery.rl import seed_keys
 
         old_env, new_env = self.envs()
         keys = seed_keys(range(seeds))
         if arm == "old":
             config = self.dqn_config(protocol, self.old_hidden)
-            state, metrics = _compiled(config, old_env)(_fold(keys, 0), None)
+            with _steps_bar(config.total_steps, arm, progress):
+                state, metrics = jax.block_until_ready(
+                    _compiled(config, old_env)(_fold(keys, 0), None)
+                )
             return _arm_run(metrics, state["params"], {"env": _env_notes(old_env)})
         config = self.dqn_config(protocol, self.new_hidden)
         template = _templates(config, new_env, _fold(keys, 2))
@@ -119,7 +125,10 @@ class DqnSurgery:
             inputs=(old_env.obs_ids, new_env.obs_ids),
             outputs=(old_env.action_ids, new_env.action_ids),
         )
-        state, metrics = _compiled(config, new_env)(_fold(keys, 1), {"params": params})
+        with _steps_bar(config.total_steps, arm, progress):
+            state, metrics = jax.block_until_ready(
+                _compiled(config, new_env)(_fold(keys, 1), {"params": params})
+            )
         return _arm_run(metrics, None, {**notes, "env": _env_notes(new_env)})
 
 
@@ -140,11 +149,39 @@ def _compiled(config, env):
     return _compiled_for(config, env.env_id, env.obs_ids, env.action_ids)
 
 
+class _ArmProgress:
+    """Moves the progress bar of the arm being trained; the compiled runs call it per period."""
+
+    bar = None
+
+    def __call__(self, step) -> None:
+        if self.bar is not None:
+            self.bar.n = int(step)
+            self.bar.refresh()
+
+
+_ARM_PROGRESS = _ArmProgress()
+
+
+@contextlib.contextmanager
+def _steps_bar(total: int, arm: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit="step", desc=f"  {arm}", leave=False, disable=not enabled)
+    _ARM_PROGRESS.bar = bar
+    try:
+        yield
+    finally:
+        _ARM_PROGRESS.bar = None
+        bar.close()
+
+
 @functools.lru_cache(maxsize=16)
 def _compiled_for(config, env_id, obs, actions):
     from jsurgery.rl import make_env, make_train
 
-    return jax.jit(jax.vmap(make_train(config, make_env(env_id, obs=obs, actions=actions))))
+    env = make_env(env_id, obs=obs, actions=actions)
+    return jax.jit(jax.vmap(make_train(config, env, on_period=_ARM_PROGRESS)))
 
 
 def _templates(config, env, keys):

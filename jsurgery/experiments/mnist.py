@@ -196,7 +196,10 @@ class MnistSurgery:
             "surgery": {arm: jsonable(options) for arm, options in SURGERY.items()},
         }
 
-    def run_arm(self, arm: str, *, protocol: str, seeds: int, old_params) -> ArmRun:
+    def run_arm(
+        self, arm: str, *, protocol: str, seeds: int, old_params, progress: bool = False
+    ) -> ArmRun:
+        # An MNIST arm takes seconds: the runner's bar over arms is progress enough.
         budget = self.budgets[protocol]
         data = _load(self.data_dir)
         keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(seeds))

@@ -70,7 +70,7 @@ class Experiment(Protocol):
     """The interface the runner needs from an experiment.
 
     ``run_arm("old", ...)`` is called first and must return the trained ``params``; every other arm
-    receives them as ``old_params``.
+    receives them as ``old_params``. With ``progress`` an arm may show its own progress bar.
     """
 
     name: str
@@ -82,7 +82,9 @@ class Experiment(Protocol):
 
     def config(self, protocol: str, seeds: int) -> dict: ...
 
-    def run_arm(self, arm: str, *, protocol: str, seeds: int, old_params: Any) -> ArmRun: ...
+    def run_arm(
+        self, arm: str, *, protocol: str, seeds: int, old_params: Any, progress: bool = False
+    ) -> ArmRun: ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,7 +307,9 @@ def run_experiment(
         for arm in todo:
             bar.set_postfix_str(arm)
             start = time.perf_counter()
-            run = experiment.run_arm(arm, protocol=protocol, seeds=seeds, old_params=old_params)
+            run = experiment.run_arm(
+                arm, protocol=protocol, seeds=seeds, old_params=old_params, progress=progress
+            )
             wall = time.perf_counter() - start
             if arm == "old":
                 old_params = run.params

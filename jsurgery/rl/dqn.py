@@ -101,8 +101,14 @@ def _check_init(init: Any, template: Any) -> dict[str, Any]:
     return dict(init)
 
 
-def make_dqn(config: DQNConfig, env: IdEnv | str) -> DQNParts:
-    """The functions of a DQN run on ``env`` (an :class:`IdEnv` or an environment ID)."""
+def make_dqn(
+    config: DQNConfig, env: IdEnv | str, on_period: Callable[[Any], None] | None = None
+) -> DQNParts:
+    """The functions of a DQN run on ``env`` (an :class:`IdEnv` or an environment ID).
+
+    ``on_period``, if given, is called on the host with the step count after every evaluation
+    period (through ``jax.debug.callback``), to show progress inside one compiled call.
+    """
     if isinstance(env, str):
         env = make_env(env)
     network = QNetwork(hidden=config.hidden, num_actions=env.num_actions)
@@ -273,7 +279,11 @@ def make_dqn(config: DQNConfig, env: IdEnv | str) -> DQNParts:
         (carry, end), curve = jax.lax.scan(block, (carry, step), None, length=blocks_per_period)
         key, eval_key = jax.random.split(carry.key)
         carry = carry.replace(key=key)
-        return (carry, end), {**curve, "eval_return": evaluate(carry.params, eval_key)}
+        eval_return = evaluate(carry.params, eval_key)
+        if on_period is not None:
+            # `end` is shared by all seeds, so under vmap the host sees one call per period.
+            jax.debug.callback(on_period, end)
+        return (carry, end), {**curve, "eval_return": eval_return}
 
     def run(carry, first_step, num_periods):
         first_step = jnp.asarray(first_step, jnp.int32)
@@ -308,13 +318,19 @@ def join_metrics(eval_return0: jax.Array, metrics: dict[str, jax.Array]) -> dict
     return metrics
 
 
-def make_train(config: DQNConfig, env: IdEnv | str = "CartPole-v1") -> Callable:
+def make_train(
+    config: DQNConfig,
+    env: IdEnv | str = "CartPole-v1",
+    on_period: Callable[[Any], None] | None = None,
+) -> Callable:
     """A function training one DQN agent from a key, as a single ``lax.scan``.
 
     Args:
         config: the run's :class:`DQNConfig`.
         env: an :class:`IdEnv` from :func:`make_env` (choosing observation and action IDs), or an
             environment ID for the full environment.
+        on_period: optional host function called with the step count after every evaluation
+            period, for progress reports from inside the compiled run.
 
     Returns:
         ``train(key, init=None) -> (state, metrics)``. ``init`` optionally holds ``"params"`` (the
@@ -339,7 +355,7 @@ def make_train(config: DQNConfig, env: IdEnv | str = "CartPole-v1") -> Callable:
         >>> metrics["eval_return"].shape, metrics["episode_return"].shape
         ((3,), (50,))
     """
-    parts = make_dqn(config, env)
+    parts = make_dqn(config, env, on_period)
 
     def train(key: jax.Array, init: dict[str, Any] | None = None):
         carry, eval_return0 = parts.begin(key, init)

@@ -125,3 +125,10 @@ def test_short_run_beats_random_play():
     # Random play on CartPole lasts about 22 steps; an untrained greedy network about as long.
     assert final.mean() > 45, final
     assert final.mean() > result.metrics["eval_return"][:, 0].mean() + 20
+
+
+def test_on_period_reports_the_step_count_once_per_period_for_all_seeds():
+    steps = []
+    train = make_train(TINY, "CartPole-v1", on_period=lambda step: steps.append(int(step)))
+    jax.block_until_ready(jax.jit(jax.vmap(train))(seed_keys([0, 1])))
+    assert sorted(steps) == [200, 400]
