@@ -12,7 +12,6 @@ new agents with ``fold_in(k, 1)``, and the template is initialised with ``fold_i
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 from collections.abc import Mapping
@@ -108,10 +107,7 @@ class DqnSurgery:
         keys = seed_keys(range(seeds))
         if arm == "old":
             config = self.dqn_config(protocol, self.old_hidden)
-            with _steps_bar(config.total_steps, arm, progress):
-                state, metrics = jax.block_until_ready(
-                    _compiled(config, old_env)(_fold(keys, 0), None)
-                )
+            state, metrics = _train(config, old_env, _fold(keys, 0), None, arm, progress)
             return _arm_run(metrics, state["params"], {"env": _env_notes(old_env)})
         config = self.dqn_config(protocol, self.new_hidden)
         template = _templates(config, new_env, _fold(keys, 2))
@@ -125,10 +121,8 @@ class DqnSurgery:
             inputs=(old_env.obs_ids, new_env.obs_ids),
             outputs=(old_env.action_ids, new_env.action_ids),
         )
-        with _steps_bar(config.total_steps, arm, progress):
-            state, metrics = jax.block_until_ready(
-                _compiled(config, new_env)(_fold(keys, 1), {"params": params})
-            )
+        init = {"params": params}
+        state, metrics = _train(config, new_env, _fold(keys, 1), init, arm, progress)
         return _arm_run(metrics, None, {**notes, "env": _env_notes(new_env)})
 
 
@@ -163,14 +157,16 @@ class _ArmProgress:
 _ARM_PROGRESS = _ArmProgress()
 
 
-@contextlib.contextmanager
-def _steps_bar(total: int, arm: str, enabled: bool):
+def _train(config, env, keys, init, arm: str, progress: bool):
+    """All seeds of one arm in the shared compiled run, with a bar over environment steps."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, unit="step", desc=f"  {arm}", leave=False, disable=not enabled)
+    bar = tqdm(
+        total=config.total_steps, unit="step", desc=f"  {arm}", leave=False, disable=not progress
+    )
     _ARM_PROGRESS.bar = bar
     try:
-        yield
+        return jax.block_until_ready(_compiled(config, env)(keys, init))
     finally:
         _ARM_PROGRESS.bar = None
         bar.close()
