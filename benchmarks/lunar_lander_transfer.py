@@ -5,7 +5,7 @@ already holds a saved agent), then plays `--episodes` greedy episodes of each se
 implementation through `load_agent(...).act`, and prints the mean returns side by side, per seed
 and over seeds, with a bootstrap interval of the per-seed difference.
 
-Run: `python benchmarks/lunar_lander_transfer.py [--steps 200000] [--seeds 20] [--episodes 100]
+Run: `python benchmarks/lunar_lander_transfer.py [--steps 200000] [--seeds 1] [--episodes 100]
 [--out runs/lunar_lander_transfer] [--json transfer.json]`.
 """
 

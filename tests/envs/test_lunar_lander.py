@@ -10,6 +10,7 @@ from jsurgery.envs.lunar_lander import CHUNKS, HELIPAD_Y, SCALE, H
 
 ENV = LunarLander()
 PARAMS = ENV.default_params
+STEP = jax.jit(ENV.step_with_dispersion)  # compiled once for the Box2D comparisons
 FLAT = jnp.full((CHUNKS,), 0.99 * HELIPAD_Y, jnp.float32)  # the smoothed helipad height
 REST_Y = 0.99 * HELIPAD_Y + 0.6084 + 0.015  # hull origin of a lander standing on its feet
 
@@ -144,13 +145,18 @@ def test_short_trajectory_stays_close_to_box2d():
         reference.INITIAL_RANDOM = saved
     obs, state = ENV.reset_from_draws(jnp.asarray(heights, jnp.float32), jnp.zeros(2))
     np.testing.assert_allclose(obs, ref_obs, atol=2e-3)
-    step = jax.jit(ENV.step_with_dispersion)
     for a in actions:
         dispersion = jnp.asarray([rng.uniform(-1, 1), rng.uniform(-1, 1)], jnp.float32) / SCALE
         ref_obs, ref_reward, *_ = ref.step(a)
-        obs, state, reward, _, _ = step(state, jnp.int32(a), dispersion, PARAMS)
+        obs, state, reward, _, _ = STEP(state, jnp.int32(a), dispersion, PARAMS)
         np.testing.assert_allclose(obs, ref_obs, atol=1e-3)
         np.testing.assert_allclose(float(reward), ref_reward, atol=0.05)
+
+
+def _keep_awake(ref):
+    """Resets Box2D's sleep timers, so the episode does not end; the dynamics are unchanged."""
+    for body in [ref.lander, *ref.legs]:
+        body.awake = True
 
 
 def _box2d_at_rest(seed):
@@ -164,8 +170,7 @@ def _box2d_at_rest(seed):
         obs, *_ = ref.step(heuristic(ref, obs))
     quiet = 0
     while quiet < 12:  # no-ops until the lander has been still for 12 steps
-        for body in [ref.lander, *ref.legs]:
-            body.awake = True  # keeps Box2D from ending the episode; the dynamics are unchanged
+        _keep_awake(ref)
         obs, _, terminated, *_ = ref.step(0)
         assert not terminated
         still = np.hypot(*ref.lander.linearVelocity) < 1e-3
@@ -183,19 +188,17 @@ def test_resting_lander_sways_after_a_side_pulse_as_box2d_does(action):
         jnp.asarray(terrain, jnp.float32), tuple(ref.lander.position), (0.0, 0.0),
         ref.lander.angle, 0.0,
     )
-    step = jax.jit(ENV.step_with_dispersion)
     for _ in range(40):  # settle on the same ground
-        obs, state, *_ = step(state, jnp.int32(0), jnp.zeros(2), PARAMS)
+        obs, state, *_ = STEP(state, jnp.int32(0), jnp.zeros(2, jnp.float32), PARAMS)
     ours, theirs = [], []
     for t in range(10):
         a = action if t == 0 else 0
         bits = ref.np_random.bit_generator.state
         dispersion = [ref.np_random.uniform(-1, 1) / SCALE for _ in range(2)]
         ref.np_random.bit_generator.state = bits  # the reference draws the same two values
-        for body in [ref.lander, *ref.legs]:
-            body.awake = True
+        _keep_awake(ref)
         ref_obs, *_ = ref.step(a)
-        obs, state, *_ = step(state, jnp.int32(a), jnp.asarray(dispersion, jnp.float32), PARAMS)
+        obs, state, *_ = STEP(state, jnp.int32(a), jnp.asarray(dispersion, jnp.float32), PARAMS)
         ours.append(float(obs[2]))
         theirs.append(float(ref_obs[2]))
     ours, theirs = np.array(ours), np.array(theirs)
