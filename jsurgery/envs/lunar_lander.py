@@ -8,9 +8,12 @@ of gymnasium's Box2D `LunarLander-v3` at a fraction of the cost:
   are those of the Box2D hull polygon (density 5) and leg boxes (density 1);
 * each leg keeps one degree of freedom, its joint deflection away from the rest limit. A leg is
   massless: it stays rigid while the ground torque about its joint is below the motor's 40 N m,
-  yields (opens) when the ground pushes harder, and closes again at the motor speed 0.3 rad/s;
+  yields (opens) when the ground pushes harder, and closes again at the motor speed 0.3 rad/s
+  (0.39 rad/s with its foot on the ground, Box2D's measured rate there);
 * the bottom corners of the legs touch the terrain polyline through sequential-impulse contacts (no
   restitution, friction sqrt(0.2 * 0.1)), with Box2D's contact radius, slop and position correction;
+  as in Box2D, a contact is solved only from a step that starts with the foot within the contact
+  radius, and a leg reaching the ground within a step is stopped alone (time of impact);
   the legs' contact flags follow Box2D's begin/end events per terrain segment;
 * with the lander resting on both legs, the feet's friction converges only partly each step, at
   the rate Box2D's solver converges it (`SWAY_RELAX`), so a push at rest makes it sway as there;
@@ -57,6 +60,10 @@ LEG_AWAY, LEG_DOWN = 20.0, 18.0
 LEG_W, LEG_H = 2.0, 8.0
 LEG_MOTOR_TORQUE = 40.0
 LEG_MOTOR_SPEED = 0.3
+# A leg closing with its foot on the ground runs ahead of the motor speed in Box2D (its solver
+# does not converge the light leg's joint): dropped on the pad, a leg closes 0.085 rad in 11 steps,
+# peaking at 0.58 rad/s. LEG_GROUND_CLOSE_SPEED is that mean rate.
+LEG_GROUND_CLOSE_SPEED = 0.39
 LEG_REST_ANGLE = 0.35  # |leg angle - hull angle| at the joint limit the motor pushes against
 LEG_TRAVEL = 0.5  # joint range between the two limits
 LEG_OPEN_AFTER_RESET = 0.1419  # joint deflection Box2D's solver leaves after the reset step
@@ -69,6 +76,9 @@ LINEAR_SLOP = 0.005
 BAUMGARTE = 0.2
 MAX_LINEAR_CORRECTION = 0.2
 LEG_FRICTION = math.sqrt(0.2 * 0.1)  # legs keep Box2D's default 0.2, the terrain has 0.1
+# Separation at which Box2D's time of impact stops a body arriving within a step:
+# max(LINEAR_SLOP, CONTACT_RADIUS - 3 * LINEAR_SLOP).
+TOI_TARGET = 0.005
 SLEEP_LINEAR = 0.01
 SLEEP_ANGULAR = 2.0 / 180.0 * math.pi
 TIME_TO_SLEEP = 0.5
@@ -364,14 +374,23 @@ def physics_step(state: EnvState, action, dispersion, iterations: int = 6):
     k_t = 1.0 / (1.0 / _M + rt * rt / _I)
     open_sign = -LEG_SIDE[_FOOT_LEG].astype(np.float32)  # d(leg angle) / d(leg_open)
     lever = open_sign * _cross(feet - joint, normal)  # d(separation) / d(leg_open)
-    opened = state.leg_open[_FOOT_LEG] > 0.0
-    motor = jnp.where(opened, -LEG_MOTOR_SPEED * lever, 0.0)  # foot speed of a closing leg
+    # Box2D solves a foot's contact only from a step that starts with the foot within the contact
+    # radius. A leg with no foot that close is left to time of impact (`fresh`, below).
+    near = sep < CONTACT_RADIUS
+    grounded = near.reshape(2, 2).any(1)
+    fresh = ~grounded
+    # Foot speed of a closing leg, no further than the rest limit within the step.
+    speed = jnp.where(grounded, LEG_GROUND_CLOSE_SPEED, LEG_MOTOR_SPEED)
+    closing = jnp.minimum(speed[_FOOT_LEG], state.leg_open[_FOOT_LEG] / DT)
+    motor = -closing * lever
+    # A yielding leg swings its foot along the ground too (d(tangential position) / d(leg_open));
+    # the friction that resists that slide takes part of the load off the motor.
+    lever_t = open_sign * _cross(feet - joint, tangent)
     room = state.leg_open[_FOOT_LEG] < LEG_TRAVEL
-    cost = jnp.where(room, jnp.maximum(lever, 0.0), 0.0)  # motor torque per unit impulse
+    cost = jnp.maximum(lever - LEG_FRICTION * jnp.abs(lever_t), 0.0)
+    cost = jnp.where(room, cost, 0.0)  # motor torque per unit normal impulse
     budget = LEG_MOTOR_TORQUE * DT
-    gap = jnp.maximum(sep - CONTACT_RADIUS, 0.0) / DT  # speculative: may close the gap this step
-    near = sep < CONTACT_RADIUS + 0.5
-    lam = jnp.where((sep < CONTACT_RADIUS)[:, None], state.impulse, 0.0)
+    lam = jnp.where(near[:, None], state.impulse, 0.0)
     warm = lam[:, :1] * normal + lam[:, 1:] * tangent
     vel = vel + warm.sum(0) / _M
     omega = omega + _cross(arm, warm).sum() / _I
@@ -385,7 +404,7 @@ def physics_step(state: EnvState, action, dispersion, iterations: int = 6):
             other = i ^ 1  # the other foot of the same leg
             pv = vel + omega * perp[i]
             vn = _dot(pv, normal[i]) + motor[i]
-            new = jnp.maximum(lam_n[i] - k_n[i] * (vn + gap[i]), 0.0)
+            new = jnp.maximum(lam_n[i] - k_n[i] * vn, 0.0)
             left = jnp.maximum(budget - lam_n[other] * cost[other], 0.0)
             new = jnp.where(
                 cost[i] > 1e-6, jnp.minimum(new, left / jnp.maximum(cost[i], 1e-6)), new
@@ -407,14 +426,12 @@ def physics_step(state: EnvState, action, dispersion, iterations: int = 6):
 
     used = (lam_n * cost).reshape(2, 2).sum(1)
     yielding = (used >= budget * (1.0 - 1e-4)) & (state.leg_open < LEG_TRAVEL)
-    leg_rate = jnp.where(yielding, 0.0, jnp.where(state.leg_open > 0.0, -LEG_MOTOR_SPEED, 0.0))
+    leg_rate = jnp.where(yielding, 0.0, jnp.where(state.leg_open > 0.0, -speed, 0.0))
 
     # Friction at rest converges only partly in Box2D (see SWAY_RELAX): relax the total friction
     # impulse of the feet from its warm start towards the impulse that would stop them.
     resting = (
-        (lam_n > 0.0).reshape(2, 2).any(1).all()
-        & jnp.all(state.leg_open == 0.0)
-        & ~yielding.any()
+        (lam_n > 0.0).reshape(2, 2).any(1).all() & jnp.all(state.leg_open == 0.0) & ~yielding.any()
     )
     share = lam_n / jnp.maximum(lam_n.sum(), 1e-9)
     mean_tangent = jnp.sum(share[:, None] * tangent, 0)
@@ -435,12 +452,19 @@ def physics_step(state: EnvState, action, dispersion, iterations: int = 6):
     moved = leg_open - state.leg_open
     sep_end = sep + DT * jnp.sum((vel + omega * perp) * normal, -1) + moved[_FOOT_LEG] * lever
     need = jnp.where(
-        (lever > 1e-3) & near,
-        jnp.maximum(CONTACT_RADIUS - LINEAR_SLOP - sep_end, 0.0) / jnp.maximum(lever, 1e-3),
-        0.0,
+        lever > 1e-3, (CONTACT_RADIUS - LINEAR_SLOP - sep_end) / jnp.maximum(lever, 1e-3), 0.0
     )
-    opening = jnp.where(yielding, need.reshape(2, 2).max(1), 0.0)
-    opening = jnp.minimum(opening, LEG_TRAVEL - leg_open)
+    need = jnp.where(near, need, -jnp.inf)  # only feet in contact hold a leg
+    # A leg held at the motor's torque limit follows the ground: it opens as far as the ground
+    # pushes its foot, and closes (no faster than the motor) as the lander rises off it.
+    opening = jnp.where(yielding, jnp.maximum(need.reshape(2, 2).max(1), -speed * DT), 0.0)
+    # Time of impact stops a fresh leg alone, as it reaches TOI_TARGET from the ground; the rest of
+    # the lander keeps its speed, so the leg ends the step opened by as much.
+    caught = jnp.where(
+        lever > 1e-3, jnp.maximum(TOI_TARGET - sep_end, 0.0) / jnp.maximum(lever, 1e-3), 0.0
+    )
+    opening = jnp.where(fresh, caught.reshape(2, 2).max(1), opening)
+    opening = jnp.clip(opening, -leg_open, LEG_TRAVEL - leg_open)
     leg_open = leg_open + opening
     sep_end = sep_end + opening[_FOOT_LEG] * lever
 
@@ -495,7 +519,6 @@ def physics_step(state: EnvState, action, dispersion, iterations: int = 6):
     return new, crashed, m_power, s_power
 
 
-
 def _start(pos, vel, angle, angular_velocity, leg_open, terrain_y):
     """The first observation and state of an episode: the lander in flight, with no contact yet."""
     state = EnvState(
@@ -517,6 +540,7 @@ def _start(pos, vel, angle, angular_velocity, leg_open, terrain_y):
     )
     obs = observe(state)
     return obs, state.replace(prev_shaping=_shaping(obs))
+
 
 class LunarLander(environment.Environment[EnvState, EnvParams]):
     """gymnasium's LunarLander-v3 (discrete, no wind) in JAX.
