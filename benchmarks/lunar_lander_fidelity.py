@@ -6,9 +6,12 @@ Two checks, both needing `gymnasium[box2d]`:
   observation gap per step over the first steps of free fall and engine firing;
 * closed loop: gymnasium's own heuristic pilot flies both, with the same random draws;
 * distributions: 1,000 random-policy episodes in each implementation; episode length, return,
-  crash / landing / timeout fractions and final x side by side.
+  crash / landing / timeout fractions and final x side by side, drawn independently;
+* paired distributions: the same 1,000 random-policy episodes replayed in both (each episode's
+  terrain, initial force, dispersion draws and actions shared), so sampling noise cancels in the
+  per-episode return gap.
 
-Run: `python benchmarks/lunar_lander_fidelity.py [--seeds 5] [--steps 100] [--heuristic-seeds 20]
+Run: `python benchmarks/lunar_lander_fidelity.py [--seeds 5] [--steps 100] [--heuristic-seeds 100]
 [--episodes 1000]`.
 """
 
@@ -156,11 +159,15 @@ def heuristic_table(seeds: int) -> str:
             "|---|---:|---:|",
             f"| mean return | {ref_r.mean():.1f} | {jax_r.mean():.1f} |",
             f"| mean episode length | {ref_n.mean():.0f} | {jax_n.mean():.0f} |",
-            "| landed | "
-            + " | ".join(
-                f"{np.mean([o[k][2] == 'landed' for o in results]):.2f}" for k in ("ref", "jax")
-            )
-            + " |",
+            *(
+                f"| {outcome} | "
+                + " | ".join(
+                    f"{np.mean([(o[k][2] or 'timeout') == outcome for o in results]):.2f}"
+                    for k in ("ref", "jax")
+                )
+                + " |"
+                for outcome in ("landed", "crashed", "timeout")
+            ),
             f"| same outcome, seed by seed | {same:.2f} | |",
             f"| mean abs return gap, seed by seed | {np.abs(ref_r - jax_r).mean():.1f} | |",
         ]
@@ -267,11 +274,123 @@ def distribution_table(episodes: int) -> str:
     return "\n".join(rows)
 
 
+def _reference_draws(seed: int, steps: int):
+    """The terrain heights, initial force and per-step dispersions the reference draws."""
+    from gymnasium.utils import seeding
+
+    rng, _ = seeding.np_random(seed)
+    heights = rng.uniform(0, H / 2, size=(CHUNKS + 1,))
+    force = np.array([rng.uniform(-1000, 1000), rng.uniform(-1000, 1000)])
+    rng.uniform(-1, 1), rng.uniform(-1, 1)  # the reset's no-op step
+    return heights, force, rng.uniform(-1, 1, size=(steps, 2)) / SCALE
+
+
+def paired_random_policy(episodes: int, steps: int = 1000) -> dict[str, dict[str, np.ndarray]]:
+    """Episode e: seed e's draws and one random action sequence, played in both implementations."""
+    import gymnasium as gym
+
+    draws = [_reference_draws(e, steps) for e in range(episodes)]
+    actions = np.stack(
+        [np.random.default_rng(1_000_000 + e).integers(0, 4, steps) for e in range(episodes)]
+    ).astype(np.int32)
+
+    ref = gym.make("LunarLander-v3")
+    theirs = {k: [] for k in ("length", "return", "outcome")}
+    for e in range(episodes):
+        ref.reset(seed=e)
+        total = 0.0
+        for t in range(steps):
+            _, r, term, trunc, _ = ref.step(int(actions[e, t]))
+            total += r
+            if term or trunc:
+                break
+        theirs["length"].append(t + 1)
+        theirs["return"].append(total)
+        theirs["outcome"].append("timeout" if not term else "landed" if r == 100 else "crashed")
+    ref.close()
+
+    env = LunarLander()
+    params = env.default_params
+
+    @jax.jit
+    def run(heights, forces, dispersions, actions):
+        _, state = jax.vmap(env.reset_from_draws)(heights, forces)
+        step = jax.vmap(env.step_with_dispersion, in_axes=(0, 0, 0, None))
+
+        def body(carry, inputs):
+            state, alive, length, total, landed = carry
+            action, dispersion = inputs
+            _, state, r, term, info = step(state, action, dispersion, params)
+            return (
+                state,
+                alive & ~term,
+                length + alive,
+                total + jnp.where(alive, r, 0.0),
+                landed | (alive & term & info["landed"]),
+            ), alive & term
+
+        zeros = jnp.zeros(episodes)
+        init = (state, jnp.ones(episodes, bool), zeros.astype(jnp.int32), zeros, zeros > 0)
+        (_, alive, length, total, landed), _ = jax.lax.scan(
+            body, init, (actions.T, jnp.swapaxes(dispersions, 0, 1))
+        )
+        return alive, length, total, landed
+
+    alive, length, total, landed = jax.device_get(
+        run(
+            jnp.asarray(np.stack([d[0] for d in draws]), jnp.float32),
+            jnp.asarray(np.stack([d[1] for d in draws]), jnp.float32),
+            jnp.asarray(np.stack([d[2] for d in draws]), jnp.float32),
+            jnp.asarray(actions),
+        )
+    )
+    outcome = np.where(alive, "timeout", np.where(landed, "landed", "crashed"))
+    ours = {"length": length, "return": total, "outcome": outcome}
+    return {
+        "box2d": {k: np.asarray(v) for k, v in theirs.items()},
+        "jax": {k: np.asarray(v) for k, v in ours.items()},
+    }
+
+
+def paired_table(episodes: int) -> str:
+    runs = paired_random_policy(episodes)
+    ref, ours = runs["box2d"], runs["jax"]
+    gap = ours["return"] - ref["return"]
+    boot = np.random.default_rng(0).choice(gap, size=(10_000, gap.size)).mean(axis=1)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    rows = [
+        f"| random policy, the same {episodes} episodes in both | Box2D | JAX |",
+        "|---|---:|---:|",
+        f"| return mean | {ref['return'].mean():.2f} | {ours['return'].mean():.2f} |",
+        f"| length mean | {ref['length'].mean():.2f} | {ours['length'].mean():.2f} |",
+    ]
+    for outcome in ("crashed", "landed", "timeout"):
+        rows.append(
+            f"| {outcome} fraction | {np.mean(ref['outcome'] == outcome):.3f} | "
+            f"{np.mean(ours['outcome'] == outcome):.3f} |"
+        )
+    rows.append(
+        f"| same outcome, episode by episode | {np.mean(ref['outcome'] == ours['outcome']):.3f} | |"
+    )
+    rows.append(
+        f"| return gap JAX - Box2D, mean [95% bootstrap] "
+        f"| {gap.mean():+.2f} [{low:+.2f}, {high:+.2f}] | |"
+    )
+    try:
+        from scipy.stats import ks_2samp
+
+        for key in ("length", "return"):
+            rows.append(f"| KS p-value, {key} | {ks_2samp(ref[key], ours[key]).pvalue:.3f} | |")
+    except ImportError:
+        pass
+    return "\n".join(rows)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--heuristic-seeds", type=int, default=20)
+    parser.add_argument("--heuristic-seeds", type=int, default=100)
     parser.add_argument("--episodes", type=int, default=1000)
     args = parser.parse_args()
     print(trajectory_table(args.seeds, args.steps), flush=True)
@@ -279,6 +398,8 @@ def main():
     print(heuristic_table(args.heuristic_seeds), flush=True)
     print()
     print(distribution_table(args.episodes), flush=True)
+    print()
+    print(paired_table(args.episodes), flush=True)
 
 
 if __name__ == "__main__":
