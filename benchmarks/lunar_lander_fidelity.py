@@ -7,6 +7,9 @@ Two checks, both needing `gymnasium[box2d]`:
 * closed loop: gymnasium's own heuristic pilot flies both, with the same random draws;
 * distributions: 1,000 random-policy episodes in each implementation; episode length, return,
   crash / landing / timeout fractions and final x side by side, drawn independently;
+* touchdown: the lander dropped onto the flat helipad, legs at rest, straight down at 1.0 to 2.6
+  m/s with a tilt of 0, 0.05 or 0.1 rad, from 16 heights spread over one step's travel; the
+  fraction that crashes, and the impact speed at which half crash;
 * paired distributions: the same 1,000 random-policy episodes replayed in both (each episode's
   terrain, initial force, dispersion draws and actions shared), so sampling noise cancels in the
   per-episode return gap.
@@ -26,7 +29,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from jsurgery.envs import OBS_IDS, LunarLander
-from jsurgery.envs.lunar_lander import CHUNKS, SCALE, H
+from jsurgery.envs.lunar_lander import (
+    _CORNERS,
+    CHUNKS,
+    DT,
+    HELIPAD_Y,
+    SCALE,
+    H,
+    _leg_angles,
+    _leg_centres,
+)
 
 
 @contextlib.contextmanager
@@ -274,6 +286,117 @@ def distribution_table(episodes: int) -> str:
     return "\n".join(rows)
 
 
+DROP_TILTS = (0.0, 0.05, 0.1)
+DROP_SPEEDS = np.round(np.arange(1.0, 2.61, 0.1), 2)
+DROP_PHASES = 16
+DROP_X = 10.0  # on the helipad
+PAD_Y = 0.99 * HELIPAD_Y  # the smoothed helipad height, the same for every terrain
+
+
+def _lowest_foot(angle: float) -> float:
+    """Height of the lowest leg corner relative to the hull origin, legs at rest, hull tilted."""
+    c, s = np.cos(angle), np.sin(angle)
+    lowest = np.inf
+    for centre, a in zip(_leg_centres(np.zeros(2)), _leg_angles(np.zeros(2)), strict=True):
+        for kx, ky in _CORNERS:
+            px = centre[0] + np.cos(a) * kx - np.sin(a) * ky
+            py = centre[1] + np.sin(a) * kx + np.cos(a) * ky
+            lowest = min(lowest, s * px + c * py)
+    return lowest
+
+
+def _drop_heights(angle: float, speed: float) -> np.ndarray:
+    """Hull origins whose lowest foot starts 0.05 m up plus a fraction of one step's travel."""
+    phases = (np.arange(DROP_PHASES) + 0.5) / DROP_PHASES
+    return PAD_Y - _lowest_foot(angle) + 0.05 + phases * speed * DT
+
+
+def _box2d_drop_crashes(angle: float, speed: float, y: float, steps: int = 60) -> bool:
+    import gymnasium as gym
+
+    ref = gym.make("LunarLander-v3").unwrapped
+    ref.reset(seed=0)
+    c, s = np.cos(angle), np.sin(angle)
+    ref.lander.position = (DROP_X, y)
+    ref.lander.angle = angle
+    ref.lander.linearVelocity = (0.0, -speed)
+    ref.lander.angularVelocity = 0.0
+    rest = zip(_leg_centres(np.zeros(2)), _leg_angles(np.zeros(2)), strict=True)
+    for leg, ((px, py), a) in zip(ref.legs, rest, strict=True):
+        leg.position = (DROP_X + c * px - s * py, y + s * px + c * py)
+        leg.angle = angle + a
+        leg.linearVelocity = (0.0, -speed)
+        leg.angularVelocity = 0.0
+    for body in [ref.lander, *ref.legs]:
+        body.awake = True
+    for _ in range(steps):
+        _, reward, terminated, *_ = ref.step(0)
+        if terminated:
+            return reward == -100
+    return False
+
+
+def drop_crashes() -> dict[str, np.ndarray]:
+    """Crash or not, per (tilt, speed, phase), in both implementations."""
+    env = LunarLander()
+    params = env.default_params
+    terrain = jnp.full((CHUNKS,), PAD_Y, jnp.float32)
+
+    @jax.jit
+    def crashes(y, angle, speed):
+        _, state = env.state_from_hull(
+            terrain, jnp.stack([jnp.float32(DROP_X), y]), jnp.stack([0.0, -speed]), angle, 0.0
+        )
+
+        def body(carry, _):
+            state, crashed, done = carry
+            _, state, _, term, info = env.step_with_dispersion(state, 0, jnp.zeros(2), params)
+            return (state, crashed | (~done & info["crashed"]), done | term), None
+
+        (_, crashed, _), _ = jax.lax.scan(body, (state, False, False), None, 60)
+        return crashed
+
+    shape = (len(DROP_TILTS), len(DROP_SPEEDS), DROP_PHASES)
+    ref, ours = np.zeros(shape, bool), np.zeros(shape, bool)
+    ys = np.array([[_drop_heights(a, v) for v in DROP_SPEEDS] for a in DROP_TILTS])
+    for i, a in enumerate(DROP_TILTS):
+        for j, v in enumerate(DROP_SPEEDS):
+            ref[i, j] = [_box2d_drop_crashes(a, v, y) for y in ys[i, j]]
+    tilts = np.broadcast_to(np.asarray(DROP_TILTS)[:, None, None], shape)
+    speeds = np.broadcast_to(DROP_SPEEDS[None, :, None], shape)
+    batched = jax.vmap(crashes)(
+        *(jnp.asarray(x.reshape(-1), jnp.float32) for x in (ys, tilts, speeds))
+    )
+    ours[...] = np.asarray(batched).reshape(shape)
+    return {"box2d": ref, "jax": ours}
+
+
+def _half_crash_speed(fractions: np.ndarray) -> str:
+    """The speed at which the crash fraction first reaches 0.5, interpolated between speeds."""
+    for j in range(1, len(DROP_SPEEDS)):
+        if fractions[j] >= 0.5 > fractions[j - 1]:
+            step = DROP_SPEEDS[j] - DROP_SPEEDS[j - 1]
+            share = (0.5 - fractions[j - 1]) / (fractions[j] - fractions[j - 1])
+            return f"{DROP_SPEEDS[j - 1] + share * step:.2f}"
+    return f"<= {DROP_SPEEDS[0]}" if fractions[0] >= 0.5 else f"> {DROP_SPEEDS[-1]}"
+
+
+def drop_table() -> str:
+    runs = drop_crashes()
+    fractions = {name: crashed.mean(-1) for name, crashed in runs.items()}
+    rows = [
+        "| tilt, rad | implementation | "
+        + " | ".join(f"{v:.1f}" for v in DROP_SPEEDS)
+        + " | half crash at, m/s |",
+        "|---|---" + "|---:" * (len(DROP_SPEEDS) + 1) + "|",
+    ]
+    for i, tilt in enumerate(DROP_TILTS):
+        for name, label in (("box2d", "Box2D"), ("jax", "JAX")):
+            cells = " | ".join(f"{x:.2f}" for x in fractions[name][i])
+            rows.append(f"| {tilt} | {label} | {cells} | {_half_crash_speed(fractions[name][i])} |")
+    return "\n".join(rows)
+
+
 def _reference_draws(seed: int, steps: int):
     """The terrain heights, initial force and per-step dispersions the reference draws."""
     from gymnasium.utils import seeding
@@ -396,6 +519,8 @@ def main():
     print(trajectory_table(args.seeds, args.steps), flush=True)
     print()
     print(heuristic_table(args.heuristic_seeds), flush=True)
+    print()
+    print(drop_table(), flush=True)
     print()
     print(distribution_table(args.episodes), flush=True)
     print()
