@@ -4,7 +4,9 @@ Both run the same DQN configuration (network, optimizer, batch, replay ratio, ta
 exploration, n-step returns, steps) on CartPole-v1: stable-baselines3 on one seed on the CPU as its
 users run it, jsurgery on ``--seeds`` seeds vmapped in one compiled call. Reported: environment
 steps per second of each (all seeds counted for jsurgery, compilation excluded), the ratio, and
-compile time alone.
+compile time alone. Then the arithmetic the gradient steps need per environment step, the rate at
+which jsurgery's run did it, the rate 100 times stable-baselines3's throughput would need, and the
+rate this CPU multiplies large float32 matrices at (the practical ceiling).
 
     python benchmarks/dqn_vs_sb3.py                      # CartPole-v1 preset, 50k steps, 20 seeds
     python benchmarks/dqn_vs_sb3.py --sb3-steps 10000    # a shorter stable-baselines3 run
@@ -90,6 +92,39 @@ def jsurgery_run(config, env_id: str, seeds: int) -> dict:
     }
 
 
+def gradient_flops_per_step(config, env_id: str) -> float:
+    """Floating-point operations of the gradient steps per environment step (matrix products only).
+
+    Per transition in a batch: a forward pass of the online network, its backward pass (about two
+    forward passes: gradients of the weights and of the inputs), a forward pass of the target
+    network on the next observation and, with Double DQN, one of the online network too.
+    """
+    from jsurgery.rl.environments import make_env
+
+    env = make_env(env_id)
+    widths = [len(env.obs_ids), *config.hidden, len(env.action_ids)]
+    macs = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    passes = 4 + int(config.double_dqn)
+    per_gradient_step = 2 * macs * passes * config.batch_size
+    return per_gradient_step * config.gradient_steps / (config.train_freq * config.num_envs)
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """This machine's float32 matrix-product rate through XLA, best of `repeats`."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.ones((size, size), jnp.float32)
+    product = jax.jit(lambda x: x @ x)
+    product(a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        product(a).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="CartPole-v1")
@@ -121,6 +156,20 @@ def main() -> None:
     )
     ratio = ours["steps_per_second"] / theirs["steps_per_second"]
     print(f"ratio     {ratio:,.1f}x the environment steps per second of stable-baselines3")
+    flops = gradient_flops_per_step(config, args.env)
+    ceiling = matmul_gflops()
+    arithmetic = {
+        "gradient_mflop_per_env_step": flops / 1e6,
+        "jsurgery_gflops": flops * ours["steps_per_second"] / 1e9,
+        "gflops_for_100x_sb3": flops * 100 * theirs["steps_per_second"] / 1e9,
+        "matmul_2048_gflops": ceiling,
+    }
+    print(
+        f"arithmetic {arithmetic['gradient_mflop_per_env_step']:.2f} MFLOP of gradient steps per "
+        f"environment step: jsurgery ran them at {arithmetic['jsurgery_gflops']:.0f} GFLOP/s; "
+        f"100x stable-baselines3 would need {arithmetic['gflops_for_100x_sb3']:.0f} GFLOP/s; "
+        f"a 2048 x 2048 float32 product runs at {ceiling:.0f} GFLOP/s on this machine"
+    )
     if args.json:
         with open(args.json, "w") as file:
             json.dump(
@@ -130,6 +179,7 @@ def main() -> None:
                     "jsurgery": ours,
                     "sb3": theirs,
                     "ratio": ratio,
+                    "arithmetic": arithmetic,
                     "machine": platform.platform(),
                     "cpu_count": os.cpu_count(),
                 },
