@@ -29,16 +29,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jsurgery.envs import OBS_IDS, LunarLander
-from jsurgery.envs.lunar_lander import (
-    _CORNERS,
-    CHUNKS,
-    DT,
-    HELIPAD_Y,
-    SCALE,
-    H,
-    _leg_angles,
-    _leg_centres,
+from jsurgery.envs.box2d_reference import (
+    DROP_X,
+    PAD_Y,
+    box2d_drop_crashes,
+    lowest_foot,
+    reference_draws,
 )
+from jsurgery.envs.lunar_lander import CHUNKS, DT, SCALE, H
 
 
 @contextlib.contextmanager
@@ -289,51 +287,12 @@ def distribution_table(episodes: int) -> str:
 DROP_TILTS = (0.0, 0.05, 0.1)
 DROP_SPEEDS = np.round(np.arange(1.0, 2.61, 0.1), 2)
 DROP_PHASES = 16
-DROP_X = 10.0  # on the helipad
-PAD_Y = 0.99 * HELIPAD_Y  # the smoothed helipad height, the same for every terrain
-
-
-def _lowest_foot(angle: float) -> float:
-    """Height of the lowest leg corner relative to the hull origin, legs at rest, hull tilted."""
-    c, s = np.cos(angle), np.sin(angle)
-    lowest = np.inf
-    for centre, a in zip(_leg_centres(np.zeros(2)), _leg_angles(np.zeros(2)), strict=True):
-        for kx, ky in _CORNERS:
-            px = centre[0] + np.cos(a) * kx - np.sin(a) * ky
-            py = centre[1] + np.sin(a) * kx + np.cos(a) * ky
-            lowest = min(lowest, s * px + c * py)
-    return lowest
 
 
 def _drop_heights(angle: float, speed: float) -> np.ndarray:
     """Hull origins whose lowest foot starts 0.05 m up plus a fraction of one step's travel."""
     phases = (np.arange(DROP_PHASES) + 0.5) / DROP_PHASES
-    return PAD_Y - _lowest_foot(angle) + 0.05 + phases * speed * DT
-
-
-def _box2d_drop_crashes(angle: float, speed: float, y: float, steps: int = 60) -> bool:
-    import gymnasium as gym
-
-    ref = gym.make("LunarLander-v3").unwrapped
-    ref.reset(seed=0)
-    c, s = np.cos(angle), np.sin(angle)
-    ref.lander.position = (DROP_X, y)
-    ref.lander.angle = angle
-    ref.lander.linearVelocity = (0.0, -speed)
-    ref.lander.angularVelocity = 0.0
-    rest = zip(_leg_centres(np.zeros(2)), _leg_angles(np.zeros(2)), strict=True)
-    for leg, ((px, py), a) in zip(ref.legs, rest, strict=True):
-        leg.position = (DROP_X + c * px - s * py, y + s * px + c * py)
-        leg.angle = angle + a
-        leg.linearVelocity = (0.0, -speed)
-        leg.angularVelocity = 0.0
-    for body in [ref.lander, *ref.legs]:
-        body.awake = True
-    for _ in range(steps):
-        _, reward, terminated, *_ = ref.step(0)
-        if terminated:
-            return reward == -100
-    return False
+    return PAD_Y - lowest_foot(angle) + 0.05 + phases * speed * DT
 
 
 def drop_crashes() -> dict[str, np.ndarray]:
@@ -361,7 +320,7 @@ def drop_crashes() -> dict[str, np.ndarray]:
     ys = np.array([[_drop_heights(a, v) for v in DROP_SPEEDS] for a in DROP_TILTS])
     for i, a in enumerate(DROP_TILTS):
         for j, v in enumerate(DROP_SPEEDS):
-            ref[i, j] = [_box2d_drop_crashes(a, v, y) for y in ys[i, j]]
+            ref[i, j] = [box2d_drop_crashes(a, v, y) for y in ys[i, j]]
     tilts = np.broadcast_to(np.asarray(DROP_TILTS)[:, None, None], shape)
     speeds = np.broadcast_to(DROP_SPEEDS[None, :, None], shape)
     batched = jax.vmap(crashes)(
@@ -397,22 +356,11 @@ def drop_table() -> str:
     return "\n".join(rows)
 
 
-def _reference_draws(seed: int, steps: int):
-    """The terrain heights, initial force and per-step dispersions the reference draws."""
-    from gymnasium.utils import seeding
-
-    rng, _ = seeding.np_random(seed)
-    heights = rng.uniform(0, H / 2, size=(CHUNKS + 1,))
-    force = np.array([rng.uniform(-1000, 1000), rng.uniform(-1000, 1000)])
-    rng.uniform(-1, 1), rng.uniform(-1, 1)  # the reset's no-op step
-    return heights, force, rng.uniform(-1, 1, size=(steps, 2)) / SCALE
-
-
 def paired_random_policy(episodes: int, steps: int = 1000) -> dict[str, dict[str, np.ndarray]]:
     """Episode e: seed e's draws and one random action sequence, played in both implementations."""
     import gymnasium as gym
 
-    draws = [_reference_draws(e, steps) for e in range(episodes)]
+    draws = [reference_draws(e, steps) for e in range(episodes)]
     actions = np.stack(
         [np.random.default_rng(1_000_000 + e).integers(0, 4, steps) for e in range(episodes)]
     ).astype(np.int32)

@@ -6,22 +6,20 @@ import numpy as np
 import pytest
 
 from jsurgery.envs import ACTION_IDS, OBS_IDS, LunarLander
-from jsurgery.envs.lunar_lander import (
-    _CORNERS,
-    CHUNKS,
-    HELIPAD_Y,
-    SCALE,
-    H,
-    _leg_angles,
-    _leg_centres,
+from jsurgery.envs.box2d_reference import (
+    DROP_X,
+    PAD_Y,
+    box2d_drop_crashes,
+    keep_awake,
+    lowest_foot,
 )
+from jsurgery.envs.lunar_lander import CHUNKS, SCALE, H
 
 ENV = LunarLander()
 PARAMS = ENV.default_params
 STEP = jax.jit(ENV.step_with_dispersion)  # compiled once for the Box2D comparisons
-FLAT = jnp.full((CHUNKS,), 0.99 * HELIPAD_Y, jnp.float32)  # the smoothed helipad height
-DROP_X = 10.0  # on the helipad
-REST_Y = 0.99 * HELIPAD_Y + 0.6084 + 0.015  # hull origin of a lander standing on its feet
+FLAT = jnp.full((CHUNKS,), PAD_Y, jnp.float32)  # the smoothed helipad height
+REST_Y = PAD_Y + 0.6084 + 0.015  # hull origin of a lander standing on its feet
 
 
 def shaping(obs):
@@ -162,12 +160,6 @@ def test_short_trajectory_stays_close_to_box2d():
         np.testing.assert_allclose(float(reward), ref_reward, atol=0.05)
 
 
-def _keep_awake(ref):
-    """Resets Box2D's sleep timers, so the episode does not end; the dynamics are unchanged."""
-    for body in [ref.lander, *ref.legs]:
-        body.awake = True
-
-
 def _box2d_at_rest(seed):
     """gymnasium's LunarLander-v3 landed by its heuristic pilot, then settled with no-ops."""
     import gymnasium as gym
@@ -179,7 +171,7 @@ def _box2d_at_rest(seed):
         obs, *_ = ref.step(heuristic(ref, obs))
     quiet = 0
     while quiet < 12:  # no-ops until the lander has been still for 12 steps
-        _keep_awake(ref)
+        keep_awake(ref)
         obs, _, terminated, *_ = ref.step(0)
         assert not terminated
         still = np.hypot(*ref.lander.linearVelocity) < 1e-3
@@ -208,7 +200,7 @@ def test_resting_lander_sways_after_a_side_pulse_as_box2d_does(action):
         bits = ref.np_random.bit_generator.state
         dispersion = [ref.np_random.uniform(-1, 1) / SCALE for _ in range(2)]
         ref.np_random.bit_generator.state = bits  # the reference draws the same two values
-        _keep_awake(ref)
+        keep_awake(ref)
         ref_obs, *_ = ref.step(a)
         obs, state, *_ = STEP(state, jnp.int32(a), jnp.asarray(dispersion, jnp.float32), PARAMS)
         ours.append(float(obs[2]))
@@ -219,35 +211,7 @@ def test_resting_lander_sways_after_a_side_pulse_as_box2d_does(action):
     np.testing.assert_allclose(ours, theirs, atol=4e-4)
 
 
-def _box2d_drop(angle, speed, gap, steps=60):
-    """Box2D's lander, legs at rest, tilted by `angle`, falling at `speed` onto the flat helipad
-    with its lowest foot `gap` above it; True if the episode ends in a crash."""
-    import gymnasium as gym
-
-    ref = gym.make("LunarLander-v3").unwrapped
-    ref.reset(seed=0)
-    y = 0.99 * HELIPAD_Y - _lowest_foot(angle) + gap
-    c, s = np.cos(angle), np.sin(angle)
-    ref.lander.position = (DROP_X, y)
-    ref.lander.angle = angle
-    ref.lander.linearVelocity = (0.0, -speed)
-    ref.lander.angularVelocity = 0.0
-    rest = zip(_leg_centres(np.zeros(2)), _leg_angles(np.zeros(2)), strict=True)
-    for leg, ((px, py), a) in zip(ref.legs, rest, strict=True):
-        leg.position = (DROP_X + c * px - s * py, y + s * px + c * py)
-        leg.angle = angle + a
-        leg.linearVelocity = (0.0, -speed)
-        leg.angularVelocity = 0.0
-    _keep_awake(ref)
-    for _ in range(steps):
-        _, reward, terminated, *_ = ref.step(0)
-        if terminated:
-            return reward == -100
-    return False
-
-
-def _jax_drop(angle, speed, gap, steps=60):
-    y = 0.99 * HELIPAD_Y - _lowest_foot(angle) + gap
+def _jax_drop_crashes(angle, speed, y, steps=60):
     _, state = ENV.state_from_hull(FLAT, (DROP_X, y), (0.0, -speed), angle, 0.0)
     for _ in range(steps):
         _, state, _, terminated, info = STEP(state, jnp.int32(0), jnp.zeros(2), PARAMS)
@@ -256,26 +220,16 @@ def _jax_drop(angle, speed, gap, steps=60):
     return False
 
 
-def _lowest_foot(angle):
-    """Height of the lowest leg corner relative to the hull origin, legs at rest, hull tilted."""
-    c, s = np.cos(angle), np.sin(angle)
-    lowest = np.inf
-    for centre, a in zip(_leg_centres(np.zeros(2)), _leg_angles(np.zeros(2)), strict=True):
-        for kx, ky in _CORNERS:
-            px = centre[0] + np.cos(a) * kx - np.sin(a) * ky
-            py = centre[1] + np.sin(a) * kx + np.cos(a) * ky
-            lowest = min(lowest, s * px + c * py)
-    return lowest
-
-
 def test_tilted_hard_landing_crashes_as_often_as_in_box2d():
     """A leg reaching the ground within a step is stopped alone and the hull keeps its speed, as
     Box2D's time of impact does: tilted landings at 1.3-1.5 m/s crash about as often."""
     pytest.importorskip("Box2D")
     tilt, drops = 0.05, []
     for speed in (1.3, 1.4, 1.5):
-        for gap in 0.05 + (np.arange(8) + 0.5) / 8 * speed / 50:  # touchdown phases within a step
-            drops.append((_box2d_drop(tilt, speed, gap), _jax_drop(tilt, speed, gap)))
+        # The feet start 0.05 m up plus 8 fractions of a step's travel: 8 touchdown phases.
+        for gap in 0.05 + (np.arange(8) + 0.5) / 8 * speed / 50:
+            y = PAD_Y - lowest_foot(tilt) + gap
+            drops.append((box2d_drop_crashes(tilt, speed, y), _jax_drop_crashes(tilt, speed, y)))
     theirs, ours = np.mean(drops, axis=0)
     assert theirs > 0.6  # most of these landings crash in Box2D
     assert abs(ours - theirs) <= 0.15, (ours, theirs)

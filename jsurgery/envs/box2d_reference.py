@@ -1,0 +1,82 @@
+"""Driving gymnasium's Box2D LunarLander-v3 into the states the JAX model is compared in.
+
+For fidelity tests and benchmarks only: the functions that touch Box2D import gymnasium when
+called, so the package imports without `gymnasium[box2d]`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jsurgery.envs.lunar_lander import (
+    _CORNERS,
+    CHUNKS,
+    HELIPAD_Y,
+    SCALE,
+    H,
+    _leg_angles,
+    _leg_centres,
+)
+
+__all__ = ["DROP_X", "PAD_Y", "box2d_drop_crashes", "keep_awake", "lowest_foot", "reference_draws"]
+
+DROP_X = 10.0  # on the helipad
+PAD_Y = 0.99 * HELIPAD_Y  # the smoothed helipad height, the same for every terrain
+
+
+def reference_draws(seed: int, steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The terrain heights, initial force and per-step engine dispersions the reference draws.
+
+    In the order gymnasium's `reset(seed=seed)` and `step` draw them from their generator.
+    """
+    from gymnasium.utils import seeding
+
+    rng, _ = seeding.np_random(seed)
+    heights = rng.uniform(0, H / 2, size=(CHUNKS + 1,))
+    force = np.array([rng.uniform(-1000, 1000), rng.uniform(-1000, 1000)])
+    rng.uniform(-1, 1), rng.uniform(-1, 1)  # the reset's no-op step
+    return heights, force, rng.uniform(-1, 1, size=(steps, 2)) / SCALE
+
+
+def lowest_foot(angle: float) -> float:
+    """Height of the lowest leg corner relative to the hull origin, legs at rest, hull tilted."""
+    c, s = np.cos(angle), np.sin(angle)
+    lowest = np.inf
+    for centre, a in zip(_leg_centres(np.zeros(2)), _leg_angles(np.zeros(2)), strict=True):
+        for kx, ky in _CORNERS:
+            px = centre[0] + np.cos(a) * kx - np.sin(a) * ky
+            py = centre[1] + np.sin(a) * kx + np.cos(a) * ky
+            lowest = min(lowest, s * px + c * py)
+    return lowest
+
+
+def keep_awake(ref) -> None:
+    """Resets Box2D's sleep timers of the lander's bodies; the dynamics are unchanged."""
+    for body in [ref.lander, *ref.legs]:
+        body.awake = True
+
+
+def box2d_drop_crashes(angle: float, speed: float, y: float, steps: int = 60) -> bool:
+    """Box2D's lander, legs at rest, hull origin at (DROP_X, y) tilted by `angle`, falling straight
+    down at `speed` onto the flat helipad with no engine; True if the episode ends in a crash."""
+    import gymnasium as gym
+
+    ref = gym.make("LunarLander-v3").unwrapped
+    ref.reset(seed=0)
+    c, s = np.cos(angle), np.sin(angle)
+    ref.lander.position = (DROP_X, y)
+    ref.lander.angle = angle
+    ref.lander.linearVelocity = (0.0, -speed)
+    ref.lander.angularVelocity = 0.0
+    rest = zip(_leg_centres(np.zeros(2)), _leg_angles(np.zeros(2)), strict=True)
+    for leg, ((px, py), a) in zip(ref.legs, rest, strict=True):
+        leg.position = (DROP_X + c * px - s * py, y + s * px + c * py)
+        leg.angle = angle + a
+        leg.linearVelocity = (0.0, -speed)
+        leg.angularVelocity = 0.0
+    keep_awake(ref)
+    for _ in range(steps):
+        _, reward, terminated, *_ = ref.step(0)
+        if terminated:
+            return reward == -100
+    return False
