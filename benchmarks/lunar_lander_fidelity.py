@@ -1,15 +1,15 @@
 """Fidelity of `jsurgery.envs.LunarLander` to gymnasium's Box2D LunarLander-v3.
 
-Two checks, both needing `gymnasium[box2d]`:
+Five checks, all needing `gymnasium[box2d]`:
 
 * trajectories: same terrain, same engine dispersion draws, same actions, no initial force; the
   observation gap per step over the first steps of free fall and engine firing;
 * closed loop: gymnasium's own heuristic pilot flies both, with the same random draws;
-* distributions: 1,000 random-policy episodes in each implementation; episode length, return,
-  crash / landing / timeout fractions and final x side by side, drawn independently;
 * touchdown: the lander dropped onto the flat helipad, legs at rest, straight down at 1.0 to 2.6
   m/s with a tilt of 0, 0.05 or 0.1 rad, from 16 heights spread over one step's travel; the
   fraction that crashes, and the impact speed at which half crash;
+* distributions: 1,000 random-policy episodes in each implementation; episode length, return,
+  crash / landing / timeout fractions and final x side by side, drawn independently;
 * paired distributions: the same 1,000 random-policy episodes replayed in both (each episode's
   terrain, initial force, dispersion draws and actions shared), so sampling noise cancels in the
   per-episode return gap.
