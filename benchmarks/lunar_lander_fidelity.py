@@ -36,7 +36,7 @@ from jsurgery.envs.box2d_reference import (
     lowest_foot,
     reference_draws,
 )
-from jsurgery.envs.lunar_lander import CHUNKS, DT, SCALE, H
+from jsurgery.envs.lunar_lander import CHUNKS, DT
 
 
 @contextlib.contextmanager
@@ -61,27 +61,21 @@ def paired_trajectories(seed: int, actions, initial_force: bool = False):
       Two (len(actions) + 1, 8) arrays and the step at which either episode ended (or None).
     """
     import gymnasium as gym
-    from gymnasium.utils import seeding
 
-    rng, _ = seeding.np_random(seed)
-    heights = rng.uniform(0, H / 2, size=(CHUNKS + 1,))
+    heights, force, dispersions = reference_draws(seed, len(actions))
+    if not initial_force:
+        force = np.zeros(2)  # the reference still draws it, from a zero-width range
     ctx = contextlib.nullcontext() if initial_force else _no_initial_force()
     with ctx:
-        import gymnasium.envs.box2d.lunar_lander as reference
-
-        bound = reference.INITIAL_RANDOM
-        force = np.array([rng.uniform(-bound, bound), rng.uniform(-bound, bound)])
         ref = gym.make("LunarLander-v3")
         ref_obs, _ = ref.reset(seed=seed)
-    rng.uniform(-1, 1), rng.uniform(-1, 1)  # the reset's no-op step
 
     env = LunarLander()
     params = env.default_params
     obs, state = env.reset_from_draws(jnp.asarray(heights, jnp.float32), force)
     step = jax.jit(env.step_with_dispersion)
     ours, theirs, end = [np.asarray(obs)], [ref_obs], None
-    for t, a in enumerate(actions):
-        dispersion = np.array([rng.uniform(-1, 1), rng.uniform(-1, 1)]) / SCALE
+    for t, (a, dispersion) in enumerate(zip(actions, dispersions, strict=True)):
         ref_obs, _, ref_term, _, _ = ref.step(int(a))
         obs, state, _, term, _ = step(state, a, jnp.asarray(dispersion, jnp.float32), params)
         theirs.append(ref_obs)
@@ -122,7 +116,6 @@ def heuristic_table(seeds: int) -> str:
 
     import gymnasium as gym
     from gymnasium.envs.box2d.lunar_lander import heuristic
-    from gymnasium.utils import seeding
 
     env = LunarLander()
     params = env.default_params
@@ -130,17 +123,13 @@ def heuristic_table(seeds: int) -> str:
     pilot = types.SimpleNamespace(unwrapped=types.SimpleNamespace(continuous=False))
     results = []
     for seed in range(seeds):
-        rng, _ = seeding.np_random(seed)
-        heights = rng.uniform(0, H / 2, size=(CHUNKS + 1,))
-        force = np.array([rng.uniform(-1000, 1000), rng.uniform(-1000, 1000)])
-        rng.uniform(-1, 1), rng.uniform(-1, 1)
+        heights, force, dispersions = reference_draws(seed, 1000)
         ref = gym.make("LunarLander-v3")
         ref_obs, _ = ref.reset(seed=seed)
         obs, state = env.reset_from_draws(jnp.asarray(heights, jnp.float32), force)
         obs = np.asarray(obs)
         out = {"ref": [0.0, 0, None], "jax": [0.0, 0, None]}
-        for _ in range(1000):
-            dispersion = jnp.asarray([rng.uniform(-1, 1), rng.uniform(-1, 1)], jnp.float32) / SCALE
+        for dispersion in jnp.asarray(dispersions, jnp.float32):
             if out["ref"][2] is None:
                 ref_obs, r, term, trunc, _ = ref.step(heuristic(pilot, ref_obs))
                 out["ref"][0] += r

@@ -12,8 +12,9 @@ from jsurgery.envs.box2d_reference import (
     box2d_drop_crashes,
     keep_awake,
     lowest_foot,
+    reference_draws,
 )
-from jsurgery.envs.lunar_lander import CHUNKS, SCALE, H
+from jsurgery.envs.lunar_lander import CHUNKS, SCALE
 
 ENV = LunarLander()
 PARAMS = ENV.default_params
@@ -135,14 +136,10 @@ def test_short_trajectory_stays_close_to_box2d():
     pytest.importorskip("Box2D")
     import gymnasium as gym
     import gymnasium.envs.box2d.lunar_lander as reference
-    from gymnasium.utils import seeding
 
     seed = 11
     actions = [0] * 10 + [2] * 15 + [1] * 5 + [3] * 8 + [2] * 12
-    rng, _ = seeding.np_random(seed)
-    heights = rng.uniform(0, H / 2, size=(CHUNKS + 1,))
-    rng.uniform(), rng.uniform()  # the initial force, switched off below
-    rng.uniform(), rng.uniform()  # the dispersion of the reset's no-op step
+    heights, _, dispersions = reference_draws(seed, len(actions))  # the force is switched off below
     saved = reference.INITIAL_RANDOM
     reference.INITIAL_RANDOM = 0.0
     try:
@@ -152,8 +149,7 @@ def test_short_trajectory_stays_close_to_box2d():
         reference.INITIAL_RANDOM = saved
     obs, state = ENV.reset_from_draws(jnp.asarray(heights, jnp.float32), jnp.zeros(2))
     np.testing.assert_allclose(obs, ref_obs, atol=2e-3)
-    for a in actions:
-        dispersion = jnp.asarray([rng.uniform(-1, 1), rng.uniform(-1, 1)], jnp.float32) / SCALE
+    for a, dispersion in zip(actions, jnp.asarray(dispersions, jnp.float32), strict=True):
         ref_obs, ref_reward, *_ = ref.step(a)
         obs, state, reward, _, _ = STEP(state, jnp.int32(a), dispersion, PARAMS)
         np.testing.assert_allclose(obs, ref_obs, atol=1e-3)
