@@ -1,12 +1,13 @@
 """Throughput of jsurgery's DQN (many seeds, one compiled call) against stable-baselines3 (one).
 
-Both run the same DQN configuration (network, optimizer, batch, replay ratio, target updates,
-exploration, n-step returns, steps) on CartPole-v1: stable-baselines3 on one seed on the CPU as its
-users run it, jsurgery on ``--seeds`` seeds vmapped in one compiled call. Reported: environment
-steps per second of each (all seeds counted for jsurgery, compilation excluded), the ratio, and
-compile time alone. Then the arithmetic the gradient steps need per environment step, the rate at
-which jsurgery's run did it, the rate 100 times stable-baselines3's throughput would need, and the
-rate this CPU multiplies large float32 matrices at (the practical ceiling).
+Both run the same DQN configuration (network and its layer normalisation, optimizer and step-size
+schedule, batch, replay ratio, target updates, exploration, n-step returns, steps) on CartPole-v1:
+stable-baselines3 on one seed on the CPU as its users run it, jsurgery on ``--seeds`` seeds vmapped
+in one compiled call. Reported: environment steps per second of each (all seeds counted for
+jsurgery, compilation excluded), the ratio, and compile time alone. Then the arithmetic the gradient
+steps need per environment step, the rate at which jsurgery's run did it, the rate 100 times stable-
+baselines3's throughput would need, and the rate this CPU multiplies large float32 matrices at (the
+practical ceiling).
 
     python benchmarks/dqn_vs_sb3.py                      # CartPole-v1 preset, 50k steps, 20 seeds
     python benchmarks/dqn_vs_sb3.py --sb3-steps 10000    # a shorter stable-baselines3 run
@@ -30,6 +31,28 @@ import time
 import numpy as np
 
 
+def _layer_norm_policy():
+    """stable-baselines3's MLP policy with a LayerNorm after each hidden Linear, as jsurgery's."""
+    from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
+    from torch import nn
+
+    class LayerNormQNetwork(QNetwork):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            layers, width = [], self.features_dim
+            for hidden in self.net_arch:
+                layers += [nn.Linear(width, hidden), nn.LayerNorm(hidden), self.activation_fn()]
+                width = hidden
+            self.q_net = nn.Sequential(*layers, nn.Linear(width, int(self.action_space.n)))
+
+    class LayerNormDQNPolicy(DQNPolicy):
+        def make_q_net(self):
+            net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+            return LayerNormQNetwork(**net_args).to(self.device)
+
+    return LayerNormDQNPolicy
+
+
 def sb3_run(config, env_id: str, total_steps: int, seed: int = 0) -> dict:
     import gymnasium as gym
     import torch
@@ -37,10 +60,16 @@ def sb3_run(config, env_id: str, total_steps: int, seed: int = 0) -> dict:
     from stable_baselines3.common.evaluation import evaluate_policy
 
     env = gym.make(env_id)
+    learning_rate = config.learning_rate
+    if config.learning_rate_end is not None:  # linear in the fraction of the run still to go
+
+        def learning_rate(remaining, start=config.learning_rate, end=config.learning_rate_end):
+            return end + (start - end) * remaining
+
     model = DQN(
-        "MlpPolicy",
+        _layer_norm_policy() if config.layer_norm else "MlpPolicy",
         env,
-        learning_rate=config.learning_rate,
+        learning_rate=learning_rate,
         buffer_size=config.buffer_size,
         learning_starts=config.learning_starts,
         batch_size=config.batch_size,

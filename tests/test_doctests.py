@@ -1,11 +1,11 @@
-"""The examples in the surgery core's docstrings run."""
+"""The examples in the docstrings of the surgery core and the Q-network run."""
 
 import doctest
 import importlib
 
 import pytest
 
-MODULES = ["jsurgery.plan", "jsurgery.transplant"]
+MODULES = ["jsurgery.plan", "jsurgery.transplant", "jsurgery.rl.networks"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -183,6 +183,6 @@ def _compiled_for(config, env_id, obs, actions):
 def _templates(config, env, keys):
     from jsurgery.rl import QNetwork
 
-    network = QNetwork(hidden=config.hidden, num_actions=env.num_actions)
+    network = QNetwork.for_config(config, env.num_actions)
     obs = jnp.zeros((1, env.num_obs), jnp.float32)
     return jax.vmap(lambda k: network.init(k, obs))(keys)

@@ -116,7 +116,7 @@ def load_run(directory: str | os.PathLike) -> SavedRun:
     seeds = tuple(info["seeds"])
 
     def one_seed():
-        network = QNetwork(hidden=config.hidden, num_actions=env.num_actions)
+        network = QNetwork.for_config(config, env.num_actions)
         params = network.init(jax.random.PRNGKey(0), jnp.zeros((1, env.num_obs), jnp.float32))
         opt_state = make_optimizer(config).init(params)
         return {"params": params, "target_params": params, "opt_state": opt_state}
@@ -142,7 +142,7 @@ class Agent:
 
     def __init__(self, params: Any, env: IdEnv, config: DQNConfig):
         self.params, self.env, self.config = params, env, config
-        self.network = QNetwork(hidden=config.hidden, num_actions=env.num_actions)
+        self.network = QNetwork.for_config(config, env.num_actions)
         self._q = jax.jit(self.network.apply)
 
     @property

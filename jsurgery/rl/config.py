@@ -20,6 +20,7 @@ class DQNConfig:
 
     Attributes:
         hidden: hidden-layer widths of the Q-network.
+        layer_norm: layer normalisation after each hidden layer, before its ReLU.
         learning_rate: Adam step size (at step 0, when ``learning_rate_end`` is set).
         learning_rate_end: if set, the step size falls linearly to this value at ``total_steps``.
         buffer_size: replay capacity in transitions.
@@ -44,6 +45,7 @@ class DQNConfig:
     """
 
     hidden: tuple[int, ...] = (64, 64)
+    layer_norm: bool = False
     learning_rate: float = 1e-3
     learning_rate_end: float | None = None
     buffer_size: int = 50_000

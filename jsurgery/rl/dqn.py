@@ -111,7 +111,7 @@ def make_dqn(
     """
     if isinstance(env, str):
         env = make_env(env)
-    network = QNetwork(hidden=config.hidden, num_actions=env.num_actions)
+    network = QNetwork.for_config(config, env.num_actions)
     optimizer = make_optimizer(config)
     num_envs, num_actions = config.num_envs, env.num_actions
     blocks_per_period = config.eval_every // config.block_steps

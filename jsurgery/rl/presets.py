@@ -52,9 +52,13 @@ def _with_steps(config: DQNConfig, total_steps: int, hidden: Sequence[int] | Non
 
 
 def cartpole_config(total_steps: int = 50_000, hidden: Sequence[int] | None = None) -> DQNConfig:
-    """CartPole-v1, network (64, 64), 5-step returns, Double DQN."""
+    """CartPole-v1, network (64, 64) with layer normalisation, 5-step returns, Double DQN.
+
+    One gradient step per environment step, in blocks of 250, and the step size falling to 0.
+    """
     base = DQNConfig(
         hidden=(64, 64),
+        layer_norm=True,
         learning_rate=2.3e-3,
         learning_rate_end=0.0,
         buffer_size=100_000,
@@ -66,7 +70,7 @@ def cartpole_config(total_steps: int = 50_000, hidden: Sequence[int] | None = No
         exploration_fraction=0.16,
         exploration_end=0.04,
         train_freq=250,
-        gradient_steps=125,
+        gradient_steps=250,
         learning_starts=1_000,
         eval_every=5_000,
         total_steps=50_000,

@@ -15,18 +15,18 @@ from jsurgery.rl import (
 
 
 @pytest.mark.parametrize(
-    "env_id, obs, actions",
+    "env_id, obs, actions, layer_norm",
     [
-        ("CartPole-v1", None, None),
-        ("CartPole-v1", ["theta", "x_dot"], ["right", "left"]),
-        ("Acrobot-v1", ["dtheta2", "sin1", "cos1"], ["torque+1", "noop"]),
+        ("CartPole-v1", None, None, False),
+        ("CartPole-v1", ["theta", "x_dot"], ["right", "left"], True),
+        ("Acrobot-v1", ["dtheta2", "sin1", "cos1"], ["torque+1", "noop"], False),
     ],
-    ids=["cartpole-full", "cartpole-reordered", "acrobot-subset"],
+    ids=["cartpole-full", "cartpole-reordered-layer-norm", "acrobot-subset"],
 )
-def test_load_agent_acts_on_full_observations(tmp_path, env_id, obs, actions):
+def test_load_agent_acts_on_full_observations(tmp_path, env_id, obs, actions, layer_norm):
     env = make_env(env_id, obs, actions)
-    config = DQNConfig(hidden=(5,))
-    network = QNetwork(hidden=(5,), num_actions=env.num_actions)
+    config = DQNConfig(hidden=(5,), layer_norm=layer_norm)
+    network = QNetwork.for_config(config, env.num_actions)
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
     params = jax.vmap(lambda k: network.init(k, jnp.zeros((1, env.num_obs))))(keys)
     opt_state = jax.vmap(make_optimizer(config).init)(params)
