@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import flax.linen as nn
 import jax
+
+if TYPE_CHECKING:
+    from jsurgery.rl.config import DQNConfig
 
 __all__ = ["QNetwork"]
 
@@ -35,7 +39,7 @@ class QNetwork(nn.Module):
     layer_norm: bool = False
 
     @classmethod
-    def for_config(cls, config, num_actions: int) -> QNetwork:
+    def for_config(cls, config: DQNConfig, num_actions: int) -> QNetwork:
         """The network a :class:`~jsurgery.rl.DQNConfig` describes, with ``num_actions`` outputs."""
         return cls(hidden=config.hidden, num_actions=num_actions, layer_norm=config.layer_norm)
 
