@@ -33,10 +33,10 @@ from jsurgery.envs.box2d_reference import (
     DROP_X,
     PAD_Y,
     box2d_drop_crashes,
-    lowest_foot,
+    drop_heights,
     reference_draws,
 )
-from jsurgery.envs.lunar_lander import CHUNKS, DT
+from jsurgery.envs.lunar_lander import CHUNKS
 
 
 @contextlib.contextmanager
@@ -278,12 +278,6 @@ DROP_SPEEDS = np.round(np.arange(1.0, 2.61, 0.1), 2)
 DROP_PHASES = 16
 
 
-def _drop_heights(angle: float, speed: float) -> np.ndarray:
-    """Hull origins whose lowest foot starts 0.05 m up plus a fraction of one step's travel."""
-    phases = (np.arange(DROP_PHASES) + 0.5) / DROP_PHASES
-    return PAD_Y - lowest_foot(angle) + 0.05 + phases * speed * DT
-
-
 def drop_crashes() -> dict[str, np.ndarray]:
     """Crash or not, per (tilt, speed, phase), in both implementations."""
     env = LunarLander()
@@ -306,7 +300,7 @@ def drop_crashes() -> dict[str, np.ndarray]:
 
     shape = (len(DROP_TILTS), len(DROP_SPEEDS), DROP_PHASES)
     ref, ours = np.zeros(shape, bool), np.zeros(shape, bool)
-    ys = np.array([[_drop_heights(a, v) for v in DROP_SPEEDS] for a in DROP_TILTS])
+    ys = np.array([[drop_heights(a, v, DROP_PHASES) for v in DROP_SPEEDS] for a in DROP_TILTS])
     for i, a in enumerate(DROP_TILTS):
         for j, v in enumerate(DROP_SPEEDS):
             ref[i, j] = [box2d_drop_crashes(a, v, y) for y in ys[i, j]]

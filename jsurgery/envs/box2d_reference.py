@@ -11,6 +11,7 @@ import numpy as np
 from jsurgery.envs.lunar_lander import (
     _CORNERS,
     CHUNKS,
+    DT,
     HELIPAD_Y,
     SCALE,
     H,
@@ -18,7 +19,15 @@ from jsurgery.envs.lunar_lander import (
     _leg_centres,
 )
 
-__all__ = ["DROP_X", "PAD_Y", "box2d_drop_crashes", "keep_awake", "lowest_foot", "reference_draws"]
+__all__ = [
+    "DROP_X",
+    "PAD_Y",
+    "box2d_drop_crashes",
+    "drop_heights",
+    "keep_awake",
+    "lowest_foot",
+    "reference_draws",
+]
 
 DROP_X = 10.0  # on the helipad
 PAD_Y = 0.99 * HELIPAD_Y  # the smoothed helipad height, the same for every terrain
@@ -48,6 +57,14 @@ def lowest_foot(angle: float) -> float:
             py = centre[1] + np.sin(a) * kx + np.cos(a) * ky
             lowest = min(lowest, s * px + c * py)
     return lowest
+
+
+def drop_heights(angle: float, speed: float, phases: int) -> np.ndarray:
+    """Hull origins for drops onto the pad: the lowest foot starts 0.05 m up plus a fraction
+    ``(k + 0.5) / phases`` of one step's travel at ``speed``, so the drops touch down at ``phases``
+    evenly spread points within a step."""
+    fractions = (np.arange(phases) + 0.5) / phases
+    return PAD_Y - lowest_foot(angle) + 0.05 + fractions * speed * DT
 
 
 def keep_awake(ref) -> None:

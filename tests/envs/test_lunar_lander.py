@@ -10,8 +10,8 @@ from jsurgery.envs.box2d_reference import (
     DROP_X,
     PAD_Y,
     box2d_drop_crashes,
+    drop_heights,
     keep_awake,
-    lowest_foot,
     reference_draws,
 )
 from jsurgery.envs.lunar_lander import CHUNKS, SCALE
@@ -222,9 +222,7 @@ def test_tilted_hard_landing_crashes_as_often_as_in_box2d():
     pytest.importorskip("Box2D")
     tilt, drops = 0.05, []
     for speed in (1.3, 1.4, 1.5):
-        # The feet start 0.05 m up plus 8 fractions of a step's travel: 8 touchdown phases.
-        for gap in 0.05 + (np.arange(8) + 0.5) / 8 * speed / 50:
-            y = PAD_Y - lowest_foot(tilt) + gap
+        for y in drop_heights(tilt, speed, phases=8):  # 8 touchdown points within a step
             drops.append((box2d_drop_crashes(tilt, speed, y), _jax_drop_crashes(tilt, speed, y)))
     theirs, ours = np.mean(drops, axis=0)
     assert theirs > 0.6  # most of these landings crash in Box2D
