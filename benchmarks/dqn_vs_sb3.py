@@ -6,8 +6,9 @@ stable-baselines3 on one seed on the CPU as its users run it, jsurgery on ``--se
 in one compiled call. Reported: environment steps per second of each (all seeds counted for
 jsurgery, compilation excluded), the ratio, and compile time alone. Then the arithmetic the gradient
 steps need per environment step, the rate at which jsurgery's run did it, the rate 100 times stable-
-baselines3's throughput would need, and the rate this CPU multiplies large float32 matrices at (the
-practical ceiling).
+baselines3's throughput would need, the rate this CPU multiplies large float32 matrices at (the
+practical ceiling), and the rate of the DQN's own batched products run alone (the bound on the ratio
+they allow).
 
     python benchmarks/dqn_vs_sb3.py                      # CartPole-v1 preset, 50k steps, 20 seeds
     python benchmarks/dqn_vs_sb3.py --sb3-steps 10000    # a shorter stable-baselines3 run
@@ -154,6 +155,31 @@ def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 / best / 1e9
 
 
+def batched_matmul_gflops(
+    seeds: int, batch: int, width: int, loops: int = 2000, repeats: int = 5
+) -> float:
+    """The rate of the DQN's own products, ``seeds`` x [batch, width] x [width, width], alone.
+
+    ``loops`` products chained in one compiled loop (each feeds the next, so none is skipped),
+    best of ``repeats``: an upper bound for what the gradient steps' products can run at.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.full((seeds, batch, width), 1.0 / width, jnp.float32)
+    w = jnp.full((seeds, width, width), 1.0 / width, jnp.float32)
+    chain = jax.jit(
+        lambda x, w: jax.lax.fori_loop(0, loops, lambda _, y: jnp.einsum("sbi,sio->sbo", y, w), x)
+    )
+    chain(x, w).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        chain(x, w).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2 * seeds * batch * width * width * loops / best / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="CartPole-v1")
@@ -187,17 +213,22 @@ def main() -> None:
     print(f"ratio     {ratio:,.1f}x the environment steps per second of stable-baselines3")
     flops = gradient_flops_per_step(config, args.env)
     ceiling = matmul_gflops()
+    own = batched_matmul_gflops(args.seeds, config.batch_size, max(config.hidden))
     arithmetic = {
         "gradient_mflop_per_env_step": flops / 1e6,
         "jsurgery_gflops": flops * ours["steps_per_second"] / 1e9,
         "gflops_for_100x_sb3": flops * 100 * theirs["steps_per_second"] / 1e9,
         "matmul_2048_gflops": ceiling,
+        "batched_matmul_gflops": own,
     }
     print(
         f"arithmetic {arithmetic['gradient_mflop_per_env_step']:.2f} MFLOP of gradient steps per "
         f"environment step: jsurgery ran them at {arithmetic['jsurgery_gflops']:.0f} GFLOP/s; "
         f"100x stable-baselines3 would need {arithmetic['gflops_for_100x_sb3']:.0f} GFLOP/s; "
-        f"a 2048 x 2048 float32 product runs at {ceiling:.0f} GFLOP/s on this machine"
+        f"a 2048 x 2048 float32 product runs at {ceiling:.0f} GFLOP/s on this machine, "
+        f"{args.seeds} x [{config.batch_size}, {max(config.hidden)}] x [{max(config.hidden)}, "
+        f"{max(config.hidden)}] products alone at {own:.0f} GFLOP/s (at most "
+        f"{own * 1e9 / flops / theirs['steps_per_second']:.0f}x stable-baselines3)"
     )
     if args.json:
         with open(args.json, "w") as file:
