@@ -36,6 +36,9 @@ class Plan:
         outputs: `(old_ids, new_ids)` of the output units.
         layer_map: `{new layer: old layer or None}`.
         warnings: things the user should know before training.
+        input_specs: per input of a traced plan, `(axis, old_ids, new_ids)` (axis "values" for
+            token inputs), or None for an input without units.
+        output_specs: per output of a traced plan, `(-1, old_ids, new_ids)` or None.
     """
 
     leaves: tuple[LeafPlan, ...]
@@ -51,23 +54,40 @@ class Plan:
     noise: float
     seed: int
     warnings: tuple[str, ...] = field(default=())
+    input_specs: tuple = field(default=())
+    output_specs: tuple = field(default=())
 
     def __str__(self) -> str:
         from jsurgery.report import render
 
         return render(self)
 
-    def embed_inputs(self, x_old):
-        """Places old input features (last axis, old ID order) at their new positions, zeros
-        elsewhere: the old input subspace of the new network."""
-        import jax.numpy as jnp
+    def embed_inputs(self, *x_old):
+        """Places old inputs in the new input space: old features at their new positions (on
+        each input's unit axis; token IDs renumbered), zeros for new features. With several
+        inputs, pass them all and get a tuple back."""
+        specs = self.input_specs or ((-1, *self.inputs),)
+        if len(x_old) != len(specs):
+            raise PlanError(f"`embed_inputs`: expected {len(specs)} inputs, got {len(x_old)}.")
+        out = tuple(_embed(x, spec) for x, spec in zip(x_old, specs, strict=True))
+        return out[0] if len(out) == 1 else out
 
-        old_ids, new_ids = self.inputs
-        x_old = jnp.asarray(x_old)
-        src = ids.index_of(new_ids, old_ids)
-        safe = np.where(src >= 0, src, 0)
-        x = jnp.take(x_old, safe, axis=-1)
-        return jnp.where(src >= 0, x, jnp.zeros((), x.dtype))
+
+def _embed(x_old, spec):
+    import jax.numpy as jnp
+
+    x_old = jnp.asarray(x_old)
+    if spec is None:
+        return x_old
+    axis, old_ids, new_ids = spec
+    if axis == "values":
+        where = ids.index_of(old_ids, new_ids)
+        return jnp.asarray(where)[x_old]
+    src = ids.index_of(new_ids, old_ids)
+    x = jnp.take(x_old, np.where(src >= 0, src, 0), axis=axis)
+    shape = [-1 if a == axis % x.ndim else 1 for a in range(x.ndim)]
+    return jnp.where(np.reshape(src >= 0, shape), x, jnp.zeros((), x.dtype))
+
 
 def _layers(flat: trees.FlatTree, arg: str, order: Sequence | None, n_inputs: int | None,
             n_outputs: int | None) -> list[Layer]:
@@ -104,8 +124,10 @@ def make_plan(
     old,
     new_template,
     *,
-    inputs: tuple[Sequence[Hashable], Sequence[Hashable]] | None = None,
-    outputs: tuple[Sequence[Hashable], Sequence[Hashable]] | None = None,
+    apply=None,
+    example=None,
+    inputs: tuple[Sequence[Hashable], Sequence[Hashable]] | Mapping | None = None,
+    outputs: tuple[Sequence[Hashable], Sequence[Hashable]] | Mapping | None = None,
     layers: Mapping | None = None,
     hidden: Mapping | None = None,
     new_inputs: str = "template",
@@ -168,6 +190,16 @@ def make_plan(
     init.check_choice("new_layers", new_layers, init.NEW_LAYERS)
     if not isinstance(new_outputs, Mapping):
         init.check_choice("new_outputs", new_outputs, init.NEW_OUTPUTS)
+    options = {"new_inputs": new_inputs, "new_hidden": new_hidden, "new_layers": new_layers,
+               "new_outputs": new_outputs}
+    if apply is not None or example is not None:
+        return _traced_plan(old, new_template, apply, example, inputs, outputs, layers, hidden,
+                            options, pessimism, net2net_noise, seed, allow_dtype_change)
+    if isinstance(inputs, Mapping) or isinstance(outputs, Mapping):
+        raise PlanError(
+            "`inputs`/`outputs` as {index: pair} name one of several inputs or outputs of a "
+            "function; pass apply= and example= so the planner can trace it."
+        )
     old_flat = trees.flatten(old, "old")
     new_flat = trees.flatten(new_template, "new_template")
     sizes = [None, None, None, None]
@@ -425,3 +457,17 @@ def make_plan(
         seed=int(seed),
         warnings=tuple(warnings),
     )
+
+
+def _traced_plan(old, new_template, apply, example, inputs, outputs, layers, hidden, options,
+                 pessimism, net2net_noise, seed, allow_dtype_change) -> Plan:
+    from jsurgery import graph_plan
+
+    if example is None:
+        raise PlanError("`example`: a traced plan needs example inputs ((x_old,), (x_new,)).")
+    fields = graph_plan.build(
+        old, new_template, apply=apply, example=example, inputs=inputs, outputs=outputs,
+        layers=layers, hidden=hidden, allow_dtype_change=allow_dtype_change,
+        options=dict(options, pessimism=pessimism, net2net_noise=net2net_noise),
+    )
+    return Plan(options=options, noise=float(net2net_noise), seed=int(seed), **fields)

@@ -118,8 +118,8 @@ def _nnx_state(module):
     return nnx.state(module, (nnx.Param, nnx.BatchStat))
 
 
-def flatten(tree, arg: str) -> FlatTree:
-    """Flattens a supported tree.
+def flatten(tree, arg: str, any_pytree: bool = False) -> FlatTree:
+    """Flattens a supported tree; with `any_pytree`, any pytree of arrays (kind "pytree").
 
     Raises:
         PlanError: for a tree or leaf kind that is not supported.
@@ -133,6 +133,8 @@ def flatten(tree, arg: str) -> FlatTree:
         kind = "nnx_state"
     elif isinstance(tree, Mapping):
         kind = "variables" if isinstance(tree.get("params"), Mapping) else "params"
+    elif any_pytree:
+        kind = "pytree"
     else:
         raise PlanError(
             f"`{arg}`: a {type(tree).__name__} is not a supported tree; pass linen variables "

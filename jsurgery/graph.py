@@ -1,0 +1,131 @@
+"""The unit-space graph: every axis of every parameter, input and output belongs to a space.
+
+A *node* stands for one axis of one array in a traced computation. Nodes that must hold the same
+units (the two operands of an add, a kernel's input axis and the activation it contracts with, a
+norm's scale and the features it scales) are *tied*: they fall in one class of a union-find, and
+such a class is a **unit space**. A space can also be *composite*: a `concat` of segments (a
+concatenation, the slices of a fused kernel) or a `product` of factors (a flatten of
+`(h, w, channel)`, rows in that order).
+
+The graph also records, per space, the operations that mix its units (a sum, a max, a softmax over
+them: `cross`), the operations the planner could not give axis roles to (`opaque`), and per
+parameter axis whether the parameter *reads* the space (it is contracted there, like a kernel's
+input axis), *writes* it (a kernel's output axis, a bias, a scale) or is a convolution *window*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from jsurgery.errors import PlanError
+
+READ, WRITE, WINDOW = "read", "write", "window"
+
+
+@dataclass
+class Graph:
+    """A traced unit-space graph.
+
+    Attributes:
+        leaf_axes: per parameter leaf (flat order), the node of each axis.
+        leaf_roles: per parameter leaf, READ / WRITE / WINDOW for each axis.
+        first_use: per parameter leaf, the index of the first equation that reads it (None when
+            the function never reads it).
+        additive: parameter leaves that are added to an activation (biases).
+        input_axes: per input leaf, the node of each axis.
+        input_values: `{input index: node}` of integer inputs used as indices (token IDs).
+        output_axes: per output leaf, the node of each axis.
+        cross: `{node: [(primitive, source)]}` operations that mix the units of a space.
+        opaque: `{node: (primitive, source)}` operations the planner cannot follow.
+        out_tree: the pytree structure of the function's output.
+    """
+
+    parent: list = field(default_factory=list)
+    size: list = field(default_factory=list)
+    composite: dict = field(default_factory=dict)
+    leaf_axes: list = field(default_factory=list)
+    leaf_roles: list = field(default_factory=list)
+    first_use: list = field(default_factory=list)
+    additive: set = field(default_factory=set)
+    input_axes: list = field(default_factory=list)
+    input_values: dict = field(default_factory=dict)
+    output_axes: list = field(default_factory=list)
+    cross: dict = field(default_factory=dict)
+    opaque: dict = field(default_factory=dict)
+    out_tree: object = None
+
+    def node(self, size: int) -> int:
+        """A new node for an axis of `size` entries."""
+        self.parent.append(len(self.parent))
+        self.size.append(int(size))
+        return len(self.parent) - 1
+
+    def find(self, n: int) -> int:
+        root = n
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[n] != root:
+            self.parent[n], n = root, self.parent[n]
+        return root
+
+    def tie(self, a: int, b: int, where: str = "") -> None:
+        """Puts `a` and `b` in one space (merging their segmentations, if any)."""
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return
+        if self.size[ra] != self.size[rb]:
+            raise PlanError(
+                f"internal tracing error at {where}: tied axes of {self.size[ra]} and "
+                f"{self.size[rb]} units."
+            )
+        ca, cb = self.composite.pop(ra, None), self.composite.pop(rb, None)
+        self.parent[rb] = ra
+        if rb in self.cross:
+            self.cross.setdefault(ra, []).extend(self.cross.pop(rb))
+        if rb in self.opaque:
+            self.opaque.setdefault(ra, self.opaque.pop(rb))
+        self._merge_composites(ra, ca, cb, where)
+
+    def _merge_composites(self, root: int, ca, cb, where: str) -> None:
+        if ca is None or cb is None:
+            if ca or cb:
+                self.composite[root] = ca or cb
+            return
+        self.composite[root] = ca
+        same = ca[0] == cb[0] and [self.size[p] for p in ca[1]] == [self.size[p] for p in cb[1]]
+        if not same:
+            self.opaque.setdefault(root, ("incompatible segmentations", where))
+            return
+        for pa, pb in zip(ca[1], cb[1], strict=True):
+            self.tie(pa, pb, where)
+
+    def define(self, n: int, kind: str, parts: list, where: str = "") -> None:
+        """Declares the space of `n` a `concat` of segments or a `product` of factors."""
+        parts = [p for p in parts if self.size[p] != 1] if kind == "product" else parts
+        if len(parts) == 1:
+            self.tie(n, parts[0], where)
+            return
+        r = self.find(n)
+        old = self.composite.pop(r, None)
+        self._merge_composites(r, (kind, tuple(parts)), old, where)
+
+    def mark_cross(self, n: int, primitive: str, source: str) -> None:
+        self.cross.setdefault(self.find(n), []).append((primitive, source))
+
+    def mark_opaque(self, n: int, primitive: str, source: str) -> None:
+        self.opaque.setdefault(self.find(n), (primitive, source))
+
+    def parts(self, n: int):
+        """`(kind, part nodes)` of a composite space, or None."""
+        return self.composite.get(self.find(n))
+
+    def crosses(self, n: int) -> list:
+        return self.cross.get(self.find(n), [])
+
+    def opaque_at(self, n: int):
+        return self.opaque.get(self.find(n))
+
+    def param_spaces(self) -> set:
+        """The roots of the spaces that some parameter axis lies in directly (windows excluded)."""
+        return {self.find(a) for axes, roles in zip(self.leaf_axes, self.leaf_roles, strict=True)
+                for a, r in zip(axes, roles, strict=True) if r != WINDOW}

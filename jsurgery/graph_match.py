@@ -1,0 +1,182 @@
+"""Which new layer comes from which old one, on traced graphs.
+
+Layers are the groups of leaves under one path, in the order the traced function first reads them.
+They are matched by path where the names agree; where auto-generated names shifted (a layer or
+block inserted or removed), by the smallest edit: the alignment of the two layer sequences with
+the fewest inserted, removed and reshaped layers. A tie between distinct equally small alignments
+is a `PlanError` asking for `layers=`; it is never decided by a guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jsurgery.errors import PlanError
+
+_INF = float("inf")
+
+
+@dataclass(frozen=True)
+class GraphLayer:
+    """A layer of a traced tree: its path, leaves and the step of its first use."""
+
+    path: str
+    leaves: dict  # leaf name -> (graph index, full path, shape)
+    roles: tuple  # ((leaf name, roles per axis), ...) sorted by name
+    first_use: float
+
+    def compatible(self, other: GraphLayer) -> bool:
+        """Same leaf names, each with the same axis roles."""
+        return self.roles == other.roles
+
+    def same_shapes(self, other: GraphLayer) -> bool:
+        return all(self.leaves[k][2] == other.leaves[k][2] for k in self.leaves)
+
+
+def _cost(old: GraphLayer, new: GraphLayer) -> float:
+    if not old.compatible(new):
+        return _INF
+    return 0 if old.same_shapes(new) else 1
+
+
+def _align(old: list, new: list, cap: int = 64) -> tuple[float, list]:
+    """Smallest-edit alignments: (cost, up to `cap` distinct optimal matchings, each
+    {new path: old path or None})."""
+    m, k = len(old), len(new)
+    # best[i][j][s]: cheapest edit of old[:i] into new[:j] whose last step is a match or a
+    # deletion (s = 0) or an insertion (s = 1). A deletion never follows an insertion, so each
+    # set of matched pairs has exactly one path.
+    best = [[[_INF, _INF] for _ in range(k + 1)] for _ in range(m + 1)]
+    best[0][0][0] = 0
+    for i in range(m + 1):
+        for j in range(k + 1):
+            if i and j:
+                best[i][j][0] = min(best[i][j][0],
+                                    min(best[i - 1][j - 1]) + _cost(old[i - 1], new[j - 1]))
+            if i:
+                best[i][j][0] = min(best[i][j][0], best[i - 1][j][0] + 1)
+            if j:
+                best[i][j][1] = min(best[i][j - 1]) + 1
+    total = min(best[m][k])
+    found: list = []
+
+    def back(i, j, s, pairs):
+        if len(found) >= cap:
+            return
+        if i == 0 and j == 0:
+            found.append(dict(pairs))
+            return
+        c = best[i][j][s]
+        if s == 1:
+            for t in (0, 1):
+                if best[i][j - 1][t] == c - 1:
+                    back(i, j - 1, t, pairs)
+            return
+        if i and j and c - _cost(old[i - 1], new[j - 1]) == min(best[i - 1][j - 1]) < _INF:
+            pairs.append((new[j - 1].path, old[i - 1].path))
+            prev = min(best[i - 1][j - 1])
+            for t in (0, 1):
+                if best[i - 1][j - 1][t] == prev:
+                    back(i - 1, j - 1, t, pairs)
+            pairs.pop()
+        if i and best[i - 1][j][0] == c - 1:
+            back(i - 1, j, 0, pairs)
+
+    if total < _INF:
+        for s in (0, 1):
+            if best[m][k][s] == total:
+                back(m, k, s, [])
+    return total, [{layer.path: d.get(layer.path) for layer in new} for d in found]
+
+
+def _by_name(old: list, new: list) -> tuple[float, dict]:
+    old_by = {layer.path: layer for layer in old}
+    out, cost = {}, 0.0
+    for layer in new:
+        match = old_by.get(layer.path)
+        if match is not None and match.compatible(layer):
+            out[layer.path] = layer.path
+            cost += _cost(match, layer)
+        else:
+            out[layer.path] = None
+            cost += 1
+    cost += len(old) - sum(v is not None for v in out.values())
+    return cost, out
+
+
+def _overrides(old: list, new: list, layers) -> dict:
+    old_by = {layer.path: layer for layer in old}
+    new_by = {layer.path: layer for layer in new}
+    fixed: dict = {}
+    for key, value in (layers or {}).items():
+        npath = key if isinstance(key, str) else "/".join(map(str, key))
+        if npath not in new_by:
+            raise PlanError(
+                f"`layers`: {npath!r} is not a layer of the new template; new layers: "
+                f"{list(new_by)}."
+            )
+        if value is not None:
+            value = value if isinstance(value, str) else "/".join(map(str, value))
+            if value not in old_by:
+                raise PlanError(
+                    f"`layers`: {npath!r} -> {value!r}, but {value!r} is not a layer of the old "
+                    f"network; old layers: {list(old_by)}."
+                )
+            if not old_by[value].compatible(new_by[npath]):
+                raise PlanError(
+                    f"`layers`: new {npath!r} ({_describe(new_by[npath])}) cannot take the "
+                    f"weights of old {value!r} ({_describe(old_by[value])})."
+                )
+        fixed[npath] = value
+    used = [v for v in fixed.values() if v is not None]
+    if len(used) != len(set(used)):
+        raise PlanError(f"`layers`: an old layer is used twice in {fixed}.")
+    return fixed
+
+
+def _describe(layer: GraphLayer) -> str:
+    return ", ".join(f"{k} {v[2]}" for k, v in layer.leaves.items())
+
+
+def candidate_matchings(old: list, new: list, layers) -> tuple[list, str]:
+    """The matchings of new layers to old ones that are smallest edits.
+
+    Args:
+        old, new: `GraphLayer`s in order of first use.
+        layers: `{new_path: old_path or None}` overrides.
+
+    Returns:
+        `([{new path: old path or None}, ...], how)`: the by-name matching alone (how "name")
+        when it is a smallest edit, else every distinct smallest alignment (how "structure");
+        the caller keeps those whose spaces correspond.
+
+    Raises:
+        PlanError: for a bad override.
+    """
+    fixed = _overrides(old, new, layers)
+    used = {v for v in fixed.values() if v is not None}
+    rest_old = [layer for layer in old if layer.path not in used]
+    rest_new = [layer for layer in new if layer.path not in fixed]
+    name_cost, by_name = _by_name(rest_old, rest_new)
+    cost, aligned = _align(rest_old, rest_new)
+    if name_cost <= cost:
+        aligned, how = [by_name], "name"
+    else:
+        how = "structure"
+    return [{layer.path: fixed.get(layer.path, a.get(layer.path)) for layer in new}
+            for a in aligned], how
+
+
+def ambiguity(choices: list, old: list) -> PlanError:
+    """The error for two or more equally good matchings: shows the first two and the override
+    that would settle on the first."""
+    a, b = choices[0], choices[1]
+    settle = {n: o for n, o in a.items() if o is not None and (o != n or b.get(n) != o)}
+    differ = {n: (a[n], b[n]) for n in a if a[n] != b[n]}
+    return PlanError(
+        "the layers can be matched in more than one equally small way; they differ at "
+        f"{ {n: f'{x} or {y}' for n, (x, y) in differ.items()} }. Pass layers= with the pairs "
+        f"that settle it, e.g. layers={settle} (a new layer left out of the matching is an "
+        "inserted layer and starts as `new_layers` says; a layer mapped to None keeps the "
+        "template's init)."
+    )

@@ -1,0 +1,382 @@
+"""`make_plan(..., apply=...)`: a plan read off the traced graphs of the old and new functions.
+
+Steps: trace both functions (`jsurgery.trace`), refuse axes the trace could not follow, match
+layers (`jsurgery.graph_match`), put every new unit space in correspondence with an old one
+(`jsurgery.spaces`), give each space its IDs and a policy (`jsurgery.policies`), and write one
+`LeafPlan` per new leaf (`jsurgery.graph_leaves`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+
+from jsurgery import ids, trees
+from jsurgery.errors import PlanError
+from jsurgery.graph import WINDOW
+from jsurgery.graph_match import GraphLayer, ambiguity, candidate_matchings
+from jsurgery.spaces import Correspondence, Side
+from jsurgery.trace import trace
+
+ROOT = "(root)"
+
+
+@dataclass
+class Traced:
+    """One side: its flat tree, graph, leaf paths and layers."""
+
+    flat: trees.FlatTree
+    side: Side
+    paths: list  # graph leaf index -> path tuple
+    layers: list  # GraphLayer, in order of first use
+
+
+def _function(tree, apply: Callable | None, arg: str):
+    """The tree's leaves (flat order), their paths and `fn(leaves, *args)`."""
+    if trees._is_nnx_module(tree):
+        from flax import nnx
+
+        graphdef, state, rest = nnx.split(tree, (nnx.Param, nnx.BatchStat), ...)
+        pairs, treedef = jax.tree_util.tree_flatten_with_path(state)
+        module_fn = apply
+
+        def fn(ps, *args):
+            module = nnx.merge(graphdef, jax.tree_util.tree_unflatten(treedef, ps), rest)
+            return module(*args) if module_fn is None else module_fn(module, *args)
+    else:
+        if apply is None:
+            raise PlanError(f"`apply`: no function for `{arg}`; pass apply=(old_fn, new_fn).")
+        pairs, treedef = jax.tree_util.tree_flatten_with_path(tree)
+
+        def fn(ps, *args):
+            return apply(jax.tree_util.tree_unflatten(treedef, ps), *args)
+    return [leaf for _, leaf in pairs], [trees._keypath(kp) for kp, _ in pairs], fn
+
+
+def trace_side(tree, apply, example: tuple, arg: str, name: str) -> Traced:
+    flat = trees.flatten(tree, arg, any_pytree=True)
+    leaves, paths, fn = _function(tree, apply, arg)
+    graph = trace(fn, leaves, tuple(example), name)
+    side = Side(graph, [trees.path_str(p) for p in paths], name)
+    _refuse_opaque(side)
+    return Traced(flat, side, paths, _layers(flat, side, paths))
+
+
+def _layers(flat: trees.FlatTree, side: Side, paths: list) -> list:
+    groups: dict = {}
+    index = {p: i for i, p in enumerate(paths)}
+    for path, leaf in flat.leaves.items():
+        _, layer, name = flat.split(path)
+        lname = trees.path_str(layer) or ROOT
+        if name in groups.setdefault(lname, {}):
+            raise PlanError(f"layer {lname!r} has two leaves named {name!r}.")
+        groups[lname][name] = (index[path], path, tuple(leaf.shape))
+    g = side.graph
+    out = []
+    for lname, leaves in groups.items():
+        uses = [g.first_use[i] for i, _, _ in leaves.values() if g.first_use[i] is not None]
+        roles = tuple(sorted((n, tuple(g.leaf_roles[i])) for n, (i, _, _) in leaves.items()))
+        out.append(GraphLayer(lname, leaves, roles, min(uses) if uses else float("inf")))
+    return sorted(out, key=lambda layer: layer.first_use)
+
+
+def _refuse_opaque(side: Side) -> None:
+    g = side.graph
+    for leaf, (axes, roles) in enumerate(zip(g.leaf_axes, g.leaf_roles, strict=True)):
+        for axis, (node, role) in enumerate(zip(axes, roles, strict=True)):
+            hit = g.opaque_at(node) if role != WINDOW else None
+            if hit is not None and g.first_use[leaf] is not None:
+                raise PlanError(
+                    f"{side.where(leaf, axis)}: its units pass through `{hit[0]}` "
+                    f"({hit[1]}), which the planner cannot give axis roles to; supported are "
+                    "dot_general, conv_general_dilated (ungrouped), elementwise ops, reshape, "
+                    "transpose, broadcast, concatenate, slice/split, reductions, embedding "
+                    "gathers and nested jit/cond/scan/while."
+                )
+
+
+def _id_pairs(spec, count: int, arg: str) -> dict:
+    """`{index: (old_ids, new_ids)}` from a pair (one input / output) or a dict."""
+    if spec is None:
+        return {}
+    if isinstance(spec, Mapping):
+        for k in spec:
+            if not isinstance(k, int) or not 0 <= k < count:
+                raise PlanError(
+                    f"`{arg}`: key {k!r} is not the index of one of the function's {count} "
+                    f"{arg} (0 to {count - 1})."
+                )
+        return {k: ids.check_pair(f"{arg}[{k}]", v) for k, v in spec.items()}
+    if count != 1:
+        raise PlanError(
+            f"`{arg}`: the function has {count} {arg}; name the one the IDs are for: "
+            f"{arg}={{index: (old_ids, new_ids)}}."
+        )
+    return {0: ids.check_pair(arg, spec)}
+
+
+def input_axis(side: Side, k: int):
+    """The node of input `k` that carries its units: the token values of an integer input used
+    as indices, else its one axis that reaches a parameter, else its last axis."""
+    g = side.graph
+    if k in g.input_values:
+        return g.input_values[k], "values"
+    axes = g.input_axes[k]
+    if not axes:
+        return None, None
+    spaces = g.param_spaces()
+    hits = [a for a, n in enumerate(axes) if g.find(n) in spaces]
+    a = hits[0] if len(hits) == 1 else len(axes) - 1
+    return axes[a], a
+
+
+def io_ids(old: Traced, new: Traced, inputs, outputs) -> tuple[dict, dict, tuple, tuple]:
+    """IDs given per space root (old side, new side) and the input / output specs of the plan."""
+    go, gn = old.side.graph, new.side.graph
+    if len(go.input_axes) != len(gn.input_axes):
+        raise PlanError(
+            f"`example`: the old function takes {len(go.input_axes)} input arrays, the new one "
+            f"{len(gn.input_axes)}; give both the same inputs."
+        )
+    if go.out_tree != gn.out_tree:
+        raise PlanError(
+            f"`apply`: the old function returns {go.out_tree}, the new one {gn.out_tree}; they "
+            "must return the same structure (one array per output)."
+        )
+    given_old, given_new = {}, {}
+    in_pairs = _id_pairs(inputs, len(gn.input_axes), "inputs")
+    out_pairs = _id_pairs(outputs, len(gn.output_axes), "outputs")
+    in_specs = []
+    for k in range(len(gn.input_axes)):
+        (no, _), (nn, axis) = input_axis(old.side, k), input_axis(new.side, k)
+        in_specs.append(_given(k, nn, no, axis, in_pairs, "inputs", old, new, given_old,
+                               given_new))
+    out_specs = []
+    for k in range(len(gn.output_axes)):
+        no = go.output_axes[k][-1] if go.output_axes[k] else None
+        nn = gn.output_axes[k][-1] if gn.output_axes[k] else None
+        out_specs.append(_given(k, nn, no, -1, out_pairs, "outputs", old, new, given_old,
+                                given_new))
+    return given_old, given_new, tuple(in_specs), tuple(out_specs)
+
+
+def _given(k, nn, no, axis, pairs, arg, old, new, given_old, given_new):
+    if nn is None or no is None:
+        if k in pairs:
+            raise PlanError(f"`{arg}[{k}]`: this {arg[:-1]} is a scalar; it has no units to name.")
+        return None
+    pair = pairs.get(k, (ids.positions(old.side.size(no)), ids.positions(new.side.size(nn))))
+    for given, side, node, j in ((given_old, old.side, no, 0), (given_new, new.side, nn, 1)):
+        root = side.root(node)
+        label = f"{arg}[{k}][{j}] ({side.name} IDs)"
+        if root in given and given[root][0] != pair[j]:
+            raise PlanError(
+                f"`{label}`: this space already has the IDs given as `{given[root][1]}` "
+                f"({list(given[root][0])[:8]}); the two must be the same units."
+            )
+        ids.check_count(label, pair[j], side.size(node), f"{arg} {k} of the {side.name} function")
+        given[root] = (pair[j], label)
+    return (axis, pair[0], pair[1])
+
+
+def hidden_ids(old: Traced, new: Traced, layer_map: dict, hidden, given_old, given_new) -> None:
+    """Adds `hidden={layer: (old_ids, new_ids)}` to the given IDs (the layer's output units)."""
+    by_new = {layer.path: layer for layer in new.layers}
+    by_old = {layer.path: layer for layer in old.layers}
+    for key, pair in (hidden or {}).items():
+        lpath = key if isinstance(key, str) else "/".join(map(str, key))
+        if lpath not in by_new:
+            raise PlanError(
+                f"`hidden`: {lpath!r} is not a layer of the new template; layers: {list(by_new)}."
+            )
+        h_old, h_new = ids.check_pair(f"hidden[{lpath!r}]", pair)
+        given_new[new.side.root(_output_node(new, by_new[lpath]))] = (
+            h_new, f"hidden[{lpath!r}][1] (new IDs)")
+        opath = layer_map.get(lpath)
+        if opath is not None:
+            given_old[old.side.root(_output_node(old, by_old[opath]))] = (
+                h_old, f"hidden[{lpath!r}][0] (old IDs)")
+
+
+def _output_node(t: Traced, layer: GraphLayer) -> int:
+    g = t.side.graph
+    ranked = sorted(layer.leaves.values(), key=lambda v: -len(v[2]))
+    for i, _, _ in ranked:
+        writes = [a for a, r in enumerate(g.leaf_roles[i]) if r == "write"]
+        if writes:
+            return g.leaf_axes[i][writes[-1]]
+    raise PlanError(f"`hidden`: layer {layer.path!r} writes no units.")
+
+
+def correspond(old: Traced, new: Traced, leaf_pairs: list) -> Correspondence:
+    """New space -> old space, from the functions' inputs and outputs and the matched leaves."""
+    corr = Correspondence(old.side, new.side)
+    go, gn = old.side.graph, new.side.graph
+    for kind, o_axes, n_axes in (("input", go.input_axes, gn.input_axes),
+                                 ("output", go.output_axes, gn.output_axes)):
+        for k, (oa, na) in enumerate(zip(o_axes, n_axes, strict=True)):
+            if len(oa) != len(na):
+                raise PlanError(
+                    f"{kind} {k}: {len(oa)} axes in the old function, {len(na)} in the new one."
+                )
+            for a, (o, n) in enumerate(zip(oa, na, strict=True)):
+                corr.add(n, o, f"{kind} {k} axis {a}")
+    for k, node in gn.input_values.items():
+        if k in go.input_values:
+            corr.add(node, go.input_values[k], f"token values of input {k}")
+    for ni, oi in leaf_pairs:
+        for a, (n, o) in enumerate(zip(gn.leaf_axes[ni], go.leaf_axes[oi], strict=True)):
+            if gn.leaf_roles[ni][a] != WINDOW:
+                corr.add(n, o, new.side.where(ni, a))
+    return corr
+
+
+def _functions(apply) -> tuple:
+    if apply is None or callable(apply):
+        return apply, apply
+    if isinstance(apply, (tuple, list)) and len(apply) == 2 and all(map(callable, apply)):
+        return tuple(apply)
+    raise PlanError(
+        f"`apply`: expected a function or a pair (old_apply, new_apply), got {apply!r}."
+    )
+
+
+def _examples(example) -> tuple:
+    if not isinstance(example, (tuple, list)) or len(example) != 2:
+        raise PlanError(
+            "`example`: expected a pair of argument tuples ((x_old, ...), (x_new, ...)), got "
+            f"{type(example).__name__}; the apply functions are traced on them."
+        )
+    return tuple(x if isinstance(x, (tuple, list)) else (x,) for x in example)
+
+
+def _leaf_pairs(old: Traced, new: Traced, layer_map: dict) -> dict:
+    """`{new path: old path}` of the leaves of matched layers; an old leaf of a matched layer that
+    the new layer lacks is refused (it would be dropped silently)."""
+    old_by = {layer.path: layer for layer in old.layers}
+    new_by = {layer.path: layer for layer in new.layers}
+    pairs = {}
+    for npath, opath in layer_map.items():
+        if opath is None:
+            continue
+        nl, ol = new_by[npath], old_by[opath]
+        for name, (_, path, _) in nl.leaves.items():
+            if name in ol.leaves:
+                pairs[path] = ol.leaves[name][1]
+        lost = sorted(set(ol.leaves) - set(nl.leaves))
+        if lost:
+            raise PlanError(
+                f"old layer {opath!r} has leaves {lost} that new layer {npath!r} lacks; they "
+                f"would be dropped silently. Pass layers={{{npath!r}: None}} to start it fresh."
+            )
+    return pairs
+
+
+def _leaf_plans(old: Traced, new: Traced, pairs: dict, units, layer_map: dict, layers,
+                options: dict, allow_cast: bool) -> list:
+    from jsurgery.graph_leaves import matched_leaf, new_leaf, unused_leaf
+
+    o_index = {p: i for i, p in enumerate(old.paths)}
+    n_index = {p: i for i, p in enumerate(new.paths)}
+    o_pos = {p: i for i, p in enumerate(old.flat.leaves)}
+    explicit = {k if isinstance(k, str) else "/".join(map(str, k))
+                for k, v in (layers or {}).items() if v is None}
+    go, gn = old.side.graph, new.side.graph
+    out = []
+    for path, leaf in new.flat.leaves.items():
+        ni, opath = n_index[path], pairs.get(path)
+        shape = tuple(leaf.shape)
+        lname = trees.path_str(new.flat.split(path)[1]) or ROOT
+        oleaf = old.flat.leaves[opath] if opath is not None else None
+        if oleaf is not None and np.dtype(oleaf.dtype) != np.dtype(leaf.dtype) and not allow_cast:
+            raise PlanError(
+                f"leaf {trees.path_str(path)!r}: old dtype {oleaf.dtype} differs from the "
+                f"template's {leaf.dtype}; pass allow_dtype_change=True to cast."
+            )
+        old_shape = tuple(oleaf.shape) if oleaf is not None else None
+        if gn.first_use[ni] is None or (opath is not None and go.first_use[o_index[opath]] is None):
+            out.append(unused_leaf(path, opath, o_pos.get(opath, -1), shape, old_shape))
+        elif opath is None:
+            template = (lname in explicit or options["new_layers"] == "template"
+                        or layer_map.get(lname) is not None)
+            out.append(new_leaf(units, ni, path, shape, template, ni in gn.additive,
+                                options["new_layers"] == "identity_corner"))
+        else:
+            out.append(matched_leaf(units, ni, o_index[opath], path, opath, o_pos[opath], shape,
+                                    old_shape, ni in gn.additive))
+    return out
+
+
+def _correspond_matching(old: Traced, new: Traced, layer_map: dict):
+    pairs = _leaf_pairs(old, new, layer_map)
+    o_index = {p: i for i, p in enumerate(old.paths)}
+    n_index = {p: i for i, p in enumerate(new.paths)}
+    used = [(n_index[n], o_index[o]) for n, o in pairs.items()
+            if new.side.graph.first_use[n_index[n]] is not None
+            and old.side.graph.first_use[o_index[o]] is not None]
+    return pairs, correspond(old, new, used)
+
+
+def _choose_matching(old: Traced, new: Traced, layers):
+    """The smallest-edit layer matching whose spaces correspond with the fewest new spaces
+    sharing an old one (an inserted layer makes one such split); a tie is refused."""
+    choices, how = candidate_matchings(old.layers, new.layers, layers)
+    scored, error = [], None
+    for layer_map in choices:
+        try:
+            pairs, corr = _correspond_matching(old, new, layer_map)
+        except PlanError as e:
+            error = error or e
+            continue
+        splits = len(corr.to_old) - len(set(corr.to_old.values()))
+        scored.append((splits, layer_map, pairs, corr))
+    if not scored:
+        raise error
+    fewest = min(s[0] for s in scored)
+    best = [s for s in scored if s[0] == fewest]
+    if len(best) > 1:
+        raise ambiguity([s[1] for s in best], old.layers)
+    return best[0][1], how, best[0][2], best[0][3]
+
+
+def build(old_tree, new_tree, *, apply, example, inputs, outputs, layers, hidden, options: dict,
+          allow_dtype_change: bool) -> dict:
+    """The fields of a `Plan` made from the traced graphs of the old and new functions."""
+    from jsurgery.graph_leaves import UnitMaps
+
+    old_fn, new_fn = _functions(apply)
+    old_ex, new_ex = _examples(example)
+    old = trace_side(old_tree, old_fn, old_ex, "old", "old")
+    new = trace_side(new_tree, new_fn, new_ex, "new_template", "new")
+    given_old, given_new, in_specs, out_specs = io_ids(old, new, inputs, outputs)
+    layer_map, how, pairs, corr = _choose_matching(old, new, layers)
+    hidden_ids(old, new, layer_map, hidden, given_old, given_new)
+    warnings: list = []
+    input_roots = {new.side.root(n) for n, _ in
+                   (input_axis(new.side, k) for k in range(len(new.side.graph.input_axes)))
+                   if n is not None}
+    units = UnitMaps(corr, given_old, given_new, input_roots, options, warnings)
+    leaves = _leaf_plans(old, new, pairs, units, layer_map, layers, options, allow_dtype_change)
+    units.cross_warnings()
+    mapped = {v for v in layer_map.values() if v is not None}
+    dropped = [layer.path for layer in old.layers if layer.path not in mapped]
+    if dropped:
+        warnings.append(f"old layers not carried over: {dropped}.")
+    first = lambda specs: (specs[0][1], specs[0][2]) if specs and specs[0] else ((), ())  # noqa: E731
+    return dict(
+        leaves=tuple(leaves),
+        old_leaves=tuple((p, *trees.shape_dtype(v)) for p, v in old.flat.leaves.items()),
+        new_leaves=tuple((p, *trees.shape_dtype(v)) for p, v in new.flat.leaves.items()),
+        old_kind=old.flat.kind,
+        new_kind=new.flat.kind,
+        inputs=first(in_specs),
+        outputs=first(out_specs),
+        layer_map=layer_map,
+        matching=how,
+        warnings=tuple(warnings),
+        input_specs=in_specs,
+        output_specs=out_specs,
+    )
