@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jsurgery import ids
+from jsurgery.errors import PlanError
 from jsurgery.plan import Plan
 
 
@@ -65,24 +66,73 @@ def check_preservation(
         new_apply: `new_apply(new_params, x) -> outputs`.
         new_params: the transplanted tree.
         x_old: a batch of inputs of the old network (features on the last axis: channels for
-            images).
+            images); for a traced plan, the old function's positional inputs (an array or a
+            tuple), embedded on the unit axis the trace found, and every output (all heads)
+            is compared, by ID on its last axis, as a whole where it has no unit axis.
         plan: the plan that made `new_params`.
 
     Returns:
         A `PreservationReport`; `report.ok(atol)` says whether the function was preserved.
     """
+    if plan.output_specs:
+        return _check_traced(old_apply, old_params, new_apply, new_params, x_old, plan)
     y_old = np.asarray(old_apply(old_params, jnp.asarray(x_old)))
     y_new = np.asarray(new_apply(new_params, plan.embed_inputs(x_old)))
-    o_old, o_new = plan.outputs
+    diff, per_output, compared, new_outputs = _compare(y_old, y_new, plan.outputs, None)
+    return PreservationReport(
+        max_abs_diff=max(per_output.values(), default=0.0),
+        per_output=per_output,
+        compared=compared,
+        new_outputs=new_outputs,
+        batch=int(np.prod(y_old.shape[:-1])),
+    )
+
+
+def _compare(y_old, y_new, spec, head, axis=-1):
+    """Largest differences per shared output unit (or per whole output when it has no unit
+    axis), keyed by ID, or by `(head, ID)` for a function with several outputs."""
+    key = (lambda u: u) if head is None else (lambda u: (head, u))
+    if spec is None:
+        d = float(np.abs(np.asarray(y_new, np.float64) - np.asarray(y_old, np.float64)).max(
+            initial=0.0))
+        return d, {key("all"): d}, (key("all"),), ()
+    o_old, o_new = spec
+    y_old, y_new = np.moveaxis(y_old, axis, -1), np.moveaxis(y_new, axis, -1)
     src = ids.index_of(o_new, o_old)
     keep = np.flatnonzero(src >= 0)
     diff = np.abs(y_new[..., keep].astype(np.float64) - y_old[..., src[keep]].astype(np.float64))
     diff = diff.reshape(-1, len(keep))
-    per_output = {o_new[k]: float(diff[:, j].max(initial=0.0)) for j, k in enumerate(keep)}
+    per = {key(o_new[k]): float(diff[:, j].max(initial=0.0)) for j, k in enumerate(keep)}
+    return (float(diff.max(initial=0.0)), per, tuple(key(o_new[k]) for k in keep),
+            tuple(key(o_new[k]) for k in np.flatnonzero(src < 0)))
+
+
+def _check_traced(old_apply, old_params, new_apply, new_params, x_old, plan):
+    import jax
+
+    args = tuple(x_old) if isinstance(x_old, (tuple, list)) else (x_old,)
+    embedded = plan.embed_inputs(*args)
+    embedded = embedded if len(args) > 1 else (embedded,)
+    y_old = jax.tree_util.tree_leaves(old_apply(old_params, *args))
+    y_new = jax.tree_util.tree_leaves(new_apply(new_params, *embedded))
+    if len(y_old) != len(y_new) or len(y_new) != len(plan.output_specs):
+        raise PlanError(
+            f"`check_preservation`: the functions return {len(y_old)} and {len(y_new)} arrays; "
+            f"the plan was made for {len(plan.output_specs)}."
+        )
+    head = None if len(y_new) == 1 else 0
+    per_output, compared, new_outputs = {}, (), ()
+    for k, (a, b, spec) in enumerate(zip(y_old, y_new, plan.output_specs, strict=True)):
+        pair = None if spec is None else spec[1:]
+        _, per, comp, new = _compare(np.asarray(a), np.asarray(b), pair,
+                                     None if head is None else k, spec[0] if spec else -1)
+        per_output.update(per)
+        compared += comp
+        new_outputs += new
     return PreservationReport(
-        max_abs_diff=float(diff.max(initial=0.0)),
+        max_abs_diff=max(per_output.values(), default=0.0),
         per_output=per_output,
-        compared=tuple(o_new[k] for k in keep),
-        new_outputs=tuple(o_new[k] for k in np.flatnonzero(src < 0)),
-        batch=int(np.prod(y_old.shape[:-1])),
+        compared=compared,
+        new_outputs=new_outputs,
+        batch=int(np.asarray(y_old[0]).shape[0]) if np.ndim(y_old[0]) else 1,
     )

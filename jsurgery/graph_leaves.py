@@ -14,13 +14,14 @@ from jsurgery.spaces import SpaceMap, combine, identity_map, unit_ids
 class UnitMaps:
     """The `SpaceMap` of every new unit space, built on first use with the space's policy."""
 
-    def __init__(self, corr, given_old, given_new, input_roots, options, warnings):
+    def __init__(self, corr, given_old, given_new, input_roots, output_roots, options,
+                 warnings):
         self.old, self.new = corr.old, corr.new
         self.corr, self.given_old, self.given_new = corr, given_old, given_new
         self.options, self.warnings = options, warnings
         g = self.new.graph
         self.inputs = set(input_roots)
-        self.outputs = {self.new.root(ax[-1]) for ax in g.output_axes if ax}
+        self.outputs = set(output_roots)
         self.units = g.param_spaces() | self.inputs | self.outputs | set(given_new)
         self.maps: dict = {}
         self.labels: dict = {}

@@ -133,6 +133,19 @@ def input_axis(side: Side, k: int):
     return axes[a], a
 
 
+def output_axis(side: Side, k: int):
+    """The node and axis of output `k` that carry its units: its one axis that a parameter
+    writes, else its last axis when several do, else none (a squeezed value, a scalar)."""
+    g = side.graph
+    axes = g.output_axes[k]
+    spaces = g.param_spaces()
+    hits = [a for a, n in enumerate(axes) if g.find(n) in spaces]
+    if not hits:
+        return None, None
+    a = hits[0] if len(hits) == 1 else len(axes) - 1
+    return axes[a], a
+
+
 def io_ids(old: Traced, new: Traced, inputs, outputs) -> tuple[dict, dict, tuple, tuple]:
     """IDs given per space root (old side, new side) and the input / output specs of the plan."""
     go, gn = old.side.graph, new.side.graph
@@ -156,9 +169,8 @@ def io_ids(old: Traced, new: Traced, inputs, outputs) -> tuple[dict, dict, tuple
                                given_new))
     out_specs = []
     for k in range(len(gn.output_axes)):
-        no = go.output_axes[k][-1] if go.output_axes[k] else None
-        nn = gn.output_axes[k][-1] if gn.output_axes[k] else None
-        out_specs.append(_given(k, nn, no, -1, out_pairs, "outputs", old, new, given_old,
+        (no, _), (nn, axis) = output_axis(old.side, k), output_axis(new.side, k)
+        out_specs.append(_given(k, nn, no, axis, out_pairs, "outputs", old, new, given_old,
                                 given_new))
     return given_old, given_new, tuple(in_specs), tuple(out_specs)
 
@@ -166,7 +178,10 @@ def io_ids(old: Traced, new: Traced, inputs, outputs) -> tuple[dict, dict, tuple
 def _given(k, nn, no, axis, pairs, arg, old, new, given_old, given_new):
     if nn is None or no is None:
         if k in pairs:
-            raise PlanError(f"`{arg}[{k}]`: this {arg[:-1]} is a scalar; it has no units to name.")
+            raise PlanError(
+                f"`{arg}[{k}]`: no axis of this {arg[:-1]} carries units of a parameter (a "
+                "scalar or a squeezed value); it has no units to name."
+            )
         return None
     pair = pairs.get(k, (ids.positions(old.side.size(no)), ids.positions(new.side.size(nn))))
     for given, side, node, j in ((given_old, old.side, no, 0), (given_new, new.side, nn, 1)):
@@ -358,7 +373,10 @@ def build(old_tree, new_tree, *, apply, example, inputs, outputs, layers, hidden
     input_roots = {new.side.root(n) for n, _ in
                    (input_axis(new.side, k) for k in range(len(new.side.graph.input_axes)))
                    if n is not None}
-    units = UnitMaps(corr, given_old, given_new, input_roots, options, warnings)
+    output_roots = {new.side.root(n) for n, _ in
+                    (output_axis(new.side, k) for k in range(len(new.side.graph.output_axes)))
+                    if n is not None}
+    units = UnitMaps(corr, given_old, given_new, input_roots, output_roots, options, warnings)
     leaves = _leaf_plans(old, new, pairs, units, layer_map, layers, options, allow_dtype_change)
     units.cross_warnings()
     mapped = {v for v in layer_map.values() if v is not None}

@@ -13,12 +13,18 @@ def _ids(seq) -> str:
 
 def render(plan) -> str:
     """Renders a `Plan`: options, layer matching, one line per leaf, then warnings."""
-    how = "by name" if plan.matching == "name" else "in order from both ends"
+    how = {"name": "by name", "structure": "by graph structure (smallest edit)"}.get(
+        plan.matching, "in order from both ends")
     lines = [f"Plan: {plan.old_kind} -> {plan.new_kind}, layers matched {how}"]
     lines.append("  options: " + ", ".join(f"{k}={v!r}" for k, v in plan.options.items()))
     (i_old, i_new), (o_old, o_new) = plan.inputs, plan.outputs
-    lines.append(f"  inputs:  {_ids(i_old)} -> {_ids(i_new)}")
-    lines.append(f"  outputs: {_ids(o_old)} -> {_ids(o_new)}")
+    for label, specs, pair in (("inputs", plan.input_specs, (i_old, i_new)),
+                               ("outputs", plan.output_specs, (o_old, o_new))):
+        if not specs:
+            lines.append(f"  {label + ':':<8} {_ids(pair[0])} -> {_ids(pair[1])}")
+        for k, spec in enumerate(specs):
+            shown = "no units" if spec is None else f"{_ids(spec[1])} -> {_ids(spec[2])}"
+            lines.append(f"  {label} {k}: {shown}")
     lines.append("  layers:  " + ", ".join(
         f"{new} <- {old if old is not None else 'new'}" for new, old in plan.layer_map.items()
     ))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+import dataclasses
 from functools import partial
 
 import jax
@@ -213,6 +214,46 @@ def transplant_moments(old, new_template, plan: Plan):
     return _run(old, new_template, plan, "moments")
 
 
+_SUBPLANS: dict = {}
+
+
+def _subplan(plan: Plan, collection: str) -> Plan | None:
+    """The part of a plan made on linen variables that covers one collection (`params`,
+    `batch_stats`), for states that keep the collections apart; None when it has no leaves."""
+    key = (id(plan), collection)
+    if key not in _SUBPLANS:
+        keep = [lp for lp in plan.leaves if lp.path[:1] == (collection,)]
+        olds = [i for i, (p, _, _) in enumerate(plan.old_leaves) if p[:1] == (collection,)]
+        if not keep or not olds:
+            return None
+        where = {i: j for j, i in enumerate(olds)}
+        strip = lambda path: path[1:]  # noqa: E731
+        leaves = tuple(dataclasses.replace(lp, path=strip(lp.path), old_index=where.get(
+            lp.old_index, -1), old_path=strip(lp.old_path) if lp.old_path else None)
+            for lp in keep)
+        _SUBPLANS[key] = (plan, dataclasses.replace(
+            plan, leaves=leaves,
+            old_leaves=tuple((strip(plan.old_leaves[i][0]), *plan.old_leaves[i][1:])
+                             for i in olds),
+            new_leaves=tuple((strip(p), s, d) for p, s, d in plan.new_leaves
+                             if p[:1] == (collection,))))
+    return _SUBPLANS[key][1]
+
+
+def _subplan_or_none(plan: Plan, collection: str) -> Plan | None:
+    return _subplan(plan, collection) if plan.old_kind == "variables" else None
+
+
+def _field_plan(node, plan: Plan) -> Plan | None:
+    """A collection's sub-plan for a params-shaped part of a state that keeps the variables'
+    collections apart (`state.params`, `state.batch_stats`, and the moments of `params`)."""
+    for c in ("params", "batch_stats"):
+        sub = _subplan_or_none(plan, c)
+        if sub is not None and _params_like(node, sub.old_leaves):
+            return sub
+    return None
+
+
 def _params_like(node, expected: tuple) -> bool:
     if not hasattr(node, "keys"):
         return False
@@ -223,39 +264,76 @@ def _params_like(node, expected: tuple) -> bool:
     return set(flat.leaves) == {p for p, _, _ in expected}
 
 
+def _is_optax_state(node) -> bool:
+    return type(node).__module__.split(".")[0] == "optax"
+
+
+def _moment_subtrees(state, expected: tuple, moment_keys: Sequence[str]) -> set:
+    """`id`s of the params-shaped subtrees that are optimizer statistics: those inside an optax
+    state (its NamedTuples hold Adam's `mu`/`nu`, traces, ...), and those under a path key in
+    `moment_keys`."""
+    found: set = set()
+
+    def collect(node):
+        pairs, _ = jax.tree_util.tree_flatten_with_path(
+            node, is_leaf=lambda n: _params_like(n, expected))
+        found.update(id(n) for _, n in pairs if _params_like(n, expected))
+
+    optax_nodes, _ = jax.tree_util.tree_flatten_with_path(
+        state, is_leaf=lambda n: _is_optax_state(n) or _params_like(n, expected))
+    for kp, node in optax_nodes:
+        keys = {str(trees._key(k)) for k in kp}
+        if _is_optax_state(node) or (keys & set(moment_keys) and _params_like(node, expected)):
+            collect(node)
+    return found
+
+
 def transplant_state(
     old_state,
     new_state,
     plan: Plan,
     *,
-    moment_keys: Sequence[str] = ("opt_state", "mu", "nu"),
+    moment_keys: Sequence[str] = (),
 ):
     """Applies `plan` to a whole training state in one call.
 
     Every subtree of `old_state` shaped like the plan's old params is transplanted: with
-    `transplant` (params, target params) or, when its path goes through one of `moment_keys`,
-    with `transplant_moments` (optimizer moments: copied units keep their moments, new units
-    start at zero). Every other leaf (step counts, Adam's `count`, RNG keys) is kept from
-    `old_state` when its shape and dtype are unchanged, and taken from `new_state` otherwise.
-    Works on a flax `TrainState` (the new `tx` and `apply_fn` are kept), an optax state, or any
-    dict / dataclass holding params, target params and an optax state.
+    `transplant` (params, target params) or, when it lies inside an optax state (found by the
+    state's type, as `optax.tree_map_params` finds params-shaped parts) or under a path key in
+    `moment_keys`, with `transplant_moments` (optimizer statistics: copied units keep their
+    moments, new units start at zero). Every other leaf (step counts, Adam's `count`, RNG keys)
+    is kept from `old_state`; a leaf outside the params-shaped subtrees whose shape or dtype
+    changed is an error, never silently reset to `new_state`'s value. Works on a flax
+    `TrainState` (the new `tx` and `apply_fn` are kept), an optax state, or any dict /
+    dataclass holding params, target params and an optax state.
 
     Args:
         old_state: the trained state.
         new_state: a state freshly built around the new template params.
         plan: from `make_plan(old_params, new_params)`.
-        moment_keys: path keys that mark optimizer statistics.
+        moment_keys: extra path keys that mark optimizer statistics in states that do not use
+            optax types (for example a hand-written `{"mu": params_like}` dict).
 
     Returns:
         A state of `new_state`'s kind.
+
+    Raises:
+        PlanError: when no subtree has the plan's structure, the two states differ in
+            structure, or a leaf the plan does not cover changed its shape or dtype.
     """
     old_paths, new_paths = plan.old_leaves, plan.new_leaves
+    subs = [sp for c in ("params", "batch_stats") if (sp := _subplan_or_none(plan, c))]
+    moments = set().union(*(_moment_subtrees(old_state, p.old_leaves, moment_keys)
+                            for p in [plan, *subs]))
+
+    def covered(node, paths_of):
+        return _params_like(node, paths_of(plan)) or any(
+            _params_like(node, paths_of(sp)) for sp in subs)
+
     old_pairs, _ = jax.tree_util.tree_flatten_with_path(
-        old_state, is_leaf=lambda n: _params_like(n, old_paths)
-    )
+        old_state, is_leaf=lambda n: covered(n, lambda p: p.old_leaves))
     new_pairs, treedef = jax.tree_util.tree_flatten_with_path(
-        new_state, is_leaf=lambda n: _params_like(n, new_paths)
-    )
+        new_state, is_leaf=lambda n: covered(n, lambda p: p.new_leaves))
     if len(old_pairs) != len(new_pairs):
         raise PlanError(
             f"`new_state` has {len(new_pairs)} parts and `old_state` {len(old_pairs)}; they must "
@@ -264,14 +342,21 @@ def transplant_state(
     out = []
     moved = 0
     for (_, old), (nkp, new) in zip(old_pairs, new_pairs, strict=True):
-        keys = [trees._key(k) for k in nkp]
         if _params_like(old, old_paths) and _params_like(new, new_paths):
-            moments = any(str(k) in moment_keys for k in keys)
-            out.append(_run(old, new, plan, "moments" if moments else "params"))
+            out.append(_run(old, new, plan, "moments" if id(old) in moments else "params"))
+            moved += 1
+        elif (sub := _field_plan(old, plan)) is not None:
+            out.append(_run(old, new, sub, "moments" if id(old) in moments else "params"))
             moved += 1
         elif hasattr(old, "shape") and hasattr(new, "shape"):
-            same = trees.shape_dtype(old) == trees.shape_dtype(new)
-            out.append(old if same else new)
+            if trees.shape_dtype(old) != trees.shape_dtype(new):
+                raise PlanError(
+                    f"state leaf {jax.tree_util.keystr(nkp)!r}: {trees.shape_dtype(old)} in "
+                    f"`old_state`, {trees.shape_dtype(new)} in `new_state`, and the plan does not "
+                    "cover it (it is not inside a subtree shaped like the plan's params); make "
+                    "the plan on a tree that holds it (e.g. the variables with `batch_stats`)."
+                )
+            out.append(old)
         elif type(old) is type(new) and not hasattr(new, "shape"):
             out.append(old)
         else:
