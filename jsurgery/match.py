@@ -99,9 +99,20 @@ def forward_order(
     sys.setrecursionlimit(max(limit, 4 * len(layers) + 100))
     try:
         found = search(tuple(0 for _ in queues), None, [])
+        if found is None and (n_inputs is not None or n_outputs is not None):
+            budget[0] = 20000
+            n_inputs = n_outputs = None  # a chain that misfits the IDs: the ID check says so
+            found = search(tuple(0 for _ in queues), None, [])
     finally:
         sys.setrecursionlimit(limit)
-    return found if found is not None else layers
+    if found is None:
+        raise PlanError(
+            f"the layers {[layer.path for layer in layers]} do not form a chain in any order "
+            "(each layer taking the units the previous one gives); the network branches or its "
+            "layer order cannot be read from the parameters. Pass apply= and example= so the "
+            "planner traces the network, or order=[...] for a chain."
+        )
+    return found
 
 
 def _sequential(old: list[Layer], new: list[Layer]) -> dict[str, str | None]:

@@ -107,9 +107,34 @@ def _layers(flat: trees.FlatTree, arg: str, order: Sequence | None, n_inputs: in
         kind = axes.layer_kind(lname, shapes)
         n_in, n_out = axes.in_out_sizes(kind, shapes)
         out.append(Layer(lname, kind, leaves, n_in, n_out))
-    if order is not None:
-        return out
-    return forward_order(out, flat.creation_order, n_inputs, n_outputs)
+    if order is None:
+        out = forward_order(out, flat.creation_order, n_inputs, n_outputs)
+    _check_chain(out, arg)
+    return out
+
+
+_TRACE_HINT = "pass apply= and example= so the planner traces the network's real graph"
+
+
+def _check_chain(layers: list[Layer], arg: str) -> None:
+    """Refuses what the params-only path cannot verify as one chain: layers of more than one
+    sub-module before the last (separate or shared torsos with heads), and a Dense layer that
+    takes a multiple of the previous Dense layer's units (a flatten between two Dense layers)."""
+    compute = [layer for layer in layers if layer.kind != "norm"]
+    parents = {layer.path.rpartition("/")[0] for layer in compute[:-1]}
+    if len(parents) > 1:
+        raise PlanError(
+            f"`{arg}`: its layers sit in several sub-modules {sorted(parents)}; from the "
+            f"parameters alone they could be branches (an actor and a critic, heads on a "
+            f"torso), which the params-only path cannot tell from a chain; {_TRACE_HINT}."
+        )
+    for prev, layer in zip(compute, compute[1:], strict=False):
+        if layer.n_in != prev.n_out and not (prev.kind == "conv" and layer.kind == "dense"):
+            raise PlanError(
+                f"`{arg}`: layer {layer.path!r} takes {layer.n_in} inputs but {prev.path!r} "
+                f"gives {prev.n_out}; only a Conv -> Dense flatten may change the width between "
+                f"layers on the params-only path; {_TRACE_HINT}."
+            )
 
 def _flat_factor(layer: Layer, width: int, arg: str) -> int:
     if width == 0 or layer.n_in % width:
