@@ -10,6 +10,7 @@ is a `PlanError` asking for `layers=`; it is never decided by a guess.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 from jsurgery.errors import PlanError
 
@@ -33,10 +34,16 @@ class GraphLayer:
         return all(self.leaves[k][2] == other.leaves[k][2] for k in self.leaves)
 
 
-def _cost(old: GraphLayer, new: GraphLayer) -> float:
+def _cost(old: GraphLayer, new: GraphLayer):
+    """0 for an unchanged layer, else the fraction of its leaves' axes that changed size (so a
+    layer widened on one side is a smaller change than one reshaped on both); infinite for
+    layers of different kinds. Exact fractions, so equal edits tie exactly."""
     if not old.compatible(new):
         return _INF
-    return 0 if old.same_shapes(new) else 1
+    pairs = [(a, b) for k in new.leaves
+             for a, b in zip(old.leaves[k][2], new.leaves[k][2], strict=True)]
+    changed = sum(a != b for a, b in pairs)
+    return Fraction(changed, max(len(pairs), 1))
 
 
 def _align(old: list, new: list, cap: int = 64) -> tuple[float, list]:
@@ -94,6 +101,13 @@ def _by_name(old: list, new: list) -> tuple[float, dict]:
     out, cost = {}, 0.0
     for layer in new:
         match = old_by.get(layer.path)
+        lost = sorted(set(match.leaves) - set(layer.leaves)) if match is not None else []
+        if lost:
+            raise PlanError(
+                f"old leaf {layer.path}/{lost[0]} has no counterpart in new layer "
+                f"{layer.path!r}; it would be dropped silently. Pass layers={{{layer.path!r}: "
+                "None}} to start that layer fresh."
+            )
         if match is not None and match.compatible(layer):
             out[layer.path] = layer.path
             cost += _cost(match, layer)
@@ -158,8 +172,9 @@ def candidate_matchings(old: list, new: list, layers) -> tuple[list, str]:
     rest_old = [layer for layer in old if layer.path not in used]
     rest_new = [layer for layer in new if layer.path not in fixed]
     name_cost, by_name = _by_name(rest_old, rest_new)
-    cost, aligned = _align(rest_old, rest_new)
-    if name_cost <= cost:
+    agree = {layer.path for layer in rest_old} == set(by_name) and None not in by_name.values()
+    cost, aligned = (0, []) if agree else _align(rest_old, rest_new)
+    if agree or name_cost <= cost:
         aligned, how = [by_name], "name"
     else:
         how = "structure"
@@ -167,16 +182,15 @@ def candidate_matchings(old: list, new: list, layers) -> tuple[list, str]:
             for a in aligned], how
 
 
-def ambiguity(choices: list, old: list) -> PlanError:
+def ambiguity(choices: list) -> PlanError:
     """The error for two or more equally good matchings: shows the first two and the override
     that would settle on the first."""
     a, b = choices[0], choices[1]
-    settle = {n: o for n, o in a.items() if o is not None and (o != n or b.get(n) != o)}
-    differ = {n: (a[n], b[n]) for n in a if a[n] != b[n]}
+    settle = {n: o for n, o in a.items() if o is not None and b.get(n) != o}
+    differ = {n: f"{a[n]} or {b[n]}" for n in a if a[n] != b[n]}
     return PlanError(
-        "the layers can be matched in more than one equally small way; they differ at "
-        f"{ {n: f'{x} or {y}' for n, (x, y) in differ.items()} }. Pass layers= with the pairs "
-        f"that settle it, e.g. layers={settle} (a new layer left out of the matching is an "
-        "inserted layer and starts as `new_layers` says; a layer mapped to None keeps the "
-        "template's init)."
+        f"the layers can be matched in more than one equally small way; they differ at {differ} "
+        f"(None: inserted). Pass layers= with the pairs that settle it, e.g. layers={settle} "
+        "(a new layer left out of the matching is an inserted layer and starts as "
+        "`new_layers` says; a layer mapped to None keeps the template's init)."
     )

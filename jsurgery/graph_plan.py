@@ -75,12 +75,27 @@ def _layers(flat: trees.FlatTree, side: Side, paths: list) -> list:
             raise PlanError(f"layer {lname!r} has two leaves named {name!r}.")
         groups[lname][name] = (index[path], path, tuple(leaf.shape))
     g = side.graph
+    ends = _end_spaces(side)
     out = []
     for lname, leaves in groups.items():
         uses = [g.first_use[i] for i, _, _ in leaves.values() if g.first_use[i] is not None]
-        roles = tuple(sorted((n, tuple(g.leaf_roles[i])) for n, (i, _, _) in leaves.items()))
+        touches = tuple(sorted({kind for i, _, _ in leaves.values() for n in g.leaf_axes[i]
+                                for kind, roots in ends.items() if g.find(n) in roots}))
+        roles = (touches, *sorted((n, tuple(g.leaf_roles[i])) for n, (i, _, _) in
+                                  leaves.items()))
         out.append(GraphLayer(lname, leaves, roles, min(uses) if uses else float("inf")))
     return sorted(out, key=lambda layer: layer.first_use)
+
+
+def _end_spaces(side: Side) -> dict:
+    """The spaces of the function's inputs and outputs: a layer that touches one only matches a
+    layer that touches the same kind."""
+    g = side.graph
+    ins = {g.find(n) for n, _ in (input_axis(side, k) for k in range(len(g.input_axes)))
+           if n is not None}
+    outs = {g.find(n) for n, _ in (output_axis(side, k) for k in range(len(g.output_axes)))
+            if n is not None}
+    return {"input": ins, "output": outs}
 
 
 def _refuse_opaque(side: Side) -> None:
@@ -353,7 +368,7 @@ def _choose_matching(old: Traced, new: Traced, layers):
     fewest = min(s[0] for s in scored)
     best = [s for s in scored if s[0] == fewest]
     if len(best) > 1:
-        raise ambiguity([s[1] for s in best], old.layers)
+        raise ambiguity([s[1] for s in best])
     return best[0][1], how, best[0][2], best[0][3]
 
 

@@ -24,10 +24,6 @@ class Layer:
     n_out: int
 
 
-def _family(kind: str) -> str:
-    return kind
-
-
 def _fits(layer: Layer, width: int | None) -> bool:
     if width is None:
         return True
@@ -115,22 +111,36 @@ def forward_order(
     return found
 
 
-def _sequential(old: list[Layer], new: list[Layer]) -> dict[str, str | None]:
-    common = min(len(old), len(new))
-    front = 0
-    while front < common and _family(old[front].kind) == _family(new[front].kind):
-        front += 1
-    back = 0
-    while back < common and _family(old[-1 - back].kind) == _family(new[-1 - back].kind):
-        back += 1
-    n_back = min(back, max(1, common - front)) if common else 0
-    n_front = min(front, common - n_back)
-    out: dict[str, str | None] = {layer.path: None for layer in new}
-    for i in range(n_front):
-        out[new[i].path] = old[i].path
-    for i in range(1, n_back + 1):
-        out[new[-i].path] = old[-i].path
+def _as_graph_layers(layers: list[Layer]) -> list:
+    """Chain layers as `GraphLayer`s: kind and leaf names, plus whether the layer reads the
+    network's inputs or writes its outputs (a first layer only matches a first layer)."""
+    from jsurgery.graph_match import GraphLayer
+
+    compute = [layer.path for layer in layers if layer.kind != "norm"]
+    out = []
+    for k, layer in enumerate(layers):
+        ends = (bool(compute) and layer.path == compute[0], bool(compute) and
+                layer.path == compute[-1])
+        roles = (layer.kind, ends, *sorted((n, len(v[2])) for n, v in layer.leaves.items()))
+        leaves = {n: (i, v[1], tuple(v[2])) for i, (n, v) in enumerate(layer.leaves.items())}
+        out.append(GraphLayer(layer.path, leaves, roles, float(k)))
     return out
+
+
+def _smallest_edit(old: list[Layer], new: list[Layer], rest_old: list[Layer],
+                   rest_new: list[Layer]) -> tuple[dict, str]:
+    """By name when that is a smallest edit, else the one smallest-edit alignment of the two
+    chains (fewest inserted, removed and reshaped layers); a tie is refused."""
+    from jsurgery.graph_match import ambiguity, candidate_matchings
+
+    keep_old = {layer.path for layer in rest_old}
+    keep_new = {layer.path for layer in rest_new}
+    found, how = candidate_matchings(
+        [g for g in _as_graph_layers(old) if g.path in keep_old],
+        [g for g in _as_graph_layers(new) if g.path in keep_new], None)
+    if len(found) > 1:
+        raise ambiguity(found)
+    return found[0], "name" if how == "name" else "sequential"
 
 
 def match_layers(
@@ -173,12 +183,7 @@ def match_layers(
         raise PlanError(f"`layers`: an old layer is used twice in {fixed}.")
     rest_new = [layer for layer in new if layer.path not in fixed]
     rest_old = [layer for layer in old if layer.path not in used]
-    if {layer.path for layer in rest_new} == {layer.path for layer in rest_old}:
-        how = "name"
-        auto = {layer.path: layer.path for layer in rest_new}
-    else:
-        how = "sequential"
-        auto = _sequential(rest_old, rest_new)
+    auto, how = _smallest_edit(old, new, rest_old, rest_new)
     matched = {layer.path: fixed.get(layer.path, auto.get(layer.path)) for layer in new}
     for npath, opath in matched.items():
         if opath is not None and old_by[opath].kind != new_by[npath].kind:

@@ -14,7 +14,7 @@ def _ids(seq) -> str:
 def render(plan) -> str:
     """Renders a `Plan`: options, layer matching, one line per leaf, then warnings."""
     how = {"name": "by name", "structure": "by graph structure (smallest edit)"}.get(
-        plan.matching, "in order from both ends")
+        plan.matching, "in forward order (smallest edit)")
     lines = [f"Plan: {plan.old_kind} -> {plan.new_kind}, layers matched {how}"]
     lines.append("  options: " + ", ".join(f"{k}={v!r}" for k, v in plan.options.items()))
     (i_old, i_new), (o_old, o_new) = plan.inputs, plan.outputs

@@ -216,6 +216,10 @@ def _reshape(w: _Walker, eqn, where: str) -> None:
         return
     ins = w.of(v)
     nodes = w.fresh(out)
+    n = min(len(a), len(b))
+    if a[len(a) - n:] == b[len(b) - n:] and all(d == 1 for d in a[:len(a) - n] + b[:len(b) - n]):
+        _expand_or_squeeze(w, v, out, ins, nodes, n, where)
+        return
     ai = [k for k in range(len(a)) if a[k] != 1]
     bi = [k for k in range(len(b)) if b[k] != 1]
     origin = w.leaf_axes(v)
@@ -237,6 +241,17 @@ def _reshape(w: _Walker, eqn, where: str) -> None:
             per_axis[gj[0]] = tuple(x for k in gi for x in origin[k])
     if origin is not None:
         w.set_origin(out, v, per_axis)
+
+
+def _expand_or_squeeze(w: _Walker, v, out, ins: list, nodes: list, n: int, where: str) -> None:
+    """A reshape that only adds or drops leading axes of size 1: the trailing axes keep their
+    units (a bias of one unit reshaped to (1, 1) still holds that unit)."""
+    da, db = len(ins) - n, len(nodes) - n
+    for k in range(n):
+        w.g.tie(ins[da + k], nodes[db + k], where)
+    origin = w.leaf_axes(v)
+    if origin is not None:
+        w.set_origin(out, v, [()] * db + list(origin[da:]))
 
 
 def _group(w: _Walker, ins: list, outs: list, where: str, eqn) -> None:

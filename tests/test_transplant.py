@@ -213,8 +213,9 @@ def test_dense_10_follows_dense_2():
     old = dict(sorted(mlp(rng, 3, [4] * 11, 2).items()))  # as jax.tree returns it
     new = dict(sorted(mlp(rng, 3, [4] * 12, 2).items()))
     assert list(old)[:4] == ["Dense_0", "Dense_1", "Dense_10", "Dense_11"]
-    plan = jsurgery.make_plan(old, new)
-    assert plan.matching == "sequential"
+    with pytest.raises(jsurgery.PlanError, match="equally small"):
+        jsurgery.make_plan(old, new)  # twelve equal layers: the inserted one could be any
+    plan = jsurgery.make_plan(old, new, layers={"Dense_12": "Dense_11"})
     assert plan.layer_map["Dense_12"] == "Dense_11" and plan.layer_map["Dense_11"] is None
     assert plan.layer_map["Dense_10"] == "Dense_10"
     out = jsurgery.transplant(old, new, plan)
