@@ -45,7 +45,7 @@ def _source(eqn) -> str:
 
         return source_info_util.summarize(eqn.source_info)
     except Exception:  # noqa: BLE001 -- a missing source line must not stop a plan
-        return "unknown source"
+        return ""
 
 
 class _Walker:
@@ -58,6 +58,7 @@ class _Walker:
         self.origin: dict = {}
         self.values: dict = {}
         self.step = 0
+        self.context = ""  # the source line of the call a nested jaxpr came from
 
     # -- variables -----------------------------------------------------------------------------
     def of(self, v) -> list:
@@ -101,7 +102,7 @@ class _Walker:
                 if self.g.first_use[leaf] is None:
                     self.g.first_use[leaf] = self.step
         name = eqn.primitive.name
-        where = f"{name} at {_source(eqn)}"
+        where = f"{name} at {_source(eqn) or self.context or 'unknown source'}"
         rule = _RULES.get(name)
         if rule is None:
             if name in _ELEMENTWISE:
@@ -428,7 +429,9 @@ def _call(w: _Walker, eqn, where: str) -> None:
     if len(_inner(jaxpr).invars) != len(eqn.invars):
         _opaque(w, eqn, where)
         return
+    outer, w.context = w.context, _source(eqn) or w.context
     outs = w.walk(jaxpr, list(eqn.invars))
+    w.context = outer
     for out, inner in zip(eqn.outvars, outs, strict=True):
         w.bind(out, inner)
 

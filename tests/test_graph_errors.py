@@ -1,0 +1,109 @@
+"""Bad input to the traced planner: each case is a PlanError naming the leaf, ID or primitive."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import pytest
+
+import jsurgery
+
+
+class Net(nn.Module):
+    hidden: int = 4
+    actions: int = 2
+    sort_hidden: bool = False
+    groups: int = 0
+
+    @nn.compact
+    def __call__(self, x):
+        if self.groups:
+            x = nn.Conv(4, (3,), feature_group_count=self.groups)(x).reshape(x.shape[0], -1)
+        h = nn.relu(nn.Dense(self.hidden)(x))
+        if self.sort_hidden:
+            h = jnp.sort(h, axis=-1)
+        return nn.Dense(self.actions, name="pi")(h), nn.Dense(1, name="v")(h)[..., 0]
+
+
+X3, X4 = jnp.ones((2, 3)), jnp.ones((2, 4))
+
+
+def _vars(model, x, seed=0):
+    return jax.eval_shape(lambda: model.init(jax.random.key(seed), x))
+
+
+DEFAULT = Net()
+
+
+def _plan(old_m=DEFAULT, new_m=DEFAULT, x_old=X3, x_new=X3, **kw):
+    kw.setdefault("apply", (old_m.apply, new_m.apply))
+    kw.setdefault("example", ((x_old,), (x_new,)))
+    return jsurgery.make_plan(_vars(old_m, x_old), _vars(new_m, x_new, 1), **kw)
+
+
+CASES = [
+    ("unknown-primitive", dict(new_m=Net(sort_hidden=True)),
+     ["sort", "Dense_0", "test_graph_errors.py"]),
+    ("grouped-conv", dict(old_m=Net(groups=2), new_m=Net(groups=2), x_old=jnp.ones((2, 5, 2)),
+                          x_new=jnp.ones((2, 5, 2))), ["grouped convolution", "Conv_0"]),
+    ("pair-for-two-outputs", dict(outputs=(["l", "r"], ["l", "r"])), ["outputs", "index"]),
+    ("output-index-range", dict(outputs={5: (["l", "r"], ["l", "r"])}), ["outputs", "5"]),
+    ("naming-a-squeezed-value", dict(outputs={1: ([0], [0])}), ["outputs[1]", "no units"]),
+    ("input-id-count", dict(inputs=(["a", "b"], ["a", "b", "c"])), ["inputs[0][0]", "2 IDs", "3"]),
+    ("duplicate-ids", dict(inputs=(["a", "a", "b"], ["a", "b", "c"])), ["duplicates", "'a'"]),
+    ("example-not-a-pair", dict(example=X3), ["example", "pair"]),
+    ("apply-not-callable", dict(apply=(1, 2)), ["apply", "pair"]),
+    ("function-fails", dict(example=((X3,), (X4,))), ["apply", "tracing", "new"]),
+    ("different-output-structure", dict(apply=(Net().apply, lambda v, x: Net().apply(v, x)[0])),
+     ["returns", "same structure"]),
+    ("layers-unknown-path", dict(layers={"nope": None}), ["layers", "'nope'"]),
+    ("hidden-unknown-layer", dict(hidden={"nope": ([0], [0])}), ["hidden", "'nope'"]),
+    ("new-outputs-unknown-id", dict(new_m=Net(actions=3), new_outputs={"x": "l"},
+                                    outputs={0: (["l", "r"], ["l", "r", "n"])}),
+     ["new_outputs", "'x'"]),
+    ("bad-option", dict(new_hidden="random"), ["new_hidden", "'random'"]),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_traced_plan_errors_name_what_is_wrong(case):
+    _, kwargs, words = case
+    with pytest.raises(jsurgery.PlanError) as info:
+        _plan(**kwargs)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+class Chain(nn.Module):
+    widths: tuple
+
+    @nn.compact
+    def __call__(self, x):
+        for w in self.widths:
+            x = nn.relu(nn.Dense(w)(x))
+        return nn.Dense(2)(x)
+
+
+def test_equally_small_insertions_are_refused_and_settled_by_layers():
+    old_m, new_m = Chain((4, 4)), Chain((4, 4, 4))
+    with pytest.raises(jsurgery.PlanError, match="equally small.*layers="):
+        _plan(old_m, new_m)
+    plan = _plan(old_m, new_m, layers={"Dense_2": "Dense_1", "Dense_3": "Dense_2"})
+    assert plan.layer_map == {"Dense_0": "Dense_0", "Dense_1": None, "Dense_2": "Dense_1",
+                              "Dense_3": "Dense_2"}
+
+
+def test_unused_leaf_that_changed_shape_is_refused():
+    def apply(v, x):
+        return Chain((4,)).apply({"params": {k: v["params"][k] for k in ("Dense_0", "Dense_1")}},
+                                 x)
+
+    old = {"params": {**_vars(Chain((4,)), X3)["params"], "extra": jnp.zeros(3)}}
+    new = {"params": {**_vars(Chain((4,)), X3)["params"], "extra": jnp.zeros(5)}}
+    with pytest.raises(jsurgery.PlanError, match="extra.*never reads it"):
+        jsurgery.make_plan(old, new, apply=apply, example=((X3,), (X3,)))
+
+
+def test_params_only_path_refuses_separate_actor_and_critic():
+    v = _vars(Net(), X3)
+    with pytest.raises(jsurgery.PlanError, match="apply="):
+        jsurgery.make_plan(v, _vars(Net(), X3, 1), inputs=(["a", "b", "c"], ["c", "b", "a"]))
