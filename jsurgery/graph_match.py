@@ -149,7 +149,8 @@ def _overrides(old: list, new: list, layers) -> dict:
 
 
 def _describe(layer: GraphLayer) -> str:
-    return ", ".join(f"{k} {v[2]}" for k, v in layer.leaves.items())
+    kind = f"{layer.roles[0]}: " if isinstance(layer.roles[0], str) else ""
+    return kind + ", ".join(f"{k} {v[2]}" for k, v in layer.leaves.items())
 
 
 def candidate_matchings(old: list, new: list, layers) -> tuple[list, str]:

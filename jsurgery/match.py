@@ -127,22 +127,6 @@ def _as_graph_layers(layers: list[Layer]) -> list:
     return out
 
 
-def _smallest_edit(old: list[Layer], new: list[Layer], rest_old: list[Layer],
-                   rest_new: list[Layer]) -> tuple[dict, str]:
-    """By name when that is a smallest edit, else the one smallest-edit alignment of the two
-    chains (fewest inserted, removed and reshaped layers); a tie is refused."""
-    from jsurgery.graph_match import ambiguity, candidate_matchings
-
-    keep_old = {layer.path for layer in rest_old}
-    keep_new = {layer.path for layer in rest_new}
-    found, how = candidate_matchings(
-        [g for g in _as_graph_layers(old) if g.path in keep_old],
-        [g for g in _as_graph_layers(new) if g.path in keep_new], None)
-    if len(found) > 1:
-        raise ambiguity(found)
-    return found[0], "name" if how == "name" else "sequential"
-
-
 def match_layers(
     old: list[Layer], new: list[Layer], overrides: dict | None
 ) -> tuple[dict[str, str | None], str]:
@@ -158,37 +142,11 @@ def match_layers(
 
     Raises:
         PlanError: for an override naming an unknown layer, an old layer used twice, or a pair of
-            layers of different kinds.
+            layers of different kinds; for two distinct equally small alignments.
     """
-    old_by = {layer.path: layer for layer in old}
-    new_by = {layer.path: layer for layer in new}
-    fixed: dict[str, str | None] = {}
-    for key, value in (overrides or {}).items():
-        npath = key if isinstance(key, str) else "/".join(map(str, key))
-        if npath not in new_by:
-            raise PlanError(
-                f"`layers`: {npath!r} is not a layer of the new template; "
-                f"new layers: {list(new_by)}."
-            )
-        if value is not None:
-            value = value if isinstance(value, str) else "/".join(map(str, value))
-            if value not in old_by:
-                raise PlanError(
-                    f"`layers`: {npath!r} -> {value!r}, but {value!r} is not a layer of the old "
-                    f"network; old layers: {list(old_by)}."
-                )
-        fixed[npath] = value
-    used = [v for v in fixed.values() if v is not None]
-    if len(used) != len(set(used)):
-        raise PlanError(f"`layers`: an old layer is used twice in {fixed}.")
-    rest_new = [layer for layer in new if layer.path not in fixed]
-    rest_old = [layer for layer in old if layer.path not in used]
-    auto, how = _smallest_edit(old, new, rest_old, rest_new)
-    matched = {layer.path: fixed.get(layer.path, auto.get(layer.path)) for layer in new}
-    for npath, opath in matched.items():
-        if opath is not None and old_by[opath].kind != new_by[npath].kind:
-            raise PlanError(
-                f"layer {npath!r} ({new_by[npath].kind}) cannot take the weights of old layer "
-                f"{opath!r} ({old_by[opath].kind}); pass layers={{{npath!r}: <old path> or None}}."
-            )
-    return matched, how
+    from jsurgery.graph_match import ambiguity, candidate_matchings
+
+    found, how = candidate_matchings(_as_graph_layers(old), _as_graph_layers(new), overrides)
+    if len(found) > 1:
+        raise ambiguity(found)
+    return found[0], "name" if how == "name" else "sequential"
