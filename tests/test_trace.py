@@ -2,6 +2,7 @@
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import jsurgery
@@ -59,3 +60,52 @@ def test_while_carry_is_one_space():
 
 def test_cond_branches_are_one_space():
     _check("cond")
+
+
+class Tokens(nn.Module):
+    vocab: int
+
+    @nn.compact
+    def __call__(self, tokens):
+        return nn.Dense(2)(nn.relu(nn.Embed(self.vocab, 4)(tokens)))
+
+
+def test_embedding_rows_follow_token_ids():
+    old_m, new_m = Tokens(3), Tokens(4)
+    toks = jnp.array([[0, 1, 2, 1]])
+    old = old_m.init(jax.random.key(0), toks)
+    new = new_m.init(jax.random.key(1), toks)
+    plan = jsurgery.make_plan(old, new, apply=(old_m.apply, new_m.apply),
+                              example=((toks,), (toks,)),
+                              inputs=(["a", "b", "c"], ["c", "new", "a", "b"]))
+    out = jsurgery.transplant(old, new, plan)
+    emb = np.asarray(out["params"]["Embed_0"]["embedding"])
+    old_emb = np.asarray(old["params"]["Embed_0"]["embedding"])
+    np.testing.assert_array_equal(emb[[0, 2, 3]], old_emb[[2, 0, 1]])
+    np.testing.assert_array_equal(emb[1], new["params"]["Embed_0"]["embedding"][1])
+    np.testing.assert_allclose(new_m.apply(out, plan.embed_inputs(toks)), old_m.apply(old, toks),
+                               atol=1e-6)
+
+
+def test_nnx_module_is_its_own_function():
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, n_in, width, rngs):
+            self.a = nnx.Linear(n_in, width, rngs=rngs)
+            self.pi = nnx.Linear(width, 2, rngs=rngs)
+            self.v = nnx.Linear(width, 1, rngs=rngs)
+
+        def __call__(self, x):
+            h = nnx.relu(self.a(x))
+            return self.pi(h), self.v(h)
+
+    old_m, new_m = Net(3, 4, nnx.Rngs(0)), Net(4, 6, nnx.Rngs(1))
+    x = jax.random.normal(jax.random.key(2), (5, 3))
+    plan = jsurgery.make_plan(old_m, new_m, example=((x,), (jnp.zeros((5, 4)),)),
+                              inputs=([0, 1, 2], [0, 1, 2, 3]), **jsurgery.PRESERVING)
+    out = jsurgery.transplant(old_m, new_m, plan)
+    assert isinstance(out, Net)
+    report = jsurgery.check_preservation(lambda m, x: m(x), old_m, lambda m, x: m(x), out, x,
+                                         plan)
+    assert report.ok(1e-5) and len(report.compared) == 3, report
