@@ -128,6 +128,11 @@ def new_leaf(units: UnitMaps, ni: int, path, shape, template: bool, additive: bo
         if old_of[w] is not None and old_of[w] == old_of[r]:
             return _identity_leaf(units, path, shape, roles, r, w, roots, corner, label)
         if old_of[w] is not None:
+            units.warnings.append(
+                f"{label} writes into a space of the old network and starts at zero: exact when "
+                "its output is added there (a new residual branch); if it gates or replaces "
+                "that space instead, the new network is not exact (check_preservation tells)."
+            )
             return LeafPlan(path, None, -1, shape, None, "identity", identity=(),
                             note="new layer: zeros (adds nothing to an old space)")
     if len(shape) == 1 and additive and old_of[0] is not None:
