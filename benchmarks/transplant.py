@@ -93,7 +93,9 @@ def main():
         old_s = shapes(64, [256] * depth, 16)
         new_s = shapes(68, [320] * (depth + 1), 18)
         t = time.perf_counter()
-        plan = jsurgery.make_plan(old_s, new_s, inputs=(in_old, in_new),
+        # 100 equal hidden layers: where the new one goes is the user's to say (here: last)
+        head = {f"Dense_{depth + 1}": f"Dense_{depth}"}
+        plan = jsurgery.make_plan(old_s, new_s, inputs=(in_old, in_new), layers=head,
                                   outputs=(out_old, out_new), **jsurgery.PRESERVING)
         elapsed = time.perf_counter() - t
         print(f"plan building, {depth + 1}-layer model -> {depth + 2} layers (one inserted, "
