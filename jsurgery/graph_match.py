@@ -30,9 +30,6 @@ class GraphLayer:
         """Same leaf names, each with the same axis roles."""
         return self.roles == other.roles
 
-    def same_shapes(self, other: GraphLayer) -> bool:
-        return all(self.leaves[k][2] == other.leaves[k][2] for k in self.leaves)
-
 
 def _cost(old: GraphLayer, new: GraphLayer):
     """0 for an unchanged layer, else the fraction of its leaves' axes that changed size (so a

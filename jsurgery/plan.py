@@ -38,7 +38,8 @@ class Plan:
         warnings: things the user should know before training.
         input_specs: per input of a traced plan, `(axis, old_ids, new_ids)` (axis "values" for
             token inputs), or None for an input without units.
-        output_specs: per output of a traced plan, `(-1, old_ids, new_ids)` or None.
+        output_specs: per output of a traced plan, `(axis, old_ids, new_ids)` (the axis its
+            units lie on) or None for an output without units.
     """
 
     leaves: tuple[LeafPlan, ...]
@@ -118,8 +119,8 @@ _TRACE_HINT = "pass apply= and example= so the planner traces the network's real
 
 def _check_chain(layers: list[Layer], arg: str) -> None:
     """Refuses what the params-only path cannot verify as one chain: layers of more than one
-    sub-module before the last (separate or shared torsos with heads), and a Dense layer that
-    takes a multiple of the previous Dense layer's units (a flatten between two Dense layers)."""
+    sub-module before the last (separate or shared torsos with heads), and a width change between
+    consecutive layers other than a Conv -> Dense flatten."""
     compute = [layer for layer in layers if layer.kind != "norm"]
     parents = {layer.path.rpartition("/")[0] for layer in compute[:-1]}
     if len(parents) > 1:

@@ -63,9 +63,8 @@ class Correspondence:
         if pn is None and po is None:
             return
         if pn is None or po is None or pn[0] != po[0] or len(pn[1]) != len(po[1]):
-            kinds = [p[0] if p else "a single space" for p in (po, pn)]
             raise PlanError(
-                f"{where}: the old axis is {_kind(po)}, the new one {_kind(pn)} ({kinds}); the "
+                f"{where}: the old axis is {_kind(po)}, the new one {_kind(pn)}; the "
                 "segments of a concatenation or flatten must stay the same in number."
             )
         for a, b in zip(pn[1], po[1], strict=True):
