@@ -5,19 +5,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import DATA_ROOT, HAS_MNIST, SKIP_REASON
 
 from jsurgery.experiments import command, report, runner
 from jsurgery.experiments.configs import build_experiments
 
-SHARED_DATA = Path("/work/shared/data")
 EXPERIMENTS = build_experiments()
 SEEDS = 2
 
 
 @pytest.fixture(autouse=True)
 def mnist_data(monkeypatch):
-    if (SHARED_DATA / "mnist").exists():
-        monkeypatch.setenv("JSURGERY_DATA", str(SHARED_DATA))
+    if HAS_MNIST:
+        monkeypatch.setenv("JSURGERY_DATA", str(DATA_ROOT))
 
 
 def png_size(path):
@@ -58,8 +58,8 @@ SLOW = {"cartpole-add-units", "cartpole-add-layer", "acrobot-add-action", "lunar
     [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in EXPERIMENTS],
 )
 def test_experiment_end_to_end(name, tmp_path):
-    if name.startswith("mnist") and not (SHARED_DATA / "mnist").exists():
-        pytest.skip("MNIST files are absent")
+    if name.startswith("mnist") and not HAS_MNIST:
+        pytest.skip(SKIP_REASON)
     experiment = EXPERIMENTS[name]
     results = runner.run_experiment(
         experiment, seeds=SEEDS, protocol="tiny", out=tmp_path, progress=False

@@ -1,21 +1,19 @@
 """notebooks/experiments.ipynb runs top to bottom (tiny protocol, 2 seeds)."""
 
-from pathlib import Path
-
 import pytest
+from shared_data import DATA_ROOT, HAS_MNIST, REPO, SKIP_REASON
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 NOTEBOOK = ROOT / "notebooks" / "experiments.ipynb"
-SHARED_DATA = Path("/work/shared/data")
 
 
 def test_notebook_runs(monkeypatch):
-    if not (SHARED_DATA / "mnist").exists():
-        pytest.skip("MNIST files are absent")
-    monkeypatch.setenv("JSURGERY_DATA", str(SHARED_DATA))
+    if not HAS_MNIST:
+        pytest.skip(SKIP_REASON)
+    monkeypatch.setenv("JSURGERY_DATA", str(DATA_ROOT))
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     notebook = nbformat.read(NOTEBOOK, as_version=4)

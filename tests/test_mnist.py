@@ -2,38 +2,33 @@
 
 import gzip
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import MNIST_DIR, needs_mnist
 
 from jsurgery.data import mnist
 
-SHARED = Path("/work/shared/data/mnist")
-needs_shared = pytest.mark.skipif(
-    not (SHARED / mnist.TEST_IMAGES).exists(), reason="shared MNIST files are absent"
-)
 
-
-@needs_shared
+@needs_mnist
 def test_test_split_is_deterministic_and_disjoint():
-    data = mnist.load_mnist(SHARED, download=False)
+    data = mnist.load_mnist(MNIST_DIR, download=False)
     assert data.split == "test-split"
     assert data.train_images.shape == (8000, 28, 28)
     assert data.test_images.shape == (2000, 28, 28)
     assert data.train_images.dtype == np.uint8 and data.train_labels.dtype == np.int32
     assert set(np.unique(data.train_labels)) == set(range(10))
-    again = mnist.load_mnist(SHARED, download=False)
+    again = mnist.load_mnist(MNIST_DIR, download=False)
     np.testing.assert_array_equal(data.test_labels, again.test_labels)
     # held out: indices 0, 5, 10, ... of the test file
-    full = mnist._read_idx(SHARED / mnist.TEST_LABELS, 1)
+    full = mnist._read_idx(MNIST_DIR / mnist.TEST_LABELS, 1)
     np.testing.assert_array_equal(data.test_labels, full[::5])
 
 
-@needs_shared
+@needs_mnist
 def test_env_var_names_the_data_root(monkeypatch):
-    monkeypatch.setenv("JSURGERY_DATA", str(SHARED.parent))
-    assert mnist.default_data_dir() == SHARED
+    monkeypatch.setenv("JSURGERY_DATA", str(MNIST_DIR.parent))
+    assert mnist.default_data_dir() == MNIST_DIR
     assert mnist.load_mnist(download=False).split == "test-split"
 
 
@@ -42,10 +37,10 @@ def test_missing_file_names_file_and_folder(tmp_path):
         mnist.load_mnist(tmp_path, download=False)
 
 
-@needs_shared
+@needs_mnist
 def test_corrupt_file_names_the_file(tmp_path):
     for name in (mnist.TEST_IMAGES, mnist.TEST_LABELS):
-        shutil.copy(SHARED / name, tmp_path / name)
+        shutil.copy(MNIST_DIR / name, tmp_path / name)
     with gzip.open(tmp_path / mnist.TEST_LABELS, "wb") as f:
         f.write(b"\x00\x00\x08\x01" + b"\x00" * 8)
     with pytest.raises(mnist.MnistError, match=f"{mnist.TEST_LABELS}: md5"):
