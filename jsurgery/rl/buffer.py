@@ -80,16 +80,6 @@ class ReplayBuffer:
             done=self.done.at[rows].set(done.astype(jnp.bool_)),
         )
 
-    def _draw_rows(self, key: jax.Array, count: jax.Array, batch_size: int) -> jax.Array:
-        """``batch_size`` rows drawn uniformly, with replacement, among those stored."""
-        size = jnp.maximum(jnp.minimum(count, self.capacity), 1)
-        return jax.random.randint(key, (batch_size,), 0, size)
-
-    def sample(self, key: jax.Array, count: jax.Array, batch_size: int) -> ReplayBuffer:
-        """``batch_size`` transitions drawn uniformly, with replacement, from those stored."""
-        rows = self._draw_rows(key, count, batch_size)
-        return jax.tree.map(lambda leaf: leaf[rows], self)
-
     def sample_returns(
         self,
         key: jax.Array,
@@ -107,7 +97,8 @@ class ReplayBuffer:
         newest stored transition, whichever comes first. With ``n_step=1`` this is a one-step
         transition with ``discount = gamma * (1 - terminated)``.
         """
-        rows = self._draw_rows(key, count, batch_size)
+        size = jnp.maximum(jnp.minimum(count, self.capacity), 1)  # rows stored so far
+        rows = jax.random.randint(key, (batch_size,), 0, size)
         first = (count - 1) - (count - 1 - rows) % self.capacity  # ordinal of each drawn row
         ordinals = first[:, None] + stride * jnp.arange(n_step, dtype=jnp.int32)  # (batch, n)
         later = ordinals % self.capacity

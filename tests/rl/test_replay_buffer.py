@@ -26,7 +26,7 @@ def test_add_wraps_around_overwriting_the_oldest():
 def test_sample_draws_only_stored_rows():
     buffer = ReplayBuffer.create(capacity=100, obs_dim=2)
     buffer = buffer.add(jnp.int32(0), *_rows(1, 3))  # rows hold actions 1, 2, 3
-    batch = buffer.sample(jax.random.PRNGKey(0), jnp.int32(3), 256)
+    batch = buffer.sample_returns(jax.random.PRNGKey(0), jnp.int32(3), 256, gamma=0.9)
     assert set(np.asarray(batch.action).tolist()) == {1, 2, 3}
     np.testing.assert_array_equal(batch.obs[:, 0], batch.action)
 
@@ -35,7 +35,7 @@ def test_sample_after_wrap_covers_the_whole_buffer():
     buffer = ReplayBuffer.create(capacity=4, obs_dim=1)
     buffer = buffer.add(jnp.int32(0), *_rows(0, 4, 1))
     buffer = buffer.add(jnp.int32(4), *_rows(4, 3, 1))
-    batch = buffer.sample(jax.random.PRNGKey(1), jnp.int32(7), 256)
+    batch = buffer.sample_returns(jax.random.PRNGKey(1), jnp.int32(7), 256, gamma=0.9)
     assert set(np.asarray(batch.action).tolist()) == {4, 5, 6, 3}
 
 
@@ -116,8 +116,9 @@ def test_one_step_returns_are_the_plain_transition():
     terminated = jnp.asarray([False, True, False, True])
     buffer = buffer.add(jnp.int32(0), obs, action, reward, next_obs, terminated)
     batch = buffer.sample_returns(jax.random.PRNGKey(0), jnp.int32(4), 64, gamma=0.99)
-    plain = buffer.sample(jax.random.PRNGKey(0), jnp.int32(4), 64)
-    np.testing.assert_array_equal(batch.obs, plain.obs)
-    np.testing.assert_array_equal(batch.reward, plain.reward)
-    np.testing.assert_array_equal(batch.next_obs, plain.next_obs)
-    np.testing.assert_allclose(batch.discount, 0.99 * (1.0 - plain.terminated))
+    rows = np.asarray(batch.action) - 1  # row t holds action t + 1
+    assert set(rows.tolist()) == {0, 1, 2, 3}
+    np.testing.assert_array_equal(batch.obs, np.asarray(obs)[rows])
+    np.testing.assert_array_equal(batch.reward, np.asarray(reward)[rows])
+    np.testing.assert_array_equal(batch.next_obs, np.asarray(next_obs)[rows])
+    np.testing.assert_allclose(batch.discount, 0.99 * (1.0 - np.asarray(terminated)[rows]))
