@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from shared_data import DATA_ROOT, HAS_MNIST, SKIP_REASON
 
+import jsurgery
 from jsurgery.experiments import command, report, runner
 from jsurgery.experiments.configs import build_experiments
+from jsurgery.experiments.dqn import DqnSurgery
 
 EXPERIMENTS = build_experiments()
 SEEDS = 2
@@ -76,6 +78,22 @@ def test_run_command_all_writes_summary(tmp_path, monkeypatch, capsys):
     assert "cartpole-add-obs" in (tmp_path / command.SUMMARY).read_text()
     with pytest.raises(SystemExit, match="unknown experiment"):
         command.run_command("nope", out=str(tmp_path))
+
+
+def test_surgery_arms_are_the_named_recipes():
+    dqn = [e for e in EXPERIMENTS.values() if isinstance(e, DqnSurgery)]
+    assert len(dqn) == 5
+    for experiment in dqn:
+        surgery = experiment.surgery
+        assert surgery["transplant"] == jsurgery.TRANSPLANT, experiment.name
+        assert surgery["preserving"] == jsurgery.PRESERVING, experiment.name
+    for name in ("acrobot-add-action", "lunarlander-add-actions"):
+        surgery = EXPERIMENTS[name].surgery
+        for option in ("zeros", "mean"):
+            expected = {**jsurgery.TRANSPLANT, "new_outputs": option}
+            assert surgery[f"new-actions-{option}"] == expected, (name, option)
+    widened = EXPERIMENTS["cartpole-add-units"].surgery["zero-fanout"]
+    assert widened == {**jsurgery.PRESERVING, "new_hidden": "zero_fanout"}
 
 
 def test_list_command(capsys):

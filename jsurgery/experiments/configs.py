@@ -16,8 +16,9 @@ Surgery arms (``make_plan`` keywords):
 
 - ``transplant``: the original study's recipe, :data:`jsurgery.TRANSPLANT` (copy by IDs, new units
   keep the template's initialisation, inserted layers start as the identity);
-- ``preserving``: function-preserving options chosen per experiment (zeros for new inputs, Net2Net
-  for new hidden units, identity for inserted layers, a pessimistic start for new actions);
+- ``preserving``: :data:`jsurgery.PRESERVING`, the function-preserving options (zeros for new
+  inputs, Net2Net for new hidden units, identity for inserted layers, a pessimistic start for new
+  actions); ``zero-fanout`` (CartPole widening) swaps Net2Net for zero fan-out;
 - ``new-actions-*`` (Acrobot, LunarLander): the transplant recipe with another initialisation of
   the new actions, to compare those options.
 """
@@ -33,6 +34,7 @@ ACROBOT_ACTIONS = ("torque-1", "noop", "torque+1")
 LUNAR_ACTIONS = ("noop", "left", "main", "right")
 
 TRANSPLANT = dict(jsurgery.TRANSPLANT)
+PRESERVING = dict(jsurgery.PRESERVING)
 
 
 def tiny(config):
@@ -73,11 +75,10 @@ def _lunar_configs():
     }
 
 
-def _new_action_arms(new_ids) -> dict:
-    return {
-        f"new-actions-{option}": {**TRANSPLANT, "new_outputs": option}
-        for option in ("zeros", "mean")
-    }
+#: The ``new-actions-*`` arms: the transplant recipe with other starts for the new actions.
+NEW_ACTION_ARMS = {
+    f"new-actions-{option}": {**TRANSPLANT, "new_outputs": option} for option in ("zeros", "mean")
+}
 
 
 def build_experiments() -> dict:
@@ -106,7 +107,7 @@ def build_experiments() -> dict:
             configs=cartpole,
             surgery={
                 "transplant": TRANSPLANT,
-                "preserving": {**jsurgery.PRESERVING, "new_inputs": "zeros"},
+                "preserving": PRESERVING,
             },
         ),
         DqnSurgery(
@@ -118,8 +119,8 @@ def build_experiments() -> dict:
             configs=cartpole,
             surgery={
                 "transplant": TRANSPLANT,
-                "preserving": {**jsurgery.PRESERVING, "new_hidden": "net2net"},
-                "zero-fanout": {**jsurgery.PRESERVING, "new_hidden": "zero_fanout"},
+                "preserving": PRESERVING,
+                "zero-fanout": {**PRESERVING, "new_hidden": "zero_fanout"},
             },
         ),
         DqnSurgery(
@@ -131,7 +132,7 @@ def build_experiments() -> dict:
             configs=cartpole,
             surgery={
                 "transplant": TRANSPLANT,
-                "preserving": {**jsurgery.PRESERVING, "new_layers": "identity"},
+                "preserving": PRESERVING,
             },
         ),
         DqnSurgery(
@@ -145,8 +146,8 @@ def build_experiments() -> dict:
             configs=acrobot,
             surgery={
                 "transplant": TRANSPLANT,
-                "preserving": {**jsurgery.PRESERVING, "new_outputs": "pessimistic"},
-                **_new_action_arms(ACROBOT_ACTIONS),
+                "preserving": PRESERVING,
+                **NEW_ACTION_ARMS,
             },
         ),
         DqnSurgery(
@@ -160,8 +161,8 @@ def build_experiments() -> dict:
             configs=lunar,
             surgery={
                 "transplant": TRANSPLANT,
-                "preserving": {**jsurgery.PRESERVING, "new_outputs": "pessimistic"},
-                **_new_action_arms(LUNAR_ACTIONS),
+                "preserving": PRESERVING,
+                **NEW_ACTION_ARMS,
             },
         ),
     ]
