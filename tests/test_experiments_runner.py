@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from jsurgery.experiments import report, runner
+from jsurgery.experiments import files, report, runner
 
 
 class FakeExperiment:
@@ -106,7 +106,24 @@ def test_unknown_protocol(tmp_path):
 
 def test_params_round_trip(tmp_path):
     params = {"Dense_0": {"kernel": np.ones((2, 3)), "bias": np.zeros(3)}, "x": np.arange(2)}
-    runner.save_params(tmp_path / "p.npz", params)
-    back = runner.load_params(tmp_path / "p.npz")
+    files.save_params(tmp_path / "p.npz", params)
+    back = files.load_params(tmp_path / "p.npz")
+    assert set(np.load(tmp_path / "p.npz").files) == {"Dense_0/kernel", "Dense_0/bias", "x"}
     np.testing.assert_array_equal(back["Dense_0"]["kernel"], params["Dense_0"]["kernel"])
+    np.testing.assert_array_equal(back["Dense_0"]["bias"], params["Dense_0"]["bias"])
     np.testing.assert_array_equal(back["x"], params["x"])
+
+
+def test_failed_json_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "results.json"
+    files.write_json(path, {"a": 1})
+    with pytest.raises(TypeError):
+        files.write_json(path, {"a": object()})  # not JSON: fails halfway through the dump
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_saved_agent_and_results_share_the_json_writer():
+    from jsurgery.rl import agent, command
+
+    assert agent.write_json is files.write_json and command.write_json is files.write_json

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from flax import traverse_util
 
+from jsurgery.trees import path_str
+
 
 def naive_load(old, template):
-    """Copies every leaf of ``old`` whose path and shape match a leaf of ``template``.
+    """Copies every leaf of ``old`` whose path, shape and dtype match a leaf of ``template``.
 
     Every other leaf of ``template`` keeps its initial value, and leaves of ``old`` with no match
     are dropped without a word: what PyTorch's ``load_state_dict(strict=False)`` (after removing
@@ -29,24 +31,22 @@ def naive_load(old, template):
         >>> float(out["Dense_0"]["kernel"].sum()), float(out["Dense_1"]["kernel"].sum())
         (0.0, 6.0)
     """
-    old_flat = traverse_util.flatten_dict(dict(old))
     new_flat = traverse_util.flatten_dict(dict(template))
-    merged = {
-        path: old_flat[path]
-        if path in old_flat
-        and old_flat[path].shape == leaf.shape
-        and old_flat[path].dtype == leaf.dtype
-        else leaf
-        for path, leaf in new_flat.items()
-    }
-    return traverse_util.unflatten_dict(merged)
+    return traverse_util.unflatten_dict({**new_flat, **_matching(old, template)})
 
 
 def copied_paths(old, template) -> list[str]:
     """The ``/``-joined paths :func:`naive_load` copies, for the results' notes."""
+    return [path_str(path) for path in _matching(old, template)]
+
+
+def _matching(old, template) -> dict:
+    """Path -> leaf of ``old`` for each leaf of ``template`` with the same path, shape and dtype."""
     old_flat = traverse_util.flatten_dict(dict(old))
-    return [
-        "/".join(map(str, path))
+    return {
+        path: old_flat[path]
         for path, leaf in traverse_util.flatten_dict(dict(template)).items()
-        if path in old_flat and old_flat[path].shape == leaf.shape
-    ]
+        if path in old_flat
+        and old_flat[path].shape == leaf.shape
+        and old_flat[path].dtype == leaf.dtype
+    }

@@ -29,9 +29,7 @@ import dataclasses
 import json
 import os
 import platform
-import tempfile
 import time
-from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +37,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from jsurgery.experiments import statistics
+from jsurgery.experiments.files import load_params, save_params, write_json
 
 RESULTS = "results.json"
 OLD_PARAMS = "old_params.npz"
@@ -85,54 +84,6 @@ class Experiment(Protocol):
     def run_arm(
         self, arm: str, *, protocol: str, seeds: int, old_params: Any, progress: bool = False
     ) -> ArmRun: ...
-
-
-# ---------------------------------------------------------------------------------------------
-# files
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Writes ``data`` to ``path`` atomically (temporary file, then ``os.replace``)."""
-    _atomic_write(path, lambda f: json.dump(data, f, indent=1))
-
-
-def _flatten(tree, prefix=()):
-    if isinstance(tree, dict) or hasattr(tree, "items"):
-        for key, value in tree.items():
-            yield from _flatten(value, prefix + (str(key),))
-    else:
-        yield "/".join(prefix), np.asarray(tree)
-
-
-def save_params(path: Path, params) -> None:
-    """Saves a nested dict of arrays atomically as ``.npz`` with ``/``-joined keys."""
-    flat = dict(_flatten(params))
-    _atomic_write(path, lambda f: np.savez(f, **flat), mode="wb")
-
-
-def load_params(path: Path) -> dict:
-    """Loads what :func:`save_params` wrote, as nested dicts of NumPy arrays."""
-    tree: dict = {}
-    with np.load(path) as data:
-        for key in data.files:
-            node = tree
-            *parents, leaf = key.split("/")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = data[key]
-    return tree
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jsurgery.experiments.files import write_json
 from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.environments import IdEnv, make_env
 from jsurgery.rl.networks import QNetwork
@@ -27,19 +27,6 @@ __all__ = ["Agent", "SavedRun", "load_agent", "load_run", "save_agent"]
 
 CHECKPOINT = "checkpoint"
 AGENT_JSON = "agent.json"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file in the same directory and a rename."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(data, file, indent=1)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def save_agent(
@@ -72,7 +59,7 @@ def save_agent(
     state = jax.device_get(state)
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(directory / CHECKPOINT, state, force=True)
-    write_json_atomic(
+    write_json(
         directory / AGENT_JSON,
         {
             "env_id": env.env_id,

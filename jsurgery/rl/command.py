@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from jsurgery.rl.agent import save_agent, write_json_atomic
+from jsurgery.experiments.files import write_json
+from jsurgery.rl.agent import save_agent
 from jsurgery.rl.environments import make_env
 from jsurgery.rl.presets import default_config
 from jsurgery.rl.runner import TrainResult, train_seeds
@@ -120,7 +121,7 @@ def train_command(
     out = Path(out)
     save_agent(out, config, env, result.state, result.seeds)
     summary = result_metrics(result)
-    write_json_atomic(out / "metrics.json", summary)
+    write_json(out / "metrics.json", summary)
     plot_curves(summary, out / "curves.png")
     final = np.asarray(summary["final_eval_return"])
     print(

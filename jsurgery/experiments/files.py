@@ -1,0 +1,51 @@
+"""Files written atomically: JSON results and ``.npz`` parameters (temporary file, then rename).
+
+A reader never sees half a file: each writer writes a temporary file in the target's folder and
+renames it over the target with ``os.replace``; if writing fails, the temporary file is removed and
+the target keeps its previous content.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flax import traverse_util
+
+__all__ = ["load_params", "save_params", "write_atomic", "write_json"]
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> None:
+    """Calls ``write(file)`` on a temporary file beside ``path``, then renames it to ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Writes ``data`` as JSON (indent 1) to ``path`` atomically."""
+    write_atomic(path, lambda f: json.dump(data, f, indent=1))
+
+
+def save_params(path: str | os.PathLike, params) -> None:
+    """Saves a nested dict of arrays atomically as ``.npz`` with ``/``-joined keys."""
+    flat = traverse_util.flatten_dict(params, sep="/")
+    flat = {key: np.asarray(value) for key, value in flat.items()}
+    write_atomic(path, lambda f: np.savez(f, **flat), mode="wb")
+
+
+def load_params(path: str | os.PathLike) -> dict:
+    """Loads what :func:`save_params` wrote, as nested dicts of NumPy arrays."""
+    with np.load(path) as data:
+        return traverse_util.unflatten_dict({key: data[key] for key in data.files}, sep="/")
