@@ -7,7 +7,7 @@ test accuracy on the held-out digits of each task, against gradient steps.
 
 Training is a small optax loop: Adam, batches drawn with ``randint``, evaluation at step 0 and every
 ``eval_every`` steps; each step is one jitted call, compiled once and shared by every seed and arm
-(see :func:`train_seeds` for why the seeds are not ``vmap``-ed here).
+(see :func:`train_classifiers` for why the seeds are not ``vmap``-ed here).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def _compiled(classes, batch_size, learning_rate):
     return jax.jit(begin), jax.jit(step, donate_argnums=(1, 2)), jax.jit(evaluate)
 
 
-def train_seeds(classes: int, budget: MnistBudget, steps: int, keys, params, data):
+def train_classifiers(classes: int, budget: MnistBudget, steps: int, keys, params, data):
     """Trains every seed (row of ``keys`` and ``params``); returns ``(params, x, accuracies)``.
 
     Each gradient step of each seed is one call of a jitted step compiled once for all seeds,
@@ -207,7 +207,7 @@ class MnistSurgery:
         if arm == "old":
             tasks = _tasks(data, OLD_CLASSES, budget.eval_images)
             params = init_params(len(OLD_CLASSES), fold(2))
-            params, x, acc = train_seeds(
+            params, x, acc = train_classifiers(
                 len(OLD_CLASSES), budget, budget.old_steps, fold(0), params, tasks
             )
             return ArmRun(x, acc, params, {"classes": list(OLD_CLASSES)})
@@ -222,7 +222,9 @@ class MnistSurgery:
             outputs=(OLD_CLASSES, NEW_CLASSES),
         )
         tasks = _tasks(data, NEW_CLASSES, budget.eval_images)
-        _, x, acc = train_seeds(len(NEW_CLASSES), budget, budget.new_steps, fold(1), params, tasks)
+        _, x, acc = train_classifiers(
+            len(NEW_CLASSES), budget, budget.new_steps, fold(1), params, tasks
+        )
         return ArmRun(x, acc, None, {**notes, "classes": list(NEW_CLASSES)})
 
 
