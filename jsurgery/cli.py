@@ -1,7 +1,9 @@
-"""The ``jsurgery`` command line: ``train``, ``run`` and ``list``.
+"""The ``jsurgery`` command line: ``train``, ``surgery``, ``run`` and ``list``.
 
 Each subcommand parses its arguments here and hands them to the module that does the work, imported
-only when that subcommand runs, so ``jsurgery list`` does not pay for compiling a DQN.
+only when that subcommand runs, so ``jsurgery list`` does not pay for compiling a DQN. A bad
+argument prints one line naming it and the fix, and exits with status 2 (no traceback); so does a
+missing optional dependency (gymnax, orbax-checkpoint).
 """
 
 from __future__ import annotations
@@ -30,18 +32,85 @@ def _widths(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0.0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors on one line, with where to look for the fix, and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jsurgery", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="jsurgery", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = commands.add_parser("train", help="train DQN agents, all seeds in one compiled call")
     train.add_argument("env_id", help="environment, e.g. CartPole-v1, Acrobot-v1, LunarLander-v3")
-    train.add_argument("--seeds", type=int, default=1, help="number of seeds (default 1)")
-    train.add_argument("--steps", type=int, default=None, help="environment steps per seed")
+    train.add_argument(
+        "--seeds", type=_positive_int, default=None,
+        help="number of seeds (default 1; with --init, the run's seeds)",
+    )
+    train.add_argument("--steps", type=_positive_int, default=None, help="steps per seed")
     train.add_argument("--hidden", type=_widths, default=None, help="hidden widths, e.g. 64,64")
     train.add_argument("--obs", type=_comma_list, default=None, help="observation IDs to expose")
     train.add_argument("--actions", type=_comma_list, default=None, help="action IDs to expose")
+    train.add_argument(
+        "--init", default=None, metavar="RUN_DIR",
+        help="continue a saved run (e.g. from 'jsurgery surgery'): its params, target params, "
+        "optimizer state, seeds, network and IDs",
+    )
+    train.add_argument(
+        "--exploration-start", type=_probability, default=None, metavar="EPSILON",
+        help="epsilon at step 0 (default 1.0; with --init, the preset's final epsilon)",
+    )
+    train.add_argument(
+        "--learning-rate", type=_positive_float, default=None, metavar="LR",
+        help="Adam's step size (default: the environment's preset)",
+    )
     train.add_argument("--out", required=True, help="output directory")
+
+    surgery = commands.add_parser(
+        "surgery", help="move a saved run into a new network (observations, actions, widths)"
+    )
+    surgery.add_argument("run_dir", metavar="RUN_DIR", help="a run written by 'jsurgery train'")
+    surgery.add_argument("--obs", type=_comma_list, default=None, help="new observation IDs")
+    surgery.add_argument("--actions", type=_comma_list, default=None, help="new action IDs")
+    surgery.add_argument("--hidden", type=_widths, default=None, help="new hidden widths")
+    surgery.add_argument(
+        "--recipe", choices=("preserving", "transplant"), default="preserving",
+        help="preserving: the new network acts as the old one (default); transplant: new units "
+        "keep their random initialisation",
+    )
+    surgery.add_argument("--out", required=True, metavar="NEW_DIR", help="the new run directory")
 
     run = commands.add_parser("run", help="run a surgery experiment (or 'all')")
     run.add_argument("experiment", help="experiment name, or 'all'; see 'jsurgery list'")
@@ -53,8 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+OPTIONAL = {"gymnax": "gymnax", "orbax": "orbax-checkpoint"}
+"""Modules a subcommand may need that a light install lacks, and the package providing each."""
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _run(args: argparse.Namespace) -> None:
     if args.command == "train":
         from jsurgery.rl.command import train_command
 
@@ -66,6 +142,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             obs=args.obs,
             actions=args.actions,
             out=args.out,
+            init=args.init,
+            exploration_start=args.exploration_start,
+            learning_rate=args.learning_rate,
+        )
+    elif args.command == "surgery":
+        from jsurgery.rl.surgery_command import surgery_command
+
+        surgery_command(
+            args.run_dir,
+            obs=args.obs,
+            actions=args.actions,
+            hidden=args.hidden,
+            recipe=args.recipe,
+            out=args.out,
         )
     elif args.command == "run":
         from jsurgery.experiments.command import run_command
@@ -75,6 +165,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         from jsurgery.experiments.command import list_command
 
         list_command()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns 0, or 2 after printing one line for a bad argument."""
+    args = build_parser().parse_args(argv)
+    prog = f"jsurgery {args.command}"
+    try:
+        _run(args)
+    except ModuleNotFoundError as error:
+        root = (error.name or "").split(".")[0]
+        if root not in OPTIONAL:
+            raise
+        print(
+            f"{prog}: error: needs {OPTIONAL[root]}, which is not installed; install it with "
+            f"pip install {OPTIONAL[root]}",
+            file=sys.stderr,
+        )
+        return 2
+    except ValueError as error:  # CommandError, PlanError and argument checks of the library
+        print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except SystemExit as error:  # `jsurgery run` reports a bad experiment name this way
+        if not isinstance(error.code, str):
+            raise
+        print(_one_line(error.code), file=sys.stderr)
+        return 2
     return 0
 
 

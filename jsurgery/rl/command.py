@@ -10,12 +10,24 @@ from typing import Any
 import numpy as np
 
 from jsurgery.experiments.files import write_json
-from jsurgery.rl.agent import save_agent
+from jsurgery.rl.agent import AGENT_JSON, CHECKPOINT, SavedRun, load_run, save_agent
+from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.environments import make_env
 from jsurgery.rl.presets import default_config
 from jsurgery.rl.runner import TrainResult, train_seeds
 
-__all__ = ["plot_curves", "result_metrics", "train_command"]
+__all__ = [
+    "CommandError",
+    "load_init_run",
+    "plot_curves",
+    "result_metrics",
+    "train_command",
+    "train_config",
+]
+
+
+class CommandError(ValueError):
+    """A bad command-line argument; the message names it and says the fix, on one line."""
 
 MAX_CURVE_POINTS = 1000
 
@@ -88,14 +100,117 @@ def plot_curves(summary: dict[str, Any], path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
+def load_init_run(directory: str | os.PathLike, argument: str = "--init") -> SavedRun:
+    """The saved run under ``directory``, or a :class:`CommandError` saying what is there."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CommandError(
+            f"{argument} {directory}: no such directory; pass a run directory written by "
+            "'jsurgery train --out' or 'jsurgery surgery --out'"
+        )
+    if not (directory / AGENT_JSON).exists() or not (directory / CHECKPOINT).is_dir():
+        raise CommandError(
+            f"{argument} {directory}: not a saved run (it has no {AGENT_JSON} and "
+            f"{CHECKPOINT}/); pass a run directory written by 'jsurgery train --out' or "
+            "'jsurgery surgery --out'"
+        )
+    return load_run(directory)
+
+
+def train_config(
+    env_id: str,
+    steps: int | None = None,
+    hidden: Sequence[int] | None = None,
+    *,
+    init: SavedRun | None = None,
+    exploration_start: float | None = None,
+    learning_rate: float | None = None,
+) -> DQNConfig:
+    """The configuration ``jsurgery train`` uses: the environment's preset, with the options given.
+
+    When continuing from a saved run (``init``), the network's shape (``hidden``, ``layer_norm``)
+    is the run's, and exploration starts at the preset's final epsilon (``exploration_end``)
+    instead of 1.0 unless ``exploration_start`` is given: the transplanted network already acts,
+    and exploring from 1.0 would replace its policy by a random one for the first part of the run.
+    The step size is the preset's unless ``learning_rate`` is given.
+
+    Raises:
+        CommandError: steps that are not a multiple of the preset's block, or a bad value.
+    """
+    base = default_config(env_id)
+    if steps is not None and (steps <= 0 or steps % base.block_steps):
+        suggestion = max(1, round(steps / base.block_steps)) * base.block_steps
+        raise CommandError(
+            f"--steps {steps}: {env_id} trains in blocks of {base.block_steps} steps, so the "
+            f"step count must be a positive multiple of {base.block_steps}; use e.g. "
+            f"--steps {suggestion}"
+        )
+    if init is not None:
+        hidden = init.config.hidden
+    config = default_config(env_id, total_steps=steps, hidden=hidden)
+    changes: dict[str, Any] = {}
+    if init is not None:
+        changes["layer_norm"] = init.config.layer_norm
+        changes["exploration_start"] = config.exploration_end
+    if exploration_start is not None:
+        if not 0.0 <= exploration_start <= 1.0:
+            raise CommandError(
+                f"--exploration-start {exploration_start}: expected a probability in [0, 1], "
+                "e.g. --exploration-start 0.05"
+            )
+        changes["exploration_start"] = exploration_start
+    if learning_rate is not None:
+        if not learning_rate > 0.0:
+            raise CommandError(
+                f"--learning-rate {learning_rate}: expected a positive step size, e.g. "
+                f"--learning-rate {config.learning_rate:g}"
+            )
+        changes["learning_rate"] = learning_rate
+        if config.learning_rate_end is not None:
+            changes["learning_rate_end"] = min(config.learning_rate_end, learning_rate)
+    return config.replace(**changes)
+
+
+def _check_init_view(
+    env_id: str,
+    run: SavedRun,
+    seeds: int | None,
+    obs: Sequence[str] | None,
+    actions: Sequence[str] | None,
+    init: str | os.PathLike,
+) -> None:
+    if run.env.env_id != env_id:
+        raise CommandError(
+            f"--init {init}: the run was trained on {run.env.env_id}, not {env_id}; "
+            f"train it with 'jsurgery train {run.env.env_id} --init {init}'"
+        )
+    for flag, given, saved in (("--obs", obs, run.env.obs_ids), ("--actions", actions,
+                                                                  run.env.action_ids)):
+        if given is not None and tuple(given) != tuple(saved):
+            raise CommandError(
+                f"{flag} {','.join(given)}: the run under --init {init} sees "
+                f"{','.join(saved)}; drop {flag} (it is the run's), or change the network with "
+                f"'jsurgery surgery {init} {flag} {','.join(given)} --out NEW_DIR' first"
+            )
+    if seeds is not None and seeds != len(run.seeds):
+        raise CommandError(
+            f"--seeds {seeds}: the run under --init {init} holds {len(run.seeds)} seeds "
+            f"{list(run.seeds)}; drop --seeds to continue all of them"
+        )
+
+
 def train_command(
     env_id: str,
-    seeds: int = 1,
+    seeds: int | None = None,
     steps: int | None = None,
     hidden: Sequence[int] | None = None,
     obs: Sequence[str] | None = None,
     actions: Sequence[str] | None = None,
     out: str | os.PathLike = "runs/train",
+    *,
+    init: str | os.PathLike | None = None,
+    exploration_start: float | None = None,
+    learning_rate: float | None = None,
 ) -> dict[str, Any]:
     """Train ``seeds`` agents with the environment's default hyperparameters and save them.
 
@@ -105,28 +220,63 @@ def train_command(
 
     Args:
         env_id: environment ID, e.g. ``CartPole-v1``.
-        seeds: number of seeds, ``0 .. seeds-1``, trained together.
+        seeds: number of seeds, ``0 .. seeds-1``, trained together (default 1; with ``init``,
+            the run's seeds).
         steps: environment steps per seed (default: the environment's preset).
         hidden: hidden widths (default: the environment's preset).
         obs: observation IDs the network sees (default: all).
         actions: action IDs the network chooses among (default: all).
         out: output directory.
+        init: a saved run (from ``jsurgery surgery`` or ``jsurgery train``) to continue: its
+            params, target params and optimizer state, its seeds, network and IDs. See
+            :func:`train_config` for the exploration and step-size defaults then.
+        exploration_start: epsilon at step 0 (default 1.0; with ``init``, the preset's final one).
+        learning_rate: Adam's step size (default: the preset's).
 
     Returns:
         The contents of ``metrics.json``.
+
+    Raises:
+        CommandError: a bad argument, with the fix (also ValueError for unknown IDs).
     """
-    env = make_env(env_id, obs, actions)
-    config = default_config(env_id, total_steps=steps, hidden=hidden)
-    result = train_seeds(config, env, seeds, progress=True)
+    if seeds is not None and seeds <= 0:
+        raise CommandError(
+            f"--seeds {seeds}: expected a positive number of seeds, e.g. --seeds 4"
+        )
+    run = None
+    if init is not None:
+        run = load_init_run(init)
+        _check_init_view(env_id, run, seeds, obs, actions, init)
+        if hidden is not None and tuple(hidden) != run.config.hidden:
+            raise CommandError(
+                f"--hidden {','.join(map(str, hidden))}: the network under --init {init} has "
+                f"hidden {','.join(map(str, run.config.hidden))}; drop --hidden, or change it "
+                f"with 'jsurgery surgery {init} --hidden ... --out NEW_DIR' first"
+            )
+        env, seed_list = run.env, run.seeds
+    else:
+        env = make_env(env_id, obs, actions)
+        seed_list = tuple(range(1 if seeds is None else seeds))
+    config = train_config(
+        env_id, steps, hidden, init=run, exploration_start=exploration_start,
+        learning_rate=learning_rate,
+    )  # fmt: skip
+    result = train_seeds(
+        config, env, seed_list, init=None if run is None else run.state, progress=True
+    )
     out = Path(out)
     save_agent(out, config, env, result.state, result.seeds)
     summary = result_metrics(result)
+    if init is not None:
+        summary["init"] = str(init)
     write_json(out / "metrics.json", summary)
     plot_curves(summary, out / "curves.png")
     final = np.asarray(summary["final_eval_return"])
+    start = np.asarray(summary["eval_return"])[:, 0]
     print(
-        f"{env_id}: final greedy return {final.mean():.1f} (mean of {final.size} seeds; "
-        f"min {final.min():.1f}, max {final.max():.1f}); {result.steps_per_second:,.0f} steps/s, "
-        f"compile {result.compile_seconds:.1f} s; wrote {out}/"
+        f"{env_id}: greedy return {start.mean():.1f} at step 0, final {final.mean():.1f} (mean of "
+        f"{final.size} seeds; final min {final.min():.1f}, max {final.max():.1f}); "
+        f"{result.steps_per_second:,.0f} steps/s, compile {result.compile_seconds:.1f} s; "
+        f"wrote {out}/"
     )
     return summary

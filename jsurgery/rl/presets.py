@@ -19,7 +19,10 @@ __all__ = [
     "acrobot_config",
     "cartpole_config",
     "default_config",
+    "gymnax_config",
     "lunar_lander_config",
+    "minatar_config",
+    "mountain_car_config",
     "small_acrobot_config",
     "small_cartpole_config",
 ]
@@ -148,19 +151,95 @@ def small_acrobot_config(total_steps: int = 20_000, hidden: Sequence[int] = (16,
     return _with_steps(base, total_steps, hidden)
 
 
+def mountain_car_config(
+    total_steps: int = 120_000, hidden: Sequence[int] | None = None
+) -> DQNConfig:
+    """MountainCar-v0: rl-baselines3-zoo's settings (the zoo's network is (256, 256)).
+
+    The reward is -1 a step until the flag (-200 when it is never reached); 16-step blocks of 8
+    gradient steps, a target copy every 600 steps, exploration falling to 0.07 over 20 %.
+    """
+    base = DQNConfig(
+        hidden=(256, 256),
+        learning_rate=4e-3,
+        buffer_size=10_000,
+        batch_size=128,
+        gamma=0.98,
+        target_update_interval=600,
+        exploration_fraction=0.2,
+        exploration_end=0.07,
+        train_freq=16,
+        gradient_steps=8,
+        learning_starts=1_000,
+        eval_every=12_000,
+        total_steps=120_000,
+    )
+    return _with_steps(base, total_steps, hidden)
+
+
+def minatar_config(total_steps: int = 200_000, hidden: Sequence[int] | None = None) -> DQNConfig:
+    """The MinAtar games (10 x 10 images, flattened): network (128, 128) with layer normalisation.
+
+    Double DQN with 3-step returns, Adam at 3e-4 falling to 0, a target copy every 1,000 steps,
+    exploration falling to 0.05 over the first 20 % of the run; one gradient step per 4 steps.
+    """
+    base = DQNConfig(
+        hidden=(128, 128),
+        layer_norm=True,
+        learning_rate=3e-4,
+        learning_rate_end=0.0,
+        buffer_size=100_000,
+        batch_size=64,
+        gamma=0.99,
+        n_step=3,
+        double_dqn=True,
+        target_update_interval=1_000,
+        exploration_fraction=0.2,
+        exploration_end=0.05,
+        train_freq=4,
+        gradient_steps=1,
+        learning_starts=5_000,
+        eval_every=20_000,
+        total_steps=200_000,
+    )
+    return _with_steps(base, total_steps, hidden)
+
+
+def gymnax_config(total_steps: int = 50_000, hidden: Sequence[int] | None = None) -> DQNConfig:
+    """Any other discrete-action gymnax environment (bsuite, misc): network (64, 64).
+
+    rl-baselines3-zoo's Acrobot settings (:func:`acrobot_config`) with Double DQN, 3-step returns
+    and the step size falling to 0; a starting point for an environment without a tuned preset.
+    """
+    base = acrobot_config(total_steps=100_000).replace(
+        n_step=3, double_dqn=True, learning_rate=1e-3, learning_rate_end=0.0,
+        learning_starts=1_000, exploration_end=0.05,
+    )  # fmt: skip
+    return _with_steps(base, total_steps, hidden)
+
+
 PRESETS = {
     "CartPole-v1": cartpole_config,
     "Acrobot-v1": acrobot_config,
     "LunarLander-v3": lunar_lander_config,
-}
-"""The default configuration of each environment, as a function of (total_steps, hidden)."""
+    "MountainCar-v0": mountain_car_config,
+    **{f"{game}-MinAtar": minatar_config for game in (
+        "Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")},
+}  # fmt: skip
+"""The tuned configuration of each environment, as a function of (total_steps, hidden); every
+other environment of :data:`jsurgery.rl.ENV_IDS` gets :func:`gymnax_config`."""
 
 
 def default_config(
     env_id: str, total_steps: int | None = None, hidden: Sequence[int] | None = None
 ) -> DQNConfig:
-    """The preset of ``env_id``, with ``total_steps`` and ``hidden`` when given."""
-    if env_id not in PRESETS:
-        raise ValueError(f"`env_id`: no preset for {env_id!r}; presets exist for {list(PRESETS)}")
-    preset = PRESETS[env_id]
+    """The preset of ``env_id`` (:data:`PRESETS`, else :func:`gymnax_config`), with
+    ``total_steps`` and ``hidden`` when given."""
+    from jsurgery.rl.environments import ENV_IDS
+
+    if env_id not in ENV_IDS:
+        raise ValueError(
+            f"`env_id`: unknown environment {env_id!r}; choose one of {', '.join(ENV_IDS)}"
+        )
+    preset = PRESETS.get(env_id, gymnax_config)
     return preset(hidden=hidden) if total_steps is None else preset(total_steps, hidden)

@@ -1,0 +1,163 @@
+"""``jsurgery surgery``: a saved DQN run into a new network, every seed, ready to train on.
+
+Reads a run directory (``jsurgery train --out``), plans the change of observations, actions and
+hidden widths by unit IDs, transplants params, target params and the optimizer state of every seed,
+saves the new run and reports each seed's greedy return right after surgery next to the old one's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jsurgery
+from jsurgery.experiments.files import write_json
+from jsurgery.rl.agent import SavedRun, save_agent
+from jsurgery.rl.command import CommandError, load_init_run
+from jsurgery.rl.dqn import make_dqn, make_optimizer
+from jsurgery.rl.environments import IdEnv, make_env
+from jsurgery.rl.networks import QNetwork
+from jsurgery.rl.runner import seed_keys
+
+__all__ = ["RECIPES", "SURGERY_JSON", "surgery_command", "transplant_run"]
+
+RECIPES = {"preserving": jsurgery.PRESERVING, "transplant": jsurgery.TRANSPLANT}
+"""``--recipe``: ``make_plan`` options. ``preserving``: the new network acts as the old one
+(zero weights for new observations, Net2Net copies for new hidden units, identity for inserted
+layers, pessimistic new actions); ``transplant``: new units keep their random initialisation."""
+
+SURGERY_JSON = "surgery.json"
+
+
+def _first(tree: Any) -> Any:
+    return jax.tree.map(lambda leaf: leaf[0], tree)
+
+
+def transplant_run(
+    run: SavedRun,
+    env: IdEnv,
+    hidden: Sequence[int],
+    recipe: str = "preserving",
+) -> tuple[Any, Any, Any]:
+    """The run's state moved into a network with ``hidden`` widths on the view ``env``.
+
+    The plan is made once from the first seed's shapes (inputs by ``env.feature_ids``, outputs by
+    action IDs) and applied to every seed's params, target params and optimizer state under
+    ``vmap``; each seed's new template is initialised from its own key.
+
+    Returns:
+        ``(config, state, plan)``: the new run's config, its batched state and the plan.
+    """
+    config = run.config.replace(hidden=tuple(hidden))
+    network = QNetwork.for_config(config, env.num_actions)
+    optimizer = make_optimizer(config)
+
+    def template(key):
+        params = network.init(jax.random.fold_in(key, 1), jnp.zeros((1, env.num_obs), jnp.float32))
+        return {"params": params, "target_params": params, "opt_state": optimizer.init(params)}
+
+    new_state = jax.vmap(template)(seed_keys(run.seeds))
+    old_state = jax.tree.map(jnp.asarray, run.state)
+    plan = jsurgery.make_plan(
+        _first(old_state["params"]),
+        _first(new_state["params"]),
+        inputs=(run.env.feature_ids, env.feature_ids),
+        outputs=(run.env.action_ids, env.action_ids),
+        **RECIPES[recipe],
+    )
+    state = jax.vmap(lambda old, new: jsurgery.transplant_state(old, new, plan))(
+        old_state, new_state
+    )
+    return config, state, plan
+
+
+def greedy_returns(config, env: IdEnv, params: Any, seeds: Sequence[int]) -> np.ndarray:
+    """Each seed's mean greedy return over ``config.eval_episodes`` episodes (seeded by seed)."""
+    parts = make_dqn(config, env)
+    keys = jax.vmap(lambda key: jax.random.fold_in(key, 2))(seed_keys(seeds))
+    return np.asarray(jax.jit(jax.vmap(parts.evaluate))(params, keys))
+
+
+def surgery_command(
+    run_dir: str | os.PathLike,
+    obs: Sequence[str] | None = None,
+    actions: Sequence[str] | None = None,
+    hidden: Sequence[int] | None = None,
+    recipe: str = "preserving",
+    out: str | os.PathLike = "runs/surgery",
+) -> dict[str, Any]:
+    """Move a saved run into a new network and save it as a new run under ``out``.
+
+    Args:
+        run_dir: a run directory written by ``jsurgery train`` (or by this command).
+        obs: the new network's observation IDs (default: the run's).
+        actions: the new network's action IDs (default: the run's).
+        hidden: the new hidden widths (default: the run's).
+        recipe: ``"preserving"`` or ``"transplant"`` (:data:`RECIPES`).
+        out: the new run directory: ``checkpoint/``, ``agent.json`` (``jsurgery train --init``
+            reads them) and ``surgery.json`` (plan, greedy returns before and after).
+
+    Returns:
+        The contents of ``surgery.json``.
+
+    Raises:
+        CommandError: a directory that is not a run, an unknown recipe, or a plan that does not
+            fit (its message says why); ValueError for unknown IDs.
+    """
+    if recipe not in RECIPES:
+        raise CommandError(
+            f"--recipe {recipe}: unknown recipe; choose one of {', '.join(RECIPES)}"
+        )
+    if Path(out).absolute() == Path(run_dir).absolute():
+        raise CommandError(
+            f"--out {out}: is the run being read; write the new run to another directory"
+        )
+    run = load_init_run(run_dir, argument="RUN_DIR")
+    env = make_env(
+        run.env.env_id,
+        run.env.obs_ids if obs is None else obs,
+        run.env.action_ids if actions is None else actions,
+    )
+    hidden = run.config.hidden if hidden is None else tuple(hidden)
+    try:
+        config, state, plan = transplant_run(run, env, hidden, recipe)
+    except jsurgery.PlanError as error:
+        reason = " ".join(str(error).split())
+        raise CommandError(f"--recipe {recipe} does not fit this change: {reason}") from None
+    print(plan)
+    save_agent(out, config, env, state, run.seeds)
+    old_return = greedy_returns(run.config, run.env, run.state["params"], run.seeds)
+    new_return = greedy_returns(config, env, state["params"], run.seeds)
+    summary = {
+        "run": str(run_dir),
+        "env_id": env.env_id,
+        "recipe": recipe,
+        "old": {"obs_ids": list(run.env.obs_ids), "action_ids": list(run.env.action_ids),
+                "hidden": list(run.config.hidden)},
+        "new": {"obs_ids": list(env.obs_ids), "action_ids": list(env.action_ids),
+                "hidden": list(hidden)},
+        "seeds": list(run.seeds),
+        "eval_episodes": config.eval_episodes,
+        "old_greedy_return": old_return.tolist(),
+        "new_greedy_return": new_return.tolist(),
+        "old_greedy_return_mean": float(old_return.mean()),
+        "new_greedy_return_mean": float(new_return.mean()),
+        "plan": str(plan),
+        "warnings": list(plan.warnings),
+    }  # fmt: skip
+    write_json(Path(out) / SURGERY_JSON, summary)
+    print(f"\ngreedy return right after surgery ({config.eval_episodes} episodes per seed):")
+    print(f"{'seed':>6} {'old':>9} {'new':>9}")
+    for seed, old, new in zip(run.seeds, old_return, new_return, strict=True):
+        print(f"{seed:>6} {old:>9.1f} {new:>9.1f}")
+    print(f"{'mean':>6} {old_return.mean():>9.1f} {new_return.mean():>9.1f}")
+    print(
+        f"wrote {out}/; continue with 'jsurgery train {env.env_id} --init {out} --out NEW_DIR'"
+    )
+    return summary
