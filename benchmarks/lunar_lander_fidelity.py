@@ -22,21 +22,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jsurgery.envs import OBS_IDS, LunarLander
-from jsurgery.envs.box2d_reference import (
+from jsurgery.envs.lunar_lander import CHUNKS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the Box2D test support
+from box2d_reference import (  # noqa: E402
     DROP_X,
     PAD_Y,
     box2d_drop_crashes,
     drop_heights,
     reference_draws,
 )
-from jsurgery.envs.lunar_lander import CHUNKS
 
 
 @contextlib.contextmanager

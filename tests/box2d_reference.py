@@ -1,7 +1,8 @@
 """Driving gymnasium's Box2D LunarLander-v3 into the states the JAX model is compared in.
 
-For fidelity tests and benchmarks only: the functions that touch Box2D import gymnasium when
-called, so the package imports without `gymnasium[box2d]`.
+Test support, shared with `benchmarks/lunar_lander_fidelity.py`; not part of the package. The
+functions that touch Box2D import gymnasium when called, so this module imports without
+`gymnasium[box2d]`.
 """
 
 from __future__ import annotations
@@ -9,19 +10,22 @@ from __future__ import annotations
 import numpy as np
 
 from jsurgery.envs.lunar_lander import (
-    _CORNERS,
     CHUNKS,
+    CONTACT_RADIUS,
     DT,
     HELIPAD_Y,
+    LEG_CORNERS,
+    LINEAR_SLOP,
     SCALE,
     H,
-    _leg_angles,
-    _leg_centres,
+    leg_angles,
+    leg_centres,
 )
 
 __all__ = [
     "DROP_X",
     "PAD_Y",
+    "REST_Y",
     "box2d_drop_crashes",
     "drop_heights",
     "keep_awake",
@@ -51,12 +55,17 @@ def lowest_foot(angle: float) -> float:
     """Height of the lowest leg corner relative to the hull origin, legs at rest, hull tilted."""
     c, s = np.cos(angle), np.sin(angle)
     lowest = np.inf
-    for centre, a in zip(_leg_centres(np.zeros(2)), _leg_angles(np.zeros(2)), strict=True):
-        for kx, ky in _CORNERS:
+    for centre, a in zip(leg_centres(np.zeros(2)), leg_angles(np.zeros(2)), strict=True):
+        for kx, ky in LEG_CORNERS:
             px = centre[0] + np.cos(a) * kx - np.sin(a) * ky
             py = centre[1] + np.sin(a) * kx + np.cos(a) * ky
             lowest = min(lowest, s * px + c * py)
     return lowest
+
+
+#: Hull origin of a lander standing level on its feet on the pad: Box2D keeps resting shapes
+#: ``CONTACT_RADIUS - LINEAR_SLOP`` apart.
+REST_Y = PAD_Y - lowest_foot(0.0) + CONTACT_RADIUS - LINEAR_SLOP
 
 
 def drop_heights(angle: float, speed: float, phases: int) -> np.ndarray:
@@ -85,7 +94,7 @@ def box2d_drop_crashes(angle: float, speed: float, y: float, steps: int = 60) ->
     ref.lander.angle = angle
     ref.lander.linearVelocity = (0.0, -speed)
     ref.lander.angularVelocity = 0.0
-    rest = zip(_leg_centres(np.zeros(2)), _leg_angles(np.zeros(2)), strict=True)
+    rest = zip(leg_centres(np.zeros(2)), leg_angles(np.zeros(2)), strict=True)
     for leg, ((px, py), a) in zip(ref.legs, rest, strict=True):
         leg.position = (DROP_X + c * px - s * py, y + s * px + c * py)
         leg.angle = angle + a

@@ -109,7 +109,7 @@ def _mass_properties() -> dict[str, Any]:
     hw, hh = LEG_W / SCALE, LEG_H / SCALE
     leg_mass = 1.0 * 4 * hw * hh
     leg_inertia = leg_mass * (hw * hw + hh * hh) / 3
-    legs = _leg_centres(np.zeros(2))
+    legs = leg_centres(np.zeros(2))
     mass = hull_mass + 2 * leg_mass
     com = (hull_mass * centroid + leg_mass * legs.sum(0)) / mass
     inertia = hull_inertia + hull_mass * np.sum((centroid - com) ** 2)
@@ -122,14 +122,14 @@ def _mass_properties() -> dict[str, Any]:
 LEG_SIDE = np.array([-1.0, 1.0])  # the reference's i for legs[0], legs[1]; legs[0] sits at +x
 
 
-def _leg_angles(leg_open, xp=np):
+def leg_angles(leg_open, xp=np):
     """Leg angle relative to the hull for a joint deflection `leg_open` (2,)."""
     return -LEG_SIDE * (LEG_REST_ANGLE + leg_open)
 
 
-def _leg_centres(leg_open, xp=np):
+def leg_centres(leg_open, xp=np):
     """Leg box centres in the hull frame, (2, 2): the joint sits at the hull origin."""
-    a = _leg_angles(leg_open, xp)
+    a = leg_angles(leg_open, xp)
     c, s = xp.cos(a), xp.sin(a)
     ax, ay = LEG_SIDE * LEG_AWAY / SCALE, LEG_DOWN / SCALE
     return -xp.stack([c * ax - s * ay, s * ax + c * ay], axis=-1)
@@ -139,7 +139,7 @@ MASS = _mass_properties()
 _M = float(MASS["mass"])
 _I = float(MASS["inertia"])
 _HULL_C = MASS["hull_centroid"].astype(np.float32)
-_CORNERS = (
+LEG_CORNERS = (
     np.array([(-1, -1), (1, -1), (1, 1), (-1, 1)], np.float32)
     * np.array([LEG_W, LEG_H], np.float32)
     / SCALE
@@ -148,7 +148,7 @@ _CORNERS = (
 
 def _com_offset(leg_open):
     """Centre of mass of hull + legs in the hull frame, (2,)."""
-    legs = _leg_centres(leg_open, jnp)
+    legs = leg_centres(leg_open, jnp)
     hull = MASS["hull_mass"] * jnp.asarray(_HULL_C)
     return (hull + MASS["leg_mass"] * legs.sum(0)) / _M
 
@@ -233,7 +233,7 @@ def _hull_pose(state: EnvState):
     origin = state.pos - _rotate(state.angle, com)
     arm = _rotate(state.angle, jnp.asarray(_HULL_C) - com)
     # Legs swinging about their joints move the hull the other way (momentum is conserved).
-    legs = _leg_centres(state.leg_open, jnp)
+    legs = leg_centres(state.leg_open, jnp)
     swing = (-LEG_SIDE * state.leg_rate)[:, None] * jnp.stack([-legs[:, 1], legs[:, 0]], -1)
     drift = _rotate(state.angle, MASS["leg_mass"] / _M * swing.sum(0))
     vel = state.vel + state.angular_velocity * jnp.stack([-arm[1], arm[0]]) - drift
@@ -297,13 +297,13 @@ def _leg_frames(leg_open, pos, angle):
     """Joint (hull origin) position, leg centres (2, 2) and leg angles (2,) in the world."""
     com = _com_offset(leg_open)
     joint = pos - _rotate(angle, com)
-    centres = joint + _rotate(angle, _leg_centres(leg_open, jnp))
-    return joint, centres, angle + _leg_angles(leg_open, jnp)
+    centres = joint + _rotate(angle, leg_centres(leg_open, jnp))
+    return joint, centres, angle + leg_angles(leg_open, jnp)
 
 
 def _leg_corners(centres, leg_angles):
     """World corners of both leg boxes, (2, 4, 2)."""
-    return centres[:, None, :] + _rotate(leg_angles[:, None], jnp.asarray(_CORNERS)[None])
+    return centres[:, None, :] + _rotate(leg_angles[:, None], jnp.asarray(LEG_CORNERS)[None])
 
 
 def _leg_touching(terrain_y, centres, leg_angles):
@@ -320,7 +320,7 @@ def _leg_touching(terrain_y, centres, leg_angles):
     below = within & (_cross(d, rel) < 0.0)  # under the segment's line
     corner_hit = ((dist < CONTACT_RADIUS) | below).any(1)  # (2, 10)
     local = _rotate(-leg_angles[:, None], verts[None] - centres[:, None, :])  # (2, 11, 2)
-    half = jnp.asarray(_CORNERS[2])
+    half = jnp.asarray(LEG_CORNERS[2])
     out = jnp.maximum(jnp.abs(local) - half, 0.0)
     vertex_hit = jnp.sum(out * out, -1) < CONTACT_RADIUS**2  # (2, 11)
     return corner_hit | vertex_hit[:, :-1] | vertex_hit[:, 1:]
