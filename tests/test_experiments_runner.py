@@ -127,3 +127,45 @@ def test_saved_agent_and_results_share_the_json_writer():
     from jsurgery.rl import agent, command
 
     assert agent.write_json is files.write_json and command.write_json is files.write_json
+
+
+def _axes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots()
+
+
+def test_plot_range_follows_the_bands_not_a_single_seed():
+    fig, ax = _axes()
+    x = np.arange(5)
+    curves = np.tile(np.linspace(0, 1, 5), (20, 1)) + 0.01 * np.arange(20)[:, None]
+    curves[0, 2] = -1200.0  # one seed's dip
+    low, high = report.draw_curves(ax, x, curves, colour="tab:blue", label="arm")
+    report.fit_to_bands(ax, [(low, high)])
+    bottom, top = ax.get_ylim()
+    assert low < 0 and bottom > -1200 / 2  # the dip widens the band, the range does not follow
+    assert bottom <= low and top >= high and top - bottom < 1.2 * (high - low)
+    mean, *_ = [line for line in ax.lines if line.get_label() == "arm"]
+    np.testing.assert_allclose(mean.get_ydata(), curves.mean(axis=0))
+    assert sum(line.get_alpha() is not None and line.get_alpha() < 0.5 for line in ax.lines) == 20
+
+
+def test_difference_panel_shows_each_arm_vs_scratch_with_its_interval(tmp_path):
+    results = runner.run_experiment(
+        FakeExperiment(), seeds=3, protocol="original", out=tmp_path, progress=False, plot=False
+    )
+    fig, ax = _axes()
+    report.draw_differences(ax, results)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["transplant", "preserving", "naive-load"]
+    for arm in labels:
+        auc = results["comparisons"][f"{arm}_vs_scratch"]["auc"]
+        bars = [
+            c for c in ax.collections if np.allclose(
+                c.get_segments()[0][:, 0], [auc["ci_low"], auc["ci_high"]]
+            )
+        ]
+        assert bars, arm  # an error bar spans the arm's AUC interval

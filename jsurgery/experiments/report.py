@@ -18,12 +18,15 @@ COLOURS = {
 }
 OTHER_COLOURS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
 
-#: Size of ``curves.png`` in inches and its resolution: 1000 x 600 pixels.
-FIGSIZE = (10, 6)
+#: Size of ``curves.png`` in inches and its resolution: 1400 x 600 pixels.
+FIGSIZE = (14, 6)
 DPI = 100
 
 #: Arms shown in the README table, in order.
 TABLE_ARMS = ("transplant", "preserving", "naive-load")
+
+#: Bootstrap resamples for the plotted bands (the tables use :data:`statistics.RESAMPLES`).
+PLOT_RESAMPLES = 2000
 
 
 def arm_colour(arm: str, arms) -> str:
@@ -33,8 +36,95 @@ def arm_colour(arm: str, arms) -> str:
     return OTHER_COLOURS[others.index(arm) % len(OTHER_COLOURS)]
 
 
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw_curves(ax, x, curves, *, colour: str, label: str, linestyle: str = "-"):
+    """One group of runs on ``ax``: the mean over seeds as a line, its 95% bootstrap interval as a
+    band, and each seed as a faint thin line.
+
+    Points where a seed has no value (``NaN``, e.g. before its first finished episode) get no mean
+    and no band.
+
+    Args:
+        ax: a matplotlib axis.
+        x: ``(points,)`` positions.
+        curves: ``(seeds, points)`` values.
+        colour, label, linestyle: of the mean line (the band and the seeds share the colour).
+
+    Returns:
+        ``(low, high)``: the lowest and highest point of the band, for :func:`fit_to_bands`.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    curves = np.atleast_2d(np.asarray(curves, dtype=np.float64))
+    mean, low, high = (np.full(x.shape, np.nan) for _ in range(3))
+    complete = np.all(np.isfinite(curves), axis=0)
+    if complete.any():
+        m, lo, hi = statistics.bootstrap_mean(curves[:, complete], resamples=PLOT_RESAMPLES)
+        mean[complete], low[complete], high[complete] = m, lo, hi
+    for curve in curves:
+        ax.plot(x, curve, color=colour, linewidth=0.6, alpha=0.12, linestyle=linestyle)
+    ax.fill_between(x, low, high, color=colour, alpha=0.22, linewidth=0)
+    ax.plot(x, mean, color=colour, linewidth=2.2, label=label, linestyle=linestyle)
+    if not complete.any():
+        return np.nan, np.nan
+    return float(np.nanmin(low)), float(np.nanmax(high))
+
+
+def fit_to_bands(ax, bands, margin: float = 0.08) -> None:
+    """Sets the y-range to the union of the ``(low, high)`` bands plus ``margin`` of its height,
+    so that single seeds far outside the bands do not squash the means together."""
+    bands = np.asarray([b for b in bands if np.all(np.isfinite(b))], dtype=np.float64)
+    if not len(bands):
+        return
+    low, high = bands[:, 0].min(), bands[:, 1].max()
+    pad = margin * (high - low) if high > low else max(abs(high), 1.0) * margin
+    ax.set_ylim(low - pad, high + pad)
+
+
+def draw_differences(ax, results: dict) -> None:
+    """Each arm's difference from ``scratch`` with its 95% bootstrap interval: the area under the
+    curve (mean over training) as a circle, the final value as a square; filled when the interval
+    excludes zero. The zero line is ``scratch``."""
+    comparisons = results.get("comparisons", {})
+    arms = [a for a in results["arms"] if f"{a}_vs_scratch" in comparisons]
+    for row, arm in enumerate(arms):
+        colour = arm_colour(arm, results["arms"])
+        for metric, marker, shift in (("auc", "o", -0.13), ("final", "s", 0.13)):
+            c = comparisons[f"{arm}_vs_scratch"][metric]
+            mean = c["mean_difference"]
+            ax.errorbar(
+                mean,
+                row + shift,
+                xerr=[[mean - c["ci_low"]], [c["ci_high"] - mean]],
+                fmt=marker,
+                color=colour,
+                markerfacecolor=colour if c["significant"] else "white",
+                markersize=7,
+                capsize=3,
+                linewidth=1.8 if metric == "auc" else 1.0,
+            )
+    ax.axvline(0.0, color=COLOURS["scratch"], linewidth=1.2)
+    ax.set_yticks(range(len(arms)), arms)
+    ax.set_ylim(len(arms) - 0.5, -0.5)
+    ax.set_xlabel(f"difference from scratch, {results['y_label']}")
+    ax.set_title("vs scratch: mean and 95% CI\n(o AUC, s final; filled: CI excludes 0)")
+    ax.grid(axis="x", alpha=0.3)
+
+
 def plot_curves(results: dict, path: str | Path) -> Path:
-    """Draws every arm's mean curve with a shaded 95% bootstrap interval and thin per-seed lines.
+    """``curves.png`` of one experiment, two panels.
+
+    Left: every arm's mean curve with its 95% bootstrap band over seeds, single seeds faint, the
+    y-range set by the bands (``old`` is dashed: it ran on the old task). Right: each surgery arm's
+    difference from ``scratch`` in area under the curve and in final value, with the 95% bootstrap
+    intervals of ``results["comparisons"]``.
 
     Args:
         results: the content of ``results.json``.
@@ -43,37 +133,81 @@ def plot_curves(results: dict, path: str | Path) -> Path:
     Returns:
         The path written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     path = Path(path)
     arms = results["arms"]
-    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    fig, (ax, diff_ax) = plt.subplots(
+        1, 2, figsize=FIGSIZE, dpi=DPI, gridspec_kw={"width_ratios": [2.3, 1]}
+    )
+    bands = []
     for name, arm in arms.items():
-        colour = arm_colour(name, arms)
-        x = np.asarray(arm["x"])
-        curves = np.asarray(arm["curves"])
-        for curve in curves:
-            ax.plot(x, curve, color=colour, linewidth=0.5, alpha=0.25)
-        mean, low, high = statistics.bootstrap_mean(curves, resamples=2000)
-        ax.fill_between(x, low, high, color=colour, alpha=0.2, linewidth=0)
-        label = name
-        if name != "old":
-            label += f" (AUC {np.mean(arm['auc']):.3g})"
-        ax.plot(x, mean, color=colour, linewidth=2, label=label)
+        label = name if name == "old" else f"{name} (AUC {np.mean(arm['auc']):.3g})"
+        bands.append(
+            draw_curves(
+                ax,
+                arm["x"],
+                arm["curves"],
+                colour=arm_colour(name, arms),
+                label=label,
+                linestyle="--" if name == "old" else "-",
+            )
+        )
+    fit_to_bands(ax, bands)
     ax.set_xlabel(results["x_label"])
     ax.set_ylabel(results["y_label"])
     ax.set_title(
-        f"{results['experiment']} ({results['protocol']} protocol, {results['seeds']} seeds; "
-        f"mean and 95% CI)"
+        f"{results['experiment']} ({results['protocol']} protocol, {results['seeds']} seeds): "
+        "mean, 95% CI band, faint seeds"
     )
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
+    draw_differences(diff_ax, results)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def plot_training(summary: dict, path: str | Path) -> Path:
+    """``curves.png`` of ``jsurgery train``: training-episode and greedy-evaluation returns, each
+    the mean over seeds with its 95% bootstrap band and faint single seeds, on one y-range set by
+    the bands.
+
+    Args:
+        summary: the content of ``metrics.json`` (see :func:`jsurgery.rl.command.result_metrics`).
+        path: where to write the PNG.
+
+    Returns:
+        The path written.
+    """
+    plt = _pyplot()
+    path = Path(path)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    panels = (
+        (axes[0], summary["episode_steps"], summary["episode_return"], "training episodes"),
+        (axes[1], summary["eval_steps"], summary["eval_return"], "greedy evaluation"),
+    )
+    bands = []
+    for axis, steps, curves, title in panels:
+        values = np.array([[np.nan if v is None else v for v in row] for row in curves], float)
+        bands.append(draw_curves(axis, steps, values, colour="tab:blue", label="mean, 95% CI"))
+        axis.set_title(title)
+        axis.set_xlabel("environment steps per seed")
+        axis.grid(alpha=0.3)
+    fit_to_bands(axes[0], bands)
+    axes[0].set_ylabel("return")
+    axes[1].legend(loc="best", fontsize="small")
+    obs = ", ".join(summary["obs_ids"])
+    actions = ", ".join(summary["action_ids"])
+    fig.suptitle(
+        f"{summary['env_id']}, {len(summary['seeds'])} seeds, hidden {summary['config']['hidden']}"
+        f"\nobs: {obs}; actions: {actions}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from jsurgery.experiments.files import write_json
+from jsurgery.experiments.report import plot_training
 from jsurgery.rl.agent import AGENT_JSON, CHECKPOINT, SavedRun, load_run, save_agent
 from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.environments import make_env
@@ -19,7 +20,6 @@ from jsurgery.rl.runner import TrainResult, train_seeds
 __all__ = [
     "CommandError",
     "load_init_run",
-    "plot_curves",
     "result_metrics",
     "train_command",
     "train_config",
@@ -61,43 +61,6 @@ def result_metrics(result: TrainResult) -> dict[str, Any]:
         "episode_steps": metrics["episode_steps"][0, picked].tolist(),
         "episode_return": [[None if np.isnan(v) else float(v) for v in row] for row in episode],
     }
-
-
-def plot_curves(summary: dict[str, Any], path: str | os.PathLike) -> None:
-    """Training-episode and greedy-evaluation returns of every seed, with their mean."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    panels = (
-        (axes[0], summary["episode_steps"], summary["episode_return"], "training episodes"),
-        (axes[1], summary["eval_steps"], summary["eval_return"], "greedy evaluation"),
-    )
-    for axis, steps, curves, title in panels:
-        values = np.array([[np.nan if v is None else v for v in row] for row in curves], float)
-        for row in values:
-            axis.plot(steps, row, color="tab:blue", alpha=0.15, linewidth=0.8)
-        with np.errstate(all="ignore"):
-            axis.plot(
-                steps, np.nanmean(values, axis=0), color="tab:blue", linewidth=2, label="mean"
-            )
-        axis.set_title(title)
-        axis.set_xlabel("environment steps per seed")
-        axis.grid(alpha=0.3)
-    axes[0].set_ylabel("return")
-    axes[1].legend()
-    obs = ", ".join(summary["obs_ids"])
-    actions = ", ".join(summary["action_ids"])
-    fig.suptitle(
-        f"{summary['env_id']}, {len(summary['seeds'])} seeds, hidden {summary['config']['hidden']}"
-        f"\nobs: {obs}; actions: {actions}",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def load_init_run(directory: str | os.PathLike, argument: str = "--init") -> SavedRun:
@@ -270,7 +233,7 @@ def train_command(
     if init is not None:
         summary["init"] = str(init)
     write_json(out / "metrics.json", summary)
-    plot_curves(summary, out / "curves.png")
+    plot_training(summary, out / "curves.png")
     final = np.asarray(summary["final_eval_return"])
     start = np.asarray(summary["eval_return"])[:, 0]
     print(
