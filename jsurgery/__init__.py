@@ -6,16 +6,14 @@ Carry trained weights from an old network into a new architecture by unit IDs:
     new_params = jsurgery.transplant(old_params, new_template, plan)
 """
 
+from jsurgery.carry import transplant_carry
 from jsurgery.check import PreservationReport, check_preservation
 from jsurgery.errors import PlanError
 from jsurgery.init import PRESERVING, TRANSPLANT
-from jsurgery.leaves import AxisMap, LeafPlan
 from jsurgery.plan import Plan, make_plan
 from jsurgery.transplant import transplant, transplant_moments, transplant_state
 
 __all__ = [
-    "AxisMap",
-    "LeafPlan",
     "PRESERVING",
     "Plan",
     "PlanError",
@@ -24,6 +22,7 @@ __all__ = [
     "check_preservation",
     "make_plan",
     "transplant",
+    "transplant_carry",
     "transplant_moments",
     "transplant_state",
 ]

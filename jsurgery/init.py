@@ -41,31 +41,40 @@ Options of `make_plan` (each a string; `new_outputs` may also be a dict per new 
 
 from __future__ import annotations
 
+from types import MappingProxyType
+from typing import Literal, get_args
+
 import numpy as np
 
 from jsurgery.errors import PlanError
 
-NEW_INPUTS = ("template", "zeros")
-NEW_HIDDEN = ("template", "zero_fanout", "net2net")
-NEW_LAYERS = ("identity", "identity_corner", "template")
-NEW_OUTPUTS = ("template", "zeros", "mean", "pessimistic")
+NewInputs = Literal["template", "zeros"]
+NewHidden = Literal["template", "zero_fanout", "net2net"]
+NewLayers = Literal["identity", "identity_corner", "template"]
+NewOutputs = Literal["template", "zeros", "mean", "pessimistic"]
+
+NEW_INPUTS: tuple[str, ...] = get_args(NewInputs)
+NEW_HIDDEN: tuple[str, ...] = get_args(NewHidden)
+NEW_LAYERS: tuple[str, ...] = get_args(NewLayers)
+NEW_OUTPUTS: tuple[str, ...] = get_args(NewOutputs)
 
 #: The original recipe: copy by IDs, new units keep the template's init, inserted layers identity.
-TRANSPLANT = {
+#: Read-only; pass it as `**jsurgery.TRANSPLANT` (or `{**jsurgery.TRANSPLANT, ...}` to change one).
+TRANSPLANT = MappingProxyType({
     "new_inputs": "template",
     "new_hidden": "template",
     "new_layers": "identity",
     "new_outputs": "template",
-}
+})
 
 #: Function-preserving choices: new inputs read nothing, new hidden units are Net2Net copies,
-#: inserted layers are identities, new outputs start below the old ones.
-PRESERVING = {
+#: inserted layers are identities, new outputs start below the old ones. Read-only.
+PRESERVING = MappingProxyType({
     "new_inputs": "zeros",
     "new_hidden": "net2net",
     "new_layers": "identity",
     "new_outputs": "pessimistic",
-}
+})
 
 ZERO_WARNING = (
     "zero-initialised new Q-output is likely to be picked by argmax under negative rewards"
