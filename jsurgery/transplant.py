@@ -7,98 +7,10 @@ from collections.abc import Sequence
 from functools import partial
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
-from jsurgery import trees
+from jsurgery import gather, trees
 from jsurgery.errors import PlanError
-from jsurgery.leaves import LeafPlan
 from jsurgery.plan import Plan
-
-
-def _mask(amap_masks, shape) -> jax.Array | None:
-    """OR of per-axis position masks, broadcast to `shape` inside the computation (the full-size
-    mask is never a constant)."""
-    out = None
-    for axis, m in amap_masks:
-        if m is None or not m.any():
-            continue
-        b = jnp.asarray(np.reshape(m, [-1 if a == axis % len(shape) else 1
-                                       for a in range(len(shape))]))
-        out = b if out is None else (out | b)
-    return out
-
-
-def _gather(x, idx: np.ndarray, axis: int):
-    """`take(x, idx, axis)` with -1 read as anything; an identity prefix is sliced, a tail of -1
-    padded, so the common cases (units appended, units dropped) cost one copy."""
-    n = len(idx)
-    ident = idx == np.arange(n)
-    m = n if ident.all() else int(np.argmin(ident))
-    parts = []
-    if m:
-        parts.append(jax.lax.slice_in_dim(x, 0, m, axis=axis))
-    rest = idx[m:]
-    if len(rest):
-        missing = rest < 0
-        k = len(rest) if missing.all() else len(rest) - int(np.argmin(missing[::-1]))
-        k = k if missing[len(rest) - k:].all() else 0
-        if k < len(rest):
-            parts.append(jnp.take(x, np.maximum(rest[: len(rest) - k], 0), axis=axis,
-                                  mode="clip"))
-        if k:
-            parts.append(jnp.zeros([k if a == axis else d for a, d in enumerate(x.shape)],
-                                   x.dtype))
-    return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=axis)
-
-
-def _leaf(lp: LeafPlan, old, tmpl, key, mode: str, noise_scale: float):
-    dtype = tmpl.dtype
-    if lp.source == "template":
-        return jnp.zeros_like(tmpl) if mode == "moments" else tmpl
-    if lp.source == "identity":
-        zeros = jnp.zeros(lp.shape, dtype)
-        if mode == "moments" or not lp.identity:
-            return zeros
-        return zeros.at[lp.identity].set(jnp.ones((), dtype))
-    x = old
-    ndim = len(lp.shape)
-    undefined, zero, noise = [], [], []
-    for am in lp.axes:
-        axis = am.axis % ndim
-        idx = am.src if mode == "moments" else am.idx
-        mean_pos = None if mode == "moments" else am.mean
-        m = jnp.mean(x, axis=axis, keepdims=True) if mean_pos is not None else None
-        x = _gather(x, idx, axis)
-        if m is not None:
-            shape = [-1 if a == axis else 1 for a in range(ndim)]
-            x = jnp.where(np.reshape(mean_pos, shape), m, x)
-        if am.mul is not None and mode != "moments":
-            shape = [-1 if a == axis else 1 for a in range(ndim)]
-            x = x * jnp.asarray(np.reshape(am.mul, shape), x.dtype)
-        defined = idx >= 0
-        if mean_pos is not None:
-            defined = defined | mean_pos
-        undefined.append((axis, ~defined if not defined.all() else None))
-        zero.append((axis, am.zero))
-        noise.append((axis, am.noise))
-    x = x.astype(dtype)
-    if mode == "moments":
-        missing = _mask(undefined, lp.shape)
-        return x if missing is None else jnp.where(missing, jnp.zeros((), dtype), x)
-    if lp.offset is not None:
-        x = x + jnp.asarray(lp.offset, dtype)
-    noisy = _mask(noise, lp.shape)
-    if noisy is not None and key is not None:
-        eps = noise_scale * jax.random.normal(key, lp.shape, dtype)
-        x = jnp.where(noisy, x * (1 + eps), x)
-    missing = _mask(undefined, lp.shape)
-    if missing is not None:
-        x = jnp.where(missing, tmpl, x)
-    zeroed = _mask(zero, lp.shape)
-    if zeroed is not None:
-        x = jnp.where(zeroed, jnp.zeros((), dtype), x)
-    return x
 
 
 @partial(jax.jit, static_argnums=(0, 1, 4))
@@ -108,7 +20,7 @@ def _apply(plan: Plan, mode: str, old_leaves: tuple, tmpl_leaves: tuple, shardin
     for i, (lp, tmpl) in enumerate(zip(plan.leaves, tmpl_leaves, strict=True)):
         old = old_leaves[lp.old_index] if lp.old_index >= 0 else None
         key = jax.random.fold_in(base, i) if plan.noise else None
-        x = _leaf(lp, old, tmpl, key, mode, plan.noise)
+        x = gather.new_leaf(lp, old, tmpl, key, mode == "moments", plan.noise)
         if shardings[i] is not None:
             x = jax.lax.with_sharding_constraint(x, shardings[i])
         out.append(x)
