@@ -38,6 +38,10 @@ class Graph:
         cross: `{node: [(primitive, source)]}` operations that mix the units of a space.
         opaque: `{node: (primitive, source)}` operations the planner cannot follow.
         out_tree: the pytree structure of the function's output.
+        carry_leaves: how many leaves the function's carry has (its first argument, returned
+            as the first of two outputs: a recurrent cell's step), 0 for none.
+        carried: the nodes of the carry's axes, once tied across the step
+            (`jsurgery.carry.tie_carry`).
     """
 
     parent: list = field(default_factory=list)
@@ -53,6 +57,8 @@ class Graph:
     cross: dict = field(default_factory=dict)
     opaque: dict = field(default_factory=dict)
     out_tree: object = None
+    carry_leaves: int = 0
+    carried: list = field(default_factory=list)
 
     def node(self, size: int) -> int:
         """A new node for an axis of `size` entries."""

@@ -15,14 +15,16 @@ class UnitMaps:
     """The `SpaceMap` of every new unit space, built on first use with the space's policy."""
 
     def __init__(self, corr, given_old, given_new, input_roots, output_roots, options,
-                 warnings):
+                 warnings, carried_roots=frozenset()):
         self.old, self.new = corr.old, corr.new
         self.corr, self.given_old, self.given_new = corr, given_old, given_new
         self.options, self.warnings = options, warnings
         g = self.new.graph
         self.inputs = set(input_roots)
         self.outputs = set(output_roots)
-        self.units = g.param_spaces() | self.inputs | self.outputs | set(given_new)
+        self.carried = set(carried_roots)
+        self.units = g.param_spaces() | self.inputs | self.outputs | set(given_new) | \
+            self.carried
         self.maps: dict = {}
         self.labels: dict = {}
 
@@ -37,7 +39,9 @@ class UnitMaps:
         old_ids = unit_ids(self.given_old, o, self.old.graph.size[o], "an old space")
         src = ids.index_of(new_ids, old_ids)
         opt = self.options
-        if root in self.outputs:
+        if root in self.carried:
+            sm = policies.carried_space(src, len(old_ids), opt["new_hidden"])
+        elif root in self.outputs:
             sm = policies.output_space(src, old_ids, new_ids, opt, self.warnings, label)
         elif root in self.inputs:
             sm = policies.input_space(src, len(old_ids), opt["new_inputs"])

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from jsurgery import ids, trees
+from jsurgery.carry import carried_roots, check_same_carry, check_stays_zero, tie_carry
 from jsurgery.errors import PlanError
 from jsurgery.graph import WINDOW
 from jsurgery.graph_match import GraphLayer, ambiguity, candidate_matchings
@@ -32,6 +33,8 @@ class Traced:
     side: Side
     paths: list  # graph leaf index -> path tuple
     layers: list  # GraphLayer, in order of first use
+    fn: Callable | None = None  # fn(leaves, *args), leaves in graph order
+    leaves: list | None = None  # the leaves fn takes
 
 
 def _function(tree, apply: Callable | None, arg: str):
@@ -61,8 +64,9 @@ def trace_side(tree, apply, example: tuple, arg: str, name: str) -> Traced:
     leaves, paths, fn = _function(tree, apply, arg)
     graph = trace(fn, leaves, tuple(example), name)
     side = Side(graph, [trees.path_str(p) for p in paths], name)
+    tie_carry(side)
     _refuse_opaque(side)
-    return Traced(flat, side, paths, _layers(flat, side, paths))
+    return Traced(flat, side, paths, _layers(flat, side, paths), fn, leaves)
 
 
 def _layers(flat: trees.FlatTree, side: Side, paths: list) -> list:
@@ -372,6 +376,18 @@ def _choose_matching(old: Traced, new: Traced, layers):
     return best[0][1], how, best[0][2], best[0][3]
 
 
+def _check_carry(new: Traced, units, leaf_plans: list, example: tuple, in_specs: tuple) -> None:
+    """With zero-in carried spaces that have new units, one step on random weights must keep
+    those units at zero (`jsurgery.carry.check_stays_zero`)."""
+    g = new.side.graph
+    grown = [r for r in units.carried if r in units.maps and units.maps[r].write_zero is not None]
+    if not g.carry_leaves or not grown:
+        return
+    by_path = {lp.path: lp for lp in leaf_plans}
+    check_stays_zero(new.fn, [(tuple(x.shape), x.dtype) for x in new.leaves],
+                     [by_path[p] for p in new.paths], example, in_specs, g.carry_leaves)
+
+
 def build(old_tree, new_tree, *, apply, example, inputs, outputs, layers, hidden, options: dict,
           allow_dtype_change: bool) -> dict:
     """The fields of a `Plan` made from the traced graphs of the old and new functions."""
@@ -381,6 +397,7 @@ def build(old_tree, new_tree, *, apply, example, inputs, outputs, layers, hidden
     old_ex, new_ex = _examples(example)
     old = trace_side(old_tree, old_fn, old_ex, "old", "old")
     new = trace_side(new_tree, new_fn, new_ex, "new_template", "new")
+    check_same_carry(old.side, new.side)
     given_old, given_new, in_specs, out_specs = io_ids(old, new, inputs, outputs)
     layer_map, how, pairs, corr = _choose_matching(old, new, layers)
     hidden_ids(old, new, layer_map, hidden, given_old, given_new)
@@ -391,9 +408,11 @@ def build(old_tree, new_tree, *, apply, example, inputs, outputs, layers, hidden
     output_roots = {new.side.root(n) for n, _ in
                     (output_axis(new.side, k) for k in range(len(new.side.graph.output_axes)))
                     if n is not None}
-    units = UnitMaps(corr, given_old, given_new, input_roots, output_roots, options, warnings)
+    units = UnitMaps(corr, given_old, given_new, input_roots, output_roots, options, warnings,
+                     carried_roots(new.side))
     leaves = _leaf_plans(old, new, pairs, units, layer_map, layers, options, allow_dtype_change)
     units.cross_warnings()
+    _check_carry(new, units, leaves, new_ex, in_specs)
     mapped = {v for v in layer_map.values() if v is not None}
     dropped = [layer.path for layer in old.layers if layer.path not in mapped]
     if dropped:

@@ -59,6 +59,23 @@ def hidden_space(src: np.ndarray, n_old: int, new_hidden: str, noise: float,
     return sm
 
 
+def carried_space(src: np.ndarray, n_old: int, new_hidden: str) -> SpaceMap:
+    """Hidden units of a recurrent cell's carry: with "net2net" (the preserving choice) new units
+    get zero incoming weights and biases in every gate and template outgoing weights, so from a
+    carry that is zero on them (a new episode, or `transplant_carry`) they stay exactly zero and
+    every step matches the old cell (Net2Net replicas would need their carry replicated too);
+    "zero_fanout" and "template" as for any hidden space."""
+    if new_hidden == "template":
+        return _base(src, n_old, "template in, template out")
+    sm = _base(src, n_old, "template in, zero out")
+    if new_hidden == "zero_fanout":
+        sm.read_zero = _new(src)
+        return sm
+    sm.write_zero = _new(src)
+    sm.how = "zero in, template out: stays 0 (carried)"
+    return sm
+
+
 def output_space(src: np.ndarray, old_ids: tuple, new_ids: tuple, options: dict,
                  warnings: list, label: str) -> SpaceMap:
     """Output units (actions, classes): `new_outputs` per new unit; readers of a new output (a

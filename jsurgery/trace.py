@@ -97,8 +97,7 @@ class _Walker:
     def equation(self, eqn) -> None:
         self.step += 1
         for v in eqn.invars:
-            if not isinstance(v, jcore.Literal) and v in self.origin:
-                leaf = self.origin[v][1]
+            for _, leaf in self.origins(v):
                 if self.g.first_use[leaf] is None:
                     self.g.first_use[leaf] = self.step
         name = eqn.primitive.name
@@ -119,22 +118,30 @@ class _Walker:
                 rule = _opaque
         rule(self, eqn, where)
 
-    def leaf_axes(self, v) -> list | None:
-        """Per axis of `v`, the tuple of leaf axes it holds, when `v` views a parameter."""
-        return self.origin[v][0] if not isinstance(v, jcore.Literal) and v in self.origin else None
+    def origins(self, v) -> list:
+        """`[(per axis of v: the tuple of leaf axes it holds, leaf), ...]`: the parameter leaves
+        `v` views (several for a concatenation of kernels)."""
+        if isinstance(v, jcore.Literal):
+            return []
+        return self.origin.get(v, [])
 
-    def set_origin(self, out, src, per_axis: list) -> None:
-        if src is not None and not isinstance(src, jcore.Literal) and src in self.origin:
-            self.origin[out] = (per_axis, self.origin[src][1])
+    def leaf_axes(self, v) -> list | None:
+        """Per axis of `v`, the tuple of leaf axes it holds, when `v` views one parameter."""
+        found = self.origins(v)
+        return found[0][0] if found else None
+
+    def view(self, out, src, source_axes: list) -> None:
+        """Records that `out` views the leaves `src` views; `source_axes[j]` lists the axes of
+        `src` that axis j of `out` holds."""
+        for per_axis, leaf in self.origins(src):
+            mapped = [tuple(x for k in ks for x in per_axis[k]) for ks in source_axes]
+            self.origin.setdefault(out, []).append((mapped, leaf))
 
     def set_role(self, v, axis: int, role: str) -> None:
-        axes = self.leaf_axes(v)
-        if axes is None:
-            return
-        leaf = self.origin[v][1]
-        for a in axes[axis]:
-            if self.g.leaf_roles[leaf][a] != READ:
-                self.g.leaf_roles[leaf][a] = role
+        for per_axis, leaf in self.origins(v):
+            for a in per_axis[axis]:
+                if self.g.leaf_roles[leaf][a] != READ:
+                    self.g.leaf_roles[leaf][a] = role
 
 
 def _shape(v) -> tuple:
@@ -155,9 +162,9 @@ def _elementwise(w: _Walker, eqn, where: str) -> None:
     name = eqn.primitive.name
     for v in eqn.invars:
         if name in _VIEWS:
-            w.set_origin(out, v, w.leaf_axes(v))
-        if name in _ADDITIVE and w.leaf_axes(v) is not None:
-            w.g.additive.add(w.origin[v][1])
+            w.view(out, v, [[a] for a in range(len(shape))])
+        if name in _ADDITIVE:
+            w.g.additive.update(leaf for _, leaf in w.origins(v))
         if not isinstance(v, jcore.Literal) and v in w.values:
             w.values[out] = w.values[v]
 
@@ -223,8 +230,7 @@ def _reshape(w: _Walker, eqn, where: str) -> None:
         return
     ai = [k for k in range(len(a)) if a[k] != 1]
     bi = [k for k in range(len(b)) if b[k] != 1]
-    origin = w.leaf_axes(v)
-    per_axis: list = [() for _ in b]
+    source: list = [[] for _ in b]
     i = j = 0
     while i < len(ai) and j < len(bi):
         gi, gj = [ai[i]], [bi[j]]
@@ -238,10 +244,9 @@ def _reshape(w: _Walker, eqn, where: str) -> None:
                 gj.append(bi[j])
                 pb, j = pb * b[bi[j]], j + 1
         _group(w, [ins[k] for k in gi], [nodes[k] for k in gj], where, eqn)
-        if origin is not None and len(gj) == 1:
-            per_axis[gj[0]] = tuple(x for k in gi for x in origin[k])
-    if origin is not None:
-        w.set_origin(out, v, per_axis)
+        if len(gj) == 1:
+            source[gj[0]] = gi
+    w.view(out, v, source)
 
 
 def _expand_or_squeeze(w: _Walker, v, out, ins: list, nodes: list, n: int, where: str) -> None:
@@ -250,9 +255,7 @@ def _expand_or_squeeze(w: _Walker, v, out, ins: list, nodes: list, n: int, where
     da, db = len(ins) - n, len(nodes) - n
     for k in range(n):
         w.g.tie(ins[da + k], nodes[db + k], where)
-    origin = w.leaf_axes(v)
-    if origin is not None:
-        w.set_origin(out, v, [()] * db + list(origin[da:]))
+    w.view(out, v, [[]] * db + [[da + k] for k in range(n)])
 
 
 def _group(w: _Walker, ins: list, outs: list, where: str, eqn) -> None:
@@ -272,24 +275,19 @@ def _squeeze(w: _Walker, eqn, where: str) -> None:
     dims = {d % len(_shape(v)) for d in eqn.params["dimensions"]}
     keep = [a for a in range(len(_shape(v))) if a not in dims]
     w.nodes[out] = [w.of(v)[a] for a in keep]
-    origin = w.leaf_axes(v)
-    if origin is not None:
-        w.set_origin(out, v, [origin[a] for a in keep])
+    w.view(out, v, [[a] for a in keep])
 
 
 def _broadcast_in_dim(w: _Walker, eqn, where: str) -> None:
     v, out = eqn.invars[0], eqn.outvars[0]
     shape, dims = _shape(out), eqn.params["broadcast_dimensions"]
     nodes = w.fresh(out)
-    origin = w.leaf_axes(v)
-    per_axis: list = [() for _ in shape]
+    source: list = [[] for _ in shape]
     for a, d in enumerate(dims):
         if _shape(v)[a] == shape[d]:
             nodes[d] = w.of(v)[a]
-            if origin is not None:
-                per_axis[d] = origin[a]
-    if origin is not None:
-        w.set_origin(out, v, per_axis)
+            source[d] = [a]
+    w.view(out, v, source)
     if not isinstance(v, jcore.Literal) and v in w.values:
         w.values[out] = w.values[v]
 
@@ -298,15 +296,14 @@ def _transpose(w: _Walker, eqn, where: str) -> None:
     (v,), (out,) = eqn.invars, eqn.outvars
     perm = eqn.params["permutation"]
     w.nodes[out] = [w.of(v)[p] for p in perm]
-    origin = w.leaf_axes(v)
-    if origin is not None:
-        w.set_origin(out, v, [origin[p] for p in perm])
+    w.view(out, v, [[p] for p in perm])
 
 
 def _concatenate(w: _Walker, eqn, where: str) -> None:
     d = eqn.params["dimension"]
     out = w.fresh(eqn.outvars[0])
     for v in eqn.invars:
+        w.view(eqn.outvars[0], v, [[a] for a in range(len(out))])
         for a, n in enumerate(w.of(v)):
             if a != d:
                 w.g.tie(n, out[a], where)
@@ -480,7 +477,7 @@ def _scan(w: _Walker, eqn, where: str) -> None:
     x_inner = jaxpr.invars[n_consts + n_carry:]
     for inner, outer in zip(x_inner, xs, strict=True):
         w.nodes[inner] = w.of(outer)[1:]
-        w.set_origin(inner, outer, (w.leaf_axes(outer) or [()])[1:])
+        w.view(inner, outer, [[a] for a in range(1, len(_shape(outer)))])
     body = consts + carry + list(x_inner)
     if isinstance(p["jaxpr"], jcore.ClosedJaxpr):
         for c in p["jaxpr"].jaxpr.constvars:
@@ -559,7 +556,7 @@ def trace(fn: Callable, leaves: list, args: tuple, arg: str) -> Graph:
     for i, v in enumerate(jaxpr.invars):
         walker.fresh(v)
         if i < n:
-            walker.origin[v] = ([(a,) for a in range(len(v.aval.shape))], i)
+            walker.origin[v] = [([(a,) for a in range(len(v.aval.shape))], i)]
         elif jax.numpy.issubdtype(v.aval.dtype, jax.numpy.integer):
             walker.values[v] = i - n
     for eqn in jaxpr.eqns:
@@ -568,4 +565,19 @@ def trace(fn: Callable, leaves: list, args: tuple, arg: str) -> Graph:
     g.input_axes = [walker.of(v) for v in jaxpr.invars[n:]]
     g.output_axes = [walker.of(v) for v in jaxpr.outvars]
     g.out_tree = jax.tree_util.tree_structure(out_shape)
+    g.carry_leaves = _carry_leaves(tuple(args), out_shape)
     return g
+
+
+def _carry_leaves(args: tuple, out) -> int:
+    """The number of leaves of a carry: `fn(carry, x, ...) -> (carry, y)` with the returned
+    carry of the same structure, shapes and dtypes as the argument (the Flax cell convention);
+    0 when the function has no such carry."""
+    if len(args) < 2 or not isinstance(out, (tuple, list)) or len(out) != 2:
+        return 0
+    arg, ret = jax.tree_util.tree_flatten(args[0]), jax.tree_util.tree_flatten(out[0])
+    if arg[1] != ret[1] or not arg[0]:
+        return 0
+    same = all(tuple(a.shape) == tuple(r.shape) and a.dtype == r.dtype
+               for a, r in zip(arg[0], ret[0], strict=True))
+    return len(arg[0]) if same else 0
