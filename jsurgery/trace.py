@@ -23,7 +23,7 @@ add sub mul div rem pow max min nextafter atan2 and or xor not neg sign floor ce
 exp exp2 log log1p expm1 tanh logistic sin cos tan asin acos atan sinh cosh asinh acosh atanh sqrt
 rsqrt cbrt square integer_pow abs erf erfc erf_inv lgamma digamma convert_element_type copy copy_p
 select_n clamp eq ne lt le gt ge shift_left shift_right_logical shift_right_arithmetic
-population_count imag real conj complex add_any reduce_precision igamma polygamma
+population_count imag real conj complex add_any reduce_precision igamma polygamma stop_gradient
 """.split())
 _VIEWS = frozenset({"convert_element_type", "copy", "copy_p", "reduce_precision"})
 _ADDITIVE = frozenset({"add", "sub", "add_any"})
@@ -187,10 +187,15 @@ def _dot_general(w: _Walker, eqn, where: str) -> None:
     lhs, rhs = eqn.invars
     (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
     ln, rn = w.of(lhs), w.of(rhs)
+    weighted = bool(w.origins(lhs) or w.origins(rhs))
     for a, b in zip(lc, rc, strict=True):
         w.g.tie(ln[a], rn[b], where)
         w.set_role(lhs, a, READ)
         w.set_role(rhs, b, READ)
+        if not weighted:
+            w.g.mark_cross(ln[a], "dot_general of two activations (attention logits q.k sum "
+                           "over head_dim, and their 1/sqrt(head_dim) scale moves with it)",
+                           where)
     for a, b in zip(lb, rb, strict=True):
         w.g.tie(ln[a], rn[b], where)
     lfree = [a for a in range(len(ln)) if a not in lc and a not in lb]
