@@ -131,6 +131,8 @@ def _one_line(error: BaseException) -> str:
 
 
 def _run(args: argparse.Namespace) -> None:
+    if args.command in ("train", "surgery"):
+        import orbax.checkpoint  # noqa: F401  (runs are saved with it: fail before training)
     if args.command == "train":
         from jsurgery.rl.command import train_command
 

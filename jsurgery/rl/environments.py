@@ -44,7 +44,8 @@ def _gymnax(env_id: str) -> Callable[[], tuple[Any, Any]]:
                 "install it with `pip install gymnax`"
             ) from None
         try:
-            return gymnax.make(env_id)
+            with jax.numpy_dtype_promotion("standard"):  # some gymnax envs mix ints and floats
+                return gymnax.make(env_id)
         except Exception as error:  # e.g. MNISTBandit downloading its data set offline
             raise ValueError(
                 f"`env_id`: gymnax could not build {env_id!r}: {type(error).__name__}: "
@@ -190,8 +191,9 @@ class IdEnv:
     ):
         self.env_id = spec.env_id
         self.env, self.env_params = spec.build()
-        num_actions = _discrete_actions(spec.env_id, self.env, self.env_params)
-        space = self.env.observation_space(self.env_params)
+        with jax.numpy_dtype_promotion("standard"):
+            num_actions = _discrete_actions(spec.env_id, self.env, self.env_params)
+            space = self.env.observation_space(self.env_params)
         self.raw_obs_shape = tuple(int(n) for n in space.shape)
         self.obs_shape = _observation_shape(self.raw_obs_shape)
         width = self.obs_shape[-1]

@@ -129,7 +129,11 @@ def surgery_command(
         config, state, plan = transplant_run(run, env, hidden, recipe)
     except jsurgery.PlanError as error:
         reason = " ".join(str(error).split())
-        raise CommandError(f"--recipe {recipe} does not fit this change: {reason}") from None
+        raise CommandError(
+            f"--recipe {recipe} does not fit this change: {reason} (the command line passes no "
+            "make_plan options: change --hidden so that one layer matching is the smallest, "
+            "e.g. insert a layer of a width the others do not have, or plan in Python)"
+        ) from None
     print(plan)
     save_agent(out, config, env, state, run.seeds)
     old_return = greedy_returns(run.config, run.env, run.state["params"], run.seeds)

@@ -1,0 +1,90 @@
+"""Every bad command-line argument: one line naming the problem and the fix, exit status 2."""
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from jsurgery.cli import main
+from jsurgery.rl import DQNConfig, QNetwork, make_env, make_optimizer, save_agent
+
+
+def run_cli(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as error:  # argparse
+        code = error.code
+    captured = capsys.readouterr()
+    return code, captured.err.strip()
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    """An untrained CartPole run on ``x_dot, theta``, hidden (8, 8), seeds 0 and 1 (no training)."""
+    env = make_env("CartPole-v1", obs=["x_dot", "theta"])
+    config = DQNConfig(hidden=(8, 8))
+    network = QNetwork.for_config(config, env.num_actions)
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    params = jax.vmap(lambda k: network.init(k, jnp.zeros((1, env.num_obs))))(keys)
+    state = {"params": params, "target_params": params,
+             "opt_state": jax.vmap(make_optimizer(config).init)(params)}  # fmt: skip
+    return save_agent(tmp_path_factory.mktemp("runs") / "run", config, env, state)
+
+
+CASES = [
+    (["train", "Foo-v0", "--out", "{out}"], "unknown environment 'Foo-v0'"),
+    (["train", "Pendulum-v1", "--out", "{out}"], "continuous-action gymnax environments"),
+    (["train", "CartPole-v1", "--obs", "x,y", "--out", "{out}"], "unknown names ['y']"),
+    (["train", "CartPole-v1", "--steps", "1234", "--out", "{out}"], "use e.g. --steps 1250"),
+    (["train", "CartPole-v1", "--steps", "0", "--out", "{out}"], "expected a positive integer"),
+    (["train", "CartPole-v1", "--hidden", "a,b", "--out", "{out}"], "such as 64,64"),
+    (["train", "CartPole-v1", "--seeds", "-1", "--out", "{out}"], "expected a positive integer"),
+    (["train", "CartPole-v1", "--exploration-start", "2", "--out", "{out}"], "in [0, 1]"),
+    (["train", "CartPole-v1", "--learning-rate", "-1", "--out", "{out}"], "positive number"),
+    (["train", "CartPole-v1"], "the following arguments are required: --out"),
+    (["train", "CartPole-v1", "--init", "{missing}", "--out", "{out}"], "no such directory"),
+    (["train", "CartPole-v1", "--init", "{empty}", "--out", "{out}"], "not a saved run"),
+    (["train", "Acrobot-v1", "--init", "{run}", "--out", "{out}"],
+     "trained on CartPole-v1, not Acrobot-v1"),
+    (["train", "CartPole-v1", "--init", "{run}", "--obs", "x,theta", "--out", "{out}"],
+     "drop --obs"),
+    (["train", "CartPole-v1", "--init", "{run}", "--seeds", "3", "--out", "{out}"],
+     "holds 2 seeds"),
+    (["train", "CartPole-v1", "--init", "{run}", "--hidden", "16", "--out", "{out}"],
+     "drop --hidden"),
+    (["surgery", "{empty}", "--out", "{out}"], "RUN_DIR {empty}: not a saved run"),
+    (["surgery", "{run}", "--obs", "x,speed", "--out", "{out}"], "unknown names ['speed']"),
+    (["surgery", "{run}", "--actions", "left,left", "--out", "{out}"], "appear twice"),
+    (["surgery", "{run}", "--recipe", "magic", "--out", "{out}"], "invalid choice: 'magic'"),
+    (["surgery", "{run}", "--hidden", "8,8,8", "--out", "{out}"],
+     "does not fit this change: the layers can be matched in more than one"),
+    (["surgery", "{run}", "--out", "{run}"], "is the run being read"),
+    (["run", "no-such-experiment"], "unknown experiment 'no-such-experiment'"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv, message", CASES, ids=[" ".join(c[0][:2]) + f"-{i}"
+                                                      for i, c in enumerate(CASES)])  # fmt: skip
+def test_bad_argument_is_one_line_and_status_2(argv, message, saved_run, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    paths = {"out": tmp_path / "out", "missing": tmp_path / "missing",
+             "empty": tmp_path / "empty", "run": saved_run}  # fmt: skip
+    argv = [arg.format(**paths) for arg in argv]
+    code, err = run_cli(argv, capsys)
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("jsurgery")
+    assert message.format(**paths) in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("module, package", [("orbax.checkpoint", "orbax-checkpoint"),
+                                             ("gymnax", "gymnax")])  # fmt: skip
+def test_missing_optional_dependency(module, package, monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now fails
+    code, err = run_cli(["train", "CartPole-v1", "--steps", "500", "--out", str(tmp_path)],
+                        capsys)  # fmt: skip
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"pip install {package}" in err, err
