@@ -97,7 +97,10 @@ def test_truncation_bootstraps_from_final_observation():
     ended = ~same_episode
     terminated = b.terminated[:-1] == 1.0
     # Every row is followed by the next step of its episode, or the episode ended there.
-    fell = (np.abs(b.next_obs[:-1, 0]) > 2.4) | (np.abs(b.next_obs[:-1, 2]) > 0.2095)
+    limits = env.env_params  # CartPole's own thresholds: 2.4 m and 12 degrees
+    fell = (np.abs(b.next_obs[:-1, 0]) > limits.x_threshold) | (
+        np.abs(b.next_obs[:-1, 2]) > limits.theta_threshold_radians
+    )
     np.testing.assert_array_equal(terminated, ended & fell)
     truncated = ended & ~fell
     assert truncated.sum() >= 5, "expected several time-limit truncations with 7-step episodes"
