@@ -64,9 +64,10 @@ class UnitMaps:
         n_new, n_old = self.new.graph.size[root], self.old.graph.size[self.corr.to_old[root]]
         if n_new != n_old:
             raise PlanError(
-                f"{label}: a factor of a flattened axis changed from {n_old} to {n_new} entries "
-                "(a feature map's height or width); keep the feature map size or give this "
-                "layer layers={...: None}."
+                f"{label}: a factor of a reshaped axis changed from {n_old} to {n_new} entries "
+                "(a feature map's height or width before a flatten, or a GroupNorm's number of "
+                "groups, which the planner cannot widen); keep that size or give this layer "
+                "layers={...: None}."
             )
         return identity_map(n_new, axis)
 

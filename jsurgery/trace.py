@@ -5,7 +5,9 @@ rule says which axes of its operands and results hold the same units (ties), whi
 factors of another (concatenate, slice, split, reshape), and which units it mixes (reductions).
 Nested jaxprs (`jit`, `custom_jvp_call`, `custom_vjp_call`, `cond`, `while`, `scan`) are walked
 inside, bound to their operands. A primitive without a rule marks every axis it touches as opaque;
-`jsurgery.graph_plan` refuses a plan when an opaque axis carries a parameter's units.
+`jsurgery.graph_plan` refuses a plan when an opaque axis carries a parameter's units. Rules for
+axis moves (reshape, slice, gather, ...) live in `jsurgery.trace_shapes`, for nested jaxprs in
+`jsurgery.trace_control`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ _SOURCES = frozenset({
     "iota", "random_seed", "random_bits", "random_split", "random_fold_in", "random_wrap",
     "random_unwrap", "threefry2x32", "rng_bit_generator", "rng_uniform",
 })
-_CALLS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
 
 
 def _source(eqn) -> str:
@@ -78,6 +79,19 @@ class _Walker:
         for table in (self.origin, self.values):
             if not isinstance(outer, jcore.Literal) and outer in table:
                 table[inner] = table[outer]
+
+    def opaque(self, eqn, where: str) -> None:
+        """Marks every axis of the equation's operands and results as opaque."""
+        for v in eqn.invars:
+            for n in self.of(v):
+                self.g.mark_opaque(n, eqn.primitive.name, where)
+        for out in eqn.outvars:
+            for n in self.fresh(out):
+                self.g.mark_opaque(n, eqn.primitive.name, where)
+
+    @staticmethod
+    def source(eqn) -> str:
+        return _source(eqn)
 
     # -- walking -------------------------------------------------------------------------------
     def walk(self, jaxpr, invars_outer: list) -> list:
@@ -175,12 +189,7 @@ def _source_op(w: _Walker, eqn, where: str) -> None:
 
 
 def _opaque(w: _Walker, eqn, where: str) -> None:
-    for v in eqn.invars:
-        for n in w.of(v):
-            w.g.mark_opaque(n, eqn.primitive.name, where)
-    for out in eqn.outvars:
-        for n in w.fresh(out):
-            w.g.mark_opaque(n, eqn.primitive.name, where)
+    w.opaque(eqn, where)
 
 
 def _dot_general(w: _Walker, eqn, where: str) -> None:
@@ -220,168 +229,6 @@ def _conv(w: _Walker, eqn, where: str) -> None:
     w.g.tie(out[os_[1]], rn[rs[0]], where)
 
 
-def _reshape(w: _Walker, eqn, where: str) -> None:
-    (v,) = eqn.invars[:1]
-    (out,) = eqn.outvars
-    a, b = _shape(v), _shape(out)
-    if eqn.params.get("dimensions") is not None:
-        _opaque(w, eqn, where)
-        return
-    ins = w.of(v)
-    nodes = w.fresh(out)
-    n = min(len(a), len(b))
-    if a[len(a) - n:] == b[len(b) - n:] and all(d == 1 for d in a[:len(a) - n] + b[:len(b) - n]):
-        _expand_or_squeeze(w, v, out, ins, nodes, n, where)
-        return
-    ai = [k for k in range(len(a)) if a[k] != 1]
-    bi = [k for k in range(len(b)) if b[k] != 1]
-    source: list = [[] for _ in b]
-    i = j = 0
-    while i < len(ai) and j < len(bi):
-        gi, gj = [ai[i]], [bi[j]]
-        pa, pb = a[ai[i]], b[bi[j]]
-        i, j = i + 1, j + 1
-        while pa != pb:
-            if pa < pb:
-                gi.append(ai[i])
-                pa, i = pa * a[ai[i]], i + 1
-            else:
-                gj.append(bi[j])
-                pb, j = pb * b[bi[j]], j + 1
-        _group(w, [ins[k] for k in gi], [nodes[k] for k in gj], where, eqn)
-        if len(gj) == 1:
-            source[gj[0]] = gi
-    w.view(out, v, source)
-
-
-def _expand_or_squeeze(w: _Walker, v, out, ins: list, nodes: list, n: int, where: str) -> None:
-    """A reshape that only adds or drops leading axes of size 1: the trailing axes keep their
-    units (a bias of one unit reshaped to (1, 1) still holds that unit)."""
-    da, db = len(ins) - n, len(nodes) - n
-    for k in range(n):
-        w.g.tie(ins[da + k], nodes[db + k], where)
-    w.view(out, v, [[]] * db + [[da + k] for k in range(n)])
-
-
-def _group(w: _Walker, ins: list, outs: list, where: str, eqn) -> None:
-    if len(ins) == 1 and len(outs) == 1:
-        w.g.tie(ins[0], outs[0], where)
-    elif len(outs) == 1:
-        w.g.define(outs[0], "product", ins, where)
-    elif len(ins) == 1:
-        w.g.define(ins[0], "product", outs, where)
-    else:
-        for n in ins + outs:
-            w.g.mark_opaque(n, eqn.primitive.name, where)
-
-
-def _squeeze(w: _Walker, eqn, where: str) -> None:
-    (v,), (out,) = eqn.invars, eqn.outvars
-    dims = {d % len(_shape(v)) for d in eqn.params["dimensions"]}
-    keep = [a for a in range(len(_shape(v))) if a not in dims]
-    w.nodes[out] = [w.of(v)[a] for a in keep]
-    w.view(out, v, [[a] for a in keep])
-
-
-def _broadcast_in_dim(w: _Walker, eqn, where: str) -> None:
-    v, out = eqn.invars[0], eqn.outvars[0]
-    shape, dims = _shape(out), eqn.params["broadcast_dimensions"]
-    nodes = w.fresh(out)
-    source: list = [[] for _ in shape]
-    for a, d in enumerate(dims):
-        if _shape(v)[a] == shape[d]:
-            nodes[d] = w.of(v)[a]
-            source[d] = [a]
-    w.view(out, v, source)
-    if not isinstance(v, jcore.Literal) and v in w.values:
-        w.values[out] = w.values[v]
-
-
-def _transpose(w: _Walker, eqn, where: str) -> None:
-    (v,), (out,) = eqn.invars, eqn.outvars
-    perm = eqn.params["permutation"]
-    w.nodes[out] = [w.of(v)[p] for p in perm]
-    w.view(out, v, [[p] for p in perm])
-
-
-def _concatenate(w: _Walker, eqn, where: str) -> None:
-    d = eqn.params["dimension"]
-    out = w.fresh(eqn.outvars[0])
-    for v in eqn.invars:
-        w.view(eqn.outvars[0], v, [[a] for a in range(len(out))])
-        for a, n in enumerate(w.of(v)):
-            if a != d:
-                w.g.tie(n, out[a], where)
-    w.g.define(out[d], "concat", [w.of(v)[d] for v in eqn.invars], where)
-
-
-def _split(w: _Walker, eqn, where: str) -> None:
-    (v,) = eqn.invars
-    d = eqn.params["axis"]
-    parts = []
-    for out in eqn.outvars:
-        nodes = [n if a != d else w.g.node(_shape(out)[a]) for a, n in enumerate(w.of(v))]
-        w.nodes[out] = nodes
-        parts.append(nodes[d])
-    w.g.define(w.of(v)[d], "concat", parts, where)
-
-
-def _slice(w: _Walker, eqn, where: str) -> None:
-    (v,), (out,) = eqn.invars, eqn.outvars
-    p = eqn.params
-    strides = p["strides"] or (1,) * len(_shape(v))
-    nodes = []
-    for a, n in enumerate(w.of(v)):
-        size, lo, hi = _shape(v)[a], p["start_indices"][a], p["limit_indices"][a]
-        if lo == 0 and hi == size and strides[a] == 1:
-            nodes.append(n)
-            continue
-        piece = w.g.node(_shape(out)[a])
-        nodes.append(piece)
-        if strides[a] != 1:
-            w.g.mark_opaque(n, "slice with a stride", where)
-            w.g.mark_opaque(piece, "slice with a stride", where)
-            continue
-        parts = ([w.g.node(lo)] if lo else []) + [piece] + ([w.g.node(size - hi)] if hi < size
-                                                             else [])
-        w.g.define(n, "concat", parts, where)
-    w.nodes[out] = nodes
-
-
-def _same_or_opaque(w: _Walker, eqn, where: str, full: Callable) -> None:
-    """Axes that keep their full size keep their nodes; the others are opaque."""
-    v, out = eqn.invars[0], eqn.outvars[0]
-    nodes = w.fresh(out)
-    for a, n in enumerate(w.of(v)):
-        if full(a):
-            w.g.tie(n, nodes[a], where)
-        else:
-            w.g.mark_opaque(n, eqn.primitive.name, where)
-            w.g.mark_opaque(nodes[a], eqn.primitive.name, where)
-
-
-def _pad(w: _Walker, eqn, where: str) -> None:
-    cfg = eqn.params["padding_config"]
-    _same_or_opaque(w, eqn, where, lambda a: tuple(cfg[a]) == (0, 0, 0))
-
-
-def _dynamic_slice(w: _Walker, eqn, where: str) -> None:
-    v = eqn.invars[0]
-    sizes = eqn.params["slice_sizes"]
-    _same_or_opaque(w, eqn, where, lambda a: sizes[a] == _shape(v)[a])
-
-
-def _reduce_window(w: _Walker, eqn, where: str) -> None:
-    p = eqn.params
-    pad = p.get("padding") or ((0, 0),) * len(p["window_dimensions"])
-
-    def full(a):
-        return p["window_dimensions"][a] == 1 and p["window_strides"][a] == 1 and \
-            tuple(pad[a]) == (0, 0)
-
-    _same_or_opaque(w, eqn, where, full)
-
-
 def _reduction(w: _Walker, eqn, where: str) -> None:
     v = eqn.invars[0]
     axes = {a % max(len(_shape(v)), 1) for a in eqn.params["axes"]}
@@ -398,106 +245,20 @@ def _cumulative(w: _Walker, eqn, where: str) -> None:
     w.nodes[eqn.outvars[0]] = list(nodes)
 
 
-def _gather(w: _Walker, eqn, where: str) -> None:
-    operand, indices = eqn.invars
-    dn = eqn.params["dimension_numbers"]
-    sizes = eqn.params["slice_sizes"]
-    op_nodes, idx_nodes = w.of(operand), w.of(indices)
-    out = w.fresh(eqn.outvars[0])
-    kept = [a for a in range(len(op_nodes)) if a not in dn.collapsed_slice_dims]
-    batch_out = [a for a in range(len(out)) if a not in dn.offset_dims]
-    for a, d in zip(kept, dn.offset_dims, strict=True):
-        if sizes[a] == _shape(operand)[a]:
-            w.g.tie(op_nodes[a], out[d], where)
-        else:
-            w.g.mark_opaque(op_nodes[a], "gather", where)
-            w.g.mark_opaque(out[d], "gather", where)
-    for a, d in zip(range(len(idx_nodes) - 1), batch_out, strict=False):
-        w.g.tie(idx_nodes[a], out[d], where)
-    value = w.values.get(indices) if not isinstance(indices, jcore.Literal) else None
-    embedding = (w.leaf_axes(operand) is not None and tuple(dn.start_index_map) == (0,)
-                 and tuple(dn.collapsed_slice_dims) == (0,) and value is not None)
-    if embedding:
-        token = w.g.input_values.setdefault(value, op_nodes[0])
-        w.g.tie(token, op_nodes[0], where)
-        w.set_role(operand, 0, READ)
-        return
-    for a in dn.start_index_map:
-        w.g.mark_opaque(op_nodes[a], "gather (indexing by data)", where)
-
-
-def _call(w: _Walker, eqn, where: str) -> None:
-    jaxpr = next(eqn.params[k] for k in _CALLS if k in eqn.params)
-    if len(_inner(jaxpr).invars) != len(eqn.invars):
-        _opaque(w, eqn, where)
-        return
-    outer, w.context = w.context, _source(eqn) or w.context
-    outs = w.walk(jaxpr, list(eqn.invars))
-    w.context = outer
-    for out, inner in zip(eqn.outvars, outs, strict=True):
-        w.bind(out, inner)
-
-
-def _inner(jaxpr):
-    return jaxpr.jaxpr if isinstance(jaxpr, jcore.ClosedJaxpr) else jaxpr
-
-
-def _tie_all(w: _Walker, a: list, b: list, where: str) -> None:
-    for va, vb in zip(a, b, strict=True):
-        for na, nb in zip(w.of(va), w.of(vb), strict=True):
-            w.g.tie(na, nb, where)
-
-
-def _cond(w: _Walker, eqn, where: str) -> None:
-    operands = list(eqn.invars[1:])
-    first = None
-    for branch in eqn.params["branches"]:
-        outs = w.walk(branch, operands)
-        if first is None:
-            first = outs
-        else:
-            _tie_all(w, first, outs, where)
-    for out, inner in zip(eqn.outvars, first, strict=True):
-        w.bind(out, inner)
-
-
-def _while(w: _Walker, eqn, where: str) -> None:
-    p = eqn.params
-    nc, nb = p["cond_nconsts"], p["body_nconsts"]
-    consts_b, carry = list(eqn.invars[nc:nc + nb]), list(eqn.invars[nc + nb:])
-    outs = w.walk(p["body_jaxpr"], consts_b + carry)
-    _tie_all(w, carry, outs, where)
-    w.walk(p["cond_jaxpr"], list(eqn.invars[:nc]) + carry)
-    for out, v in zip(eqn.outvars, carry, strict=True):
-        w.bind(out, v)
-
-
-def _scan(w: _Walker, eqn, where: str) -> None:
-    p = eqn.params
-    n_consts, n_carry = p["num_consts"], p["num_carry"]
-    jaxpr = _inner(p["jaxpr"])
-    consts = list(eqn.invars[:n_consts])
-    carry = list(eqn.invars[n_consts:n_consts + n_carry])
-    xs = list(eqn.invars[n_consts + n_carry:])
-    x_inner = jaxpr.invars[n_consts + n_carry:]
-    for inner, outer in zip(x_inner, xs, strict=True):
-        w.nodes[inner] = w.of(outer)[1:]
-        w.view(inner, outer, [[a] for a in range(1, len(_shape(outer)))])
-    body = consts + carry + list(x_inner)
-    if isinstance(p["jaxpr"], jcore.ClosedJaxpr):
-        for c in p["jaxpr"].jaxpr.constvars:
-            w.fresh(c)
-    for inner, outer in zip(jaxpr.invars[: n_consts + n_carry], body, strict=False):
-        w.bind(inner, outer)
-    for e in jaxpr.eqns:
-        w.equation(e)
-    outs = list(jaxpr.outvars)
-    _tie_all(w, carry, outs[:n_carry], where)
-    for out, v in zip(eqn.outvars[:n_carry], carry, strict=True):
-        w.bind(out, v)
-    for out, inner in zip(eqn.outvars[n_carry:], outs[n_carry:], strict=True):
-        w.nodes[out] = [w.g.node(p["length"])] + list(w.of(inner))
-
+from jsurgery.trace_control import _CALLS, _call, _cond, _scan, _while  # noqa: E402
+from jsurgery.trace_shapes import (  # noqa: E402
+    _broadcast_in_dim,
+    _concatenate,
+    _dynamic_slice,
+    _gather,
+    _pad,
+    _reduce_window,
+    _reshape,
+    _slice,
+    _split,
+    _squeeze,
+    _transpose,
+)
 
 _RULES: dict[str, Callable] = {
     "dot_general": _dot_general,

@@ -216,3 +216,13 @@ def _scan_vars(model, obs, seed):
     v = model.init(jax.random.key(seed), obs)
     rng = np.random.default_rng(seed)
     return jax.tree.map(lambda x: x + jnp.asarray(0.3 * rng.normal(size=x.shape), x.dtype), v)
+
+
+def test_the_user_guide_examples_run():
+    """docs/recurrent.md: every code block, in order, as one script (its asserts included)."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).parent.parent / "docs" / "recurrent.md").read_text()
+    code = "\n".join(re.findall(r"```python\n(.*?)```", text, re.S))
+    exec(compile(code, "docs/recurrent.md", "exec"), {})

@@ -1,0 +1,213 @@
+"""Tracer rules for primitives that move, cut or join axes: reshape, squeeze, broadcast,
+transpose, concatenate, split, slice, pad, dynamic slice, windowed reductions and gathers.
+
+Each rule takes the walker (`jsurgery.trace._Walker`), the equation and its source for messages.
+Axes that keep their units keep their nodes; a reshape groups axes into products, a concatenation
+or slice makes segments, and what no rule can follow is opaque.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from jax.extend import core as jcore
+
+from jsurgery.graph import READ
+
+if TYPE_CHECKING:
+    from jsurgery.trace import _Walker
+
+
+def _shape(v) -> tuple:
+    return tuple(getattr(v.aval, "shape", ()))
+
+
+def _reshape(w: _Walker, eqn, where: str) -> None:
+    (v,) = eqn.invars[:1]
+    (out,) = eqn.outvars
+    a, b = _shape(v), _shape(out)
+    if eqn.params.get("dimensions") is not None:
+        w.opaque(eqn, where)
+        return
+    ins = w.of(v)
+    nodes = w.fresh(out)
+    n = min(len(a), len(b))
+    if a[len(a) - n:] == b[len(b) - n:] and all(d == 1 for d in a[:len(a) - n] + b[:len(b) - n]):
+        _expand_or_squeeze(w, v, out, ins, nodes, n, where)
+        return
+    ai = [k for k in range(len(a)) if a[k] != 1]
+    bi = [k for k in range(len(b)) if b[k] != 1]
+    source: list = [[] for _ in b]
+    i = j = 0
+    while i < len(ai) and j < len(bi):
+        gi, gj = [ai[i]], [bi[j]]
+        pa, pb = a[ai[i]], b[bi[j]]
+        i, j = i + 1, j + 1
+        while pa != pb:
+            if pa < pb:
+                gi.append(ai[i])
+                pa, i = pa * a[ai[i]], i + 1
+            else:
+                gj.append(bi[j])
+                pb, j = pb * b[bi[j]], j + 1
+        _group(w, [ins[k] for k in gi], [nodes[k] for k in gj], where, eqn)
+        if len(gj) == 1:
+            source[gj[0]] = gi
+    w.view(out, v, source)
+
+
+def _expand_or_squeeze(w: _Walker, v, out, ins: list, nodes: list, n: int, where: str) -> None:
+    """A reshape that only adds or drops leading axes of size 1: the trailing axes keep their
+    units (a bias of one unit reshaped to (1, 1) still holds that unit)."""
+    da, db = len(ins) - n, len(nodes) - n
+    for k in range(n):
+        w.g.tie(ins[da + k], nodes[db + k], where)
+    w.view(out, v, [[]] * db + [[da + k] for k in range(n)])
+
+
+def _group(w: _Walker, ins: list, outs: list, where: str, eqn) -> None:
+    if len(ins) == 1 and len(outs) == 1:
+        w.g.tie(ins[0], outs[0], where)
+    elif len(outs) == 1:
+        w.g.define(outs[0], "product", ins, where)
+    elif len(ins) == 1:
+        w.g.define(ins[0], "product", outs, where)
+    else:
+        for n in ins + outs:
+            w.g.mark_opaque(n, eqn.primitive.name, where)
+
+
+def _squeeze(w: _Walker, eqn, where: str) -> None:
+    (v,), (out,) = eqn.invars, eqn.outvars
+    dims = {d % len(_shape(v)) for d in eqn.params["dimensions"]}
+    keep = [a for a in range(len(_shape(v))) if a not in dims]
+    w.nodes[out] = [w.of(v)[a] for a in keep]
+    w.view(out, v, [[a] for a in keep])
+
+
+def _broadcast_in_dim(w: _Walker, eqn, where: str) -> None:
+    v, out = eqn.invars[0], eqn.outvars[0]
+    shape, dims = _shape(out), eqn.params["broadcast_dimensions"]
+    nodes = w.fresh(out)
+    source: list = [[] for _ in shape]
+    for a, d in enumerate(dims):
+        if _shape(v)[a] == shape[d]:
+            nodes[d] = w.of(v)[a]
+            source[d] = [a]
+    w.view(out, v, source)
+    if not isinstance(v, jcore.Literal) and v in w.values:
+        w.values[out] = w.values[v]
+
+
+def _transpose(w: _Walker, eqn, where: str) -> None:
+    (v,), (out,) = eqn.invars, eqn.outvars
+    perm = eqn.params["permutation"]
+    w.nodes[out] = [w.of(v)[p] for p in perm]
+    w.view(out, v, [[p] for p in perm])
+
+
+def _concatenate(w: _Walker, eqn, where: str) -> None:
+    d = eqn.params["dimension"]
+    out = w.fresh(eqn.outvars[0])
+    for v in eqn.invars:
+        w.view(eqn.outvars[0], v, [[a] for a in range(len(out))])
+        for a, n in enumerate(w.of(v)):
+            if a != d:
+                w.g.tie(n, out[a], where)
+    w.g.define(out[d], "concat", [w.of(v)[d] for v in eqn.invars], where)
+
+
+def _split(w: _Walker, eqn, where: str) -> None:
+    (v,) = eqn.invars
+    d = eqn.params["axis"]
+    parts = []
+    for out in eqn.outvars:
+        nodes = [n if a != d else w.g.node(_shape(out)[a]) for a, n in enumerate(w.of(v))]
+        w.nodes[out] = nodes
+        parts.append(nodes[d])
+    w.g.define(w.of(v)[d], "concat", parts, where)
+
+
+def _slice(w: _Walker, eqn, where: str) -> None:
+    (v,), (out,) = eqn.invars, eqn.outvars
+    p = eqn.params
+    strides = p["strides"] or (1,) * len(_shape(v))
+    nodes = []
+    for a, n in enumerate(w.of(v)):
+        size, lo, hi = _shape(v)[a], p["start_indices"][a], p["limit_indices"][a]
+        if lo == 0 and hi == size and strides[a] == 1:
+            nodes.append(n)
+            continue
+        piece = w.g.node(_shape(out)[a])
+        nodes.append(piece)
+        if strides[a] != 1:
+            w.g.mark_opaque(n, "slice with a stride", where)
+            w.g.mark_opaque(piece, "slice with a stride", where)
+            continue
+        parts = ([w.g.node(lo)] if lo else []) + [piece] + ([w.g.node(size - hi)] if hi < size
+                                                             else [])
+        w.g.define(n, "concat", parts, where)
+    w.nodes[out] = nodes
+
+
+def _same_or_opaque(w: _Walker, eqn, where: str, full: Callable) -> None:
+    """Axes that keep their full size keep their nodes; the others are opaque."""
+    v, out = eqn.invars[0], eqn.outvars[0]
+    nodes = w.fresh(out)
+    for a, n in enumerate(w.of(v)):
+        if full(a):
+            w.g.tie(n, nodes[a], where)
+        else:
+            w.g.mark_opaque(n, eqn.primitive.name, where)
+            w.g.mark_opaque(nodes[a], eqn.primitive.name, where)
+
+
+def _pad(w: _Walker, eqn, where: str) -> None:
+    cfg = eqn.params["padding_config"]
+    _same_or_opaque(w, eqn, where, lambda a: tuple(cfg[a]) == (0, 0, 0))
+
+
+def _dynamic_slice(w: _Walker, eqn, where: str) -> None:
+    v = eqn.invars[0]
+    sizes = eqn.params["slice_sizes"]
+    _same_or_opaque(w, eqn, where, lambda a: sizes[a] == _shape(v)[a])
+
+
+def _reduce_window(w: _Walker, eqn, where: str) -> None:
+    p = eqn.params
+    pad = p.get("padding") or ((0, 0),) * len(p["window_dimensions"])
+
+    def full(a):
+        return p["window_dimensions"][a] == 1 and p["window_strides"][a] == 1 and \
+            tuple(pad[a]) == (0, 0)
+
+    _same_or_opaque(w, eqn, where, full)
+
+
+def _gather(w: _Walker, eqn, where: str) -> None:
+    operand, indices = eqn.invars
+    dn = eqn.params["dimension_numbers"]
+    sizes = eqn.params["slice_sizes"]
+    op_nodes, idx_nodes = w.of(operand), w.of(indices)
+    out = w.fresh(eqn.outvars[0])
+    kept = [a for a in range(len(op_nodes)) if a not in dn.collapsed_slice_dims]
+    batch_out = [a for a in range(len(out)) if a not in dn.offset_dims]
+    for a, d in zip(kept, dn.offset_dims, strict=True):
+        if sizes[a] == _shape(operand)[a]:
+            w.g.tie(op_nodes[a], out[d], where)
+        else:
+            w.g.mark_opaque(op_nodes[a], "gather", where)
+            w.g.mark_opaque(out[d], "gather", where)
+    for a, d in zip(range(len(idx_nodes) - 1), batch_out, strict=False):
+        w.g.tie(idx_nodes[a], out[d], where)
+    value = w.values.get(indices) if not isinstance(indices, jcore.Literal) else None
+    embedding = (w.leaf_axes(operand) is not None and tuple(dn.start_index_map) == (0,)
+                 and tuple(dn.collapsed_slice_dims) == (0,) and value is not None)
+    if embedding:
+        token = w.g.input_values.setdefault(value, op_nodes[0])
+        w.g.tie(token, op_nodes[0], where)
+        w.set_role(operand, 0, READ)
+        return
+    for a in dn.start_index_map:
+        w.g.mark_opaque(op_nodes[a], "gather (indexing by data)", where)
