@@ -1,4 +1,5 @@
-"""Contract suite: every layer kind and init option; function preserved where promised."""
+"""Contract suite: every layer kind and init option; every transplanted value where the unit IDs
+say it goes, and the function preserved where promised."""
 
 import jax
 import jax.numpy as jnp
