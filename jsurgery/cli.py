@@ -122,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-OPTIONAL = {"gymnax": "gymnax", "orbax": "orbax-checkpoint"}
-"""Modules a subcommand may need that a light install lacks, and the package providing each."""
+OPTIONAL = {"gymnax": "gymnax", "orbax": "orbax-checkpoint", "tqdm": "tqdm",
+            "matplotlib": "matplotlib"}
+"""Modules of the ``rl`` extra a subcommand may need that a light install lacks, by package."""
 
 
 def _one_line(error: BaseException) -> str:
@@ -180,8 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if root not in OPTIONAL:
             raise
         print(
-            f"{prog}: error: needs {OPTIONAL[root]}, which is not installed; install it with "
-            f"pip install {OPTIONAL[root]}",
+            f"{prog}: error: needs {OPTIONAL[root]} (the rl extra), which is not installed; "
+            "install it with pip install 'jsurgery[rl]'",
             file=sys.stderr,
         )
         return 2

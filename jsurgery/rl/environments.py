@@ -40,8 +40,8 @@ def _gymnax(env_id: str) -> Callable[[], tuple[Any, Any]]:
             import gymnax
         except ImportError:
             raise ValueError(
-                f"`env_id`: {env_id!r} is a gymnax environment and gymnax is not installed; "
-                "install it with `pip install gymnax`"
+                f"`env_id`: {env_id!r} needs gymnax (the rl extra), which is not installed; "
+                "install it with pip install 'jsurgery[rl]'"
             ) from None
         try:
             with jax.numpy_dtype_promotion("standard"):  # some gymnax envs mix ints and floats

@@ -87,4 +87,4 @@ def test_missing_optional_dependency(module, package, monkeypatch, tmp_path, cap
     code, err = run_cli(["train", "CartPole-v1", "--steps", "500", "--out", str(tmp_path)],
                         capsys)  # fmt: skip
     assert code == 2 and len(err.splitlines()) == 1, err
-    assert f"pip install {package}" in err, err
+    assert f"needs {package}" in err and "pip install 'jsurgery[rl]'" in err, err
