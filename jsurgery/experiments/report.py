@@ -69,8 +69,8 @@ def draw_curves(ax, x, curves, *, colour: str, label: str, linestyle: str = "-")
         m, lo, hi = statistics.bootstrap_mean(curves[:, complete], resamples=PLOT_RESAMPLES)
         mean[complete], low[complete], high[complete] = m, lo, hi
     for curve in curves:
-        ax.plot(x, curve, color=colour, linewidth=0.5, alpha=0.1, linestyle=linestyle)
-    ax.fill_between(x, low, high, color=colour, alpha=0.15, linewidth=0)
+        ax.plot(x, curve, color=colour, linewidth=0.5, alpha=0.06, linestyle=linestyle)
+    ax.fill_between(x, low, high, color=colour, alpha=0.12, linewidth=0)
     ax.plot(x, mean, color=colour, linewidth=2.2, label=label, linestyle=linestyle)
     if not complete.any():
         return np.nan, np.nan
