@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Sequence
 from functools import partial
 
@@ -53,11 +54,12 @@ def _sharding(leaf):
     return sharding if len(sharding.device_set) > 1 else None
 
 
-def _fit(tree, expected: tuple, arg: str) -> tuple[trees.FlatTree, str]:
+def _fit(tree, expected: tuple, arg: str, kind: str = "") -> tuple[trees.FlatTree, str]:
     """Flattens `tree`, accepting linen variables `{"params": p}` for a plan made on `p` and the
-    inner params dict for a plan made on variables. Returns the flat tree (with the plan's paths)
-    and how the tree differs: "same", "inner" (tree lacks the collection) or "outer"."""
-    flat = trees.flatten(tree, arg)
+    inner params dict for a plan made on variables (and any pytree for a plan made on one, `kind`
+    "pytree"). Returns the flat tree (with the plan's paths) and how the tree differs: "same",
+    "inner" (tree lacks the collection) or "outer"."""
+    flat = trees.flatten(tree, arg, any_pytree=kind == "pytree")
     want = {p for p, _, _ in expected}
     if set(flat.leaves) == want:
         return flat, "same"
@@ -74,8 +76,8 @@ def _fit(tree, expected: tuple, arg: str) -> tuple[trees.FlatTree, str]:
 def _run(old, new_template, plan: Plan, mode: str):
     if not isinstance(plan, Plan):
         raise PlanError(f"`plan`: expected a Plan from make_plan, got {type(plan).__name__}.")
-    old_flat, _ = _fit(old, plan.old_leaves, "old")
-    tmpl_flat, how = _fit(new_template, plan.new_leaves, "new_template")
+    old_flat, _ = _fit(old, plan.old_leaves, "old", plan.old_kind)
+    tmpl_flat, how = _fit(new_template, plan.new_leaves, "new_template", plan.new_kind)
     old_leaves = _check(plan, old_flat, plan.old_leaves, "old")
     tmpl_leaves = _check(plan, tmpl_flat, plan.new_leaves, "new_template")
     shardings = tuple(_sharding(t) for t in tmpl_leaves)
@@ -126,30 +128,36 @@ def transplant_moments(old, new_template, plan: Plan):
     return _run(old, new_template, plan, "moments")
 
 
-_SUBPLANS: dict = {}
+_SUBPLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # plan -> {collection: plan}
 
 
 def _subplan(plan: Plan, collection: str) -> Plan | None:
     """The part of a plan made on linen variables that covers one collection (`params`,
-    `batch_stats`), for states that keep the collections apart; None when it has no leaves."""
-    key = (id(plan), collection)
-    if key not in _SUBPLANS:
-        keep = [lp for lp in plan.leaves if lp.path[:1] == (collection,)]
-        olds = [i for i, (p, _, _) in enumerate(plan.old_leaves) if p[:1] == (collection,)]
-        if not keep or not olds:
-            return None
-        where = {i: j for j, i in enumerate(olds)}
-        strip = lambda path: path[1:]  # noqa: E731
-        leaves = tuple(dataclasses.replace(lp, path=strip(lp.path), old_index=where.get(
-            lp.old_index, -1), old_path=strip(lp.old_path) if lp.old_path else None)
-            for lp in keep)
-        _SUBPLANS[key] = (plan, dataclasses.replace(
-            plan, leaves=leaves,
-            old_leaves=tuple((strip(plan.old_leaves[i][0]), *plan.old_leaves[i][1:])
-                             for i in olds),
-            new_leaves=tuple((strip(p), s, d) for p, s, d in plan.new_leaves
-                             if p[:1] == (collection,))))
-    return _SUBPLANS[key][1]
+    `batch_stats`), for states that keep the collections apart; None when it has no leaves.
+    Made once per plan and collection (so `transplant` compiles it once)."""
+    per_plan = _SUBPLANS.setdefault(plan, {})
+    if collection not in per_plan:
+        per_plan[collection] = _make_subplan(plan, collection)
+    return per_plan[collection]
+
+
+def _make_subplan(plan: Plan, collection: str) -> Plan | None:
+    keep = [lp for lp in plan.leaves if lp.path[:1] == (collection,)]
+    olds = [i for i, (p, _, _) in enumerate(plan.old_leaves) if p[:1] == (collection,)]
+    if not keep or not olds:
+        return None
+    where = {i: j for j, i in enumerate(olds)}
+
+    def strip(path):
+        return path[1:]
+
+    leaves = tuple(dataclasses.replace(lp, path=strip(lp.path), old_index=where.get(
+        lp.old_index, -1), old_path=strip(lp.old_path) if lp.old_path else None) for lp in keep)
+    return dataclasses.replace(
+        plan, leaves=leaves,
+        old_leaves=tuple((strip(plan.old_leaves[i][0]), *plan.old_leaves[i][1:]) for i in olds),
+        new_leaves=tuple((strip(p), s, d) for p, s, d in plan.new_leaves
+                         if p[:1] == (collection,)))
 
 
 def _subplan_or_none(plan: Plan, collection: str) -> Plan | None:

@@ -150,17 +150,21 @@ def test_equinox_cnn_flatten_moves_channel_rows_together():
                                   np.asarray(new["net"].fc.weight).reshape(2, 5, 9)[:, 4])
 
 
-@pytest.mark.xfail(raises=jsurgery.PlanError, strict=True,
-                   reason="transplant flattens only dict-like trees; a bare Equinox module "
-                          "needs transplant to accept any pytree (the plan itself is made)")
 def test_equinox_module_itself_as_the_tree():
     old_m, new_m = _mlp(3, 4, 2, 0), _mlp(3, 6, 2, 1)
-    (old, _), (new, _) = (eqx.partition(m, eqx.is_array) for m in (old_m, new_m))
-    static = eqx.partition(new_m, eqx.is_array)[1]
-    apply = lambda p, x: jax.vmap(eqx.combine(p, static))(x)  # noqa: E731
+    (old, old_static), (new, new_static) = (eqx.partition(m, eqx.is_array) for m in (old_m, new_m))
+
+    def applier(static):
+        return lambda p, x: jax.vmap(eqx.combine(p, static))(x)
+
     x = _rand((4, 3), 0)
-    plan = jsurgery.make_plan(old, new, apply=apply, example=((x,), (x,)), **jsurgery.PRESERVING)
-    jsurgery.transplant(old, new, plan)
+    plan = jsurgery.make_plan(old, new, apply=(applier(old_static), applier(new_static)),
+                              example=((x,), (x,)), **jsurgery.PRESERVING)
+    out = jsurgery.transplant(old, new, plan)
+    assert isinstance(out, eqx.nn.MLP)
+    np.testing.assert_allclose(applier(new_static)(out, x), jax.vmap(old_m)(x), atol=1e-5)
+    # hidden units 4, 5 of the first layer replicate units 0, 1 (rows of the (out, in) weight)
+    np.testing.assert_array_equal(out.layers[0].weight[4:], old_m.layers[0].weight[:2])
 
 
 # ----------------------------------------------------------------------------------------------
