@@ -11,7 +11,8 @@ from jsurgery.check import PreservationReport, check_preservation
 from jsurgery.errors import PlanError
 from jsurgery.init import PRESERVING, TRANSPLANT
 from jsurgery.plan import Plan, make_plan
-from jsurgery.transplant import transplant, transplant_moments, transplant_state
+from jsurgery.state import transplant_state
+from jsurgery.transplant import transplant, transplant_moments
 
 __all__ = [
     "PRESERVING",

@@ -33,14 +33,8 @@ from jax.sharding import NamedSharding, PartitionSpec, SingleDeviceSharding
 from jsurgery import trees
 from jsurgery.errors import PlanError
 from jsurgery.plan import Plan
-from jsurgery.transplant import (
-    _fit,
-    _moment_subtrees,
-    _params_like,
-    _subplan_or_none,
-    transplant,
-    transplant_moments,
-)
+from jsurgery.state import StatePart, state_parts
+from jsurgery.transplant import fit, transplant, transplant_moments
 
 __all__ = ["CheckpointError", "read_structure", "restore_transplanted", "save_state"]
 
@@ -128,11 +122,6 @@ def save_state(directory: str | os.PathLike, state: Any, *, force: bool = False)
     return directory
 
 
-def _plans(plan: Plan) -> list[Plan]:
-    subs = [_subplan_or_none(plan, c) for c in ("params", "batch_stats")]
-    return [plan, *(sub for sub in subs if sub is not None)]
-
-
 def _unfit(path: tuple, how: str) -> tuple:
     """A path of the plan's tree as the state's part holds it (see `_fit`)."""
     if how == "inner":
@@ -145,15 +134,16 @@ def _unfit(path: tuple, how: str) -> tuple:
 class _Part:
     """One part of the new state: a params-shaped subtree with its plan, or one other leaf."""
 
-    def __init__(self, keypath, node, plan: Plan | None, moments: bool):
-        self.prefix = _disk_path(keypath)
-        self.node, self.plan, self.moments = node, plan, moments
+    def __init__(self, part: StatePart):
+        self.prefix = _disk_path(part.keypath)
+        node, plan = part.node, part.plan
+        self.node, self.plan, self.moments = node, plan, part.moments
         if plan is None:
             return
-        flat, self.how = _fit(node, plan.new_leaves, "new_state")
+        flat, self.how = fit(node, plan.new_leaves, "new_state")
         self.template = flat.leaves
         pairs, _ = jax.tree_util.tree_flatten_with_path(node)
-        suffixes = {_disk_path(kp)[len(trees._keypath(kp)):] for kp, _ in pairs}
+        suffixes = {_disk_path(kp)[len(trees.keypath(kp)):] for kp, _ in pairs}
         if len(suffixes) != 1:
             raise CheckpointError(
                 f"`new_state`: the part at {'/'.join(self.prefix) or 'the root'} mixes leaf "
@@ -184,18 +174,8 @@ def _dtype(leaf) -> np.dtype | None:
 
 
 def _parts(new_state, plan: Plan, moment_keys: Sequence[str]) -> tuple[list[_Part], Any]:
-    plans = _plans(plan)
-
-    def plan_of(node):
-        return next((p for p in plans if _params_like(node, p.new_leaves)), None)
-
-    moments = set().union(
-        *(_moment_subtrees(new_state, p.new_leaves, moment_keys) for p in plans)
-    )
-    pairs, treedef = jax.tree_util.tree_flatten_with_path(
-        new_state, is_leaf=lambda n: plan_of(n) is not None
-    )
-    parts = [_Part(kp, node, plan_of(node), id(node) in moments) for kp, node in pairs]
+    found, treedef = state_parts(new_state, plan, side="new", moment_keys=moment_keys)
+    parts = [_Part(part) for part in found]
     if not any(part.plan is not None for part in parts):
         raise CheckpointError(
             "`new_state`: no subtree has the structure of the new params the plan was made "

@@ -39,7 +39,7 @@ class Traced:
 
 def _function(tree, apply: Callable | None, arg: str):
     """The tree's leaves (flat order), their paths and `fn(leaves, *args)`."""
-    if trees._is_nnx_module(tree):
+    if trees.is_nnx_module(tree):
         from flax import nnx
 
         graphdef, state, rest = nnx.split(tree, (nnx.Param, nnx.BatchStat), ...)
@@ -56,7 +56,7 @@ def _function(tree, apply: Callable | None, arg: str):
 
         def fn(ps, *args):
             return apply(jax.tree_util.tree_unflatten(treedef, ps), *args)
-    return [leaf for _, leaf in pairs], [trees._keypath(kp) for kp, _ in pairs], fn
+    return [leaf for _, leaf in pairs], [trees.keypath(kp) for kp, _ in pairs], fn
 
 
 def trace_side(tree, apply, example: tuple, arg: str, name: str) -> Traced:

@@ -39,7 +39,8 @@ def path_str(path: tuple) -> str:
     return "/".join(str(k) for k in path)
 
 
-def _is_nnx_module(tree) -> bool:
+def is_nnx_module(tree) -> bool:
+    """Whether `tree` is an `nnx.Module` (checked without importing flax.nnx for other trees)."""
     mod = type(tree).__module__
     if not mod.startswith("flax.nnx") and not hasattr(tree, "__nnx_repr__"):
         return False
@@ -52,15 +53,17 @@ def _is_nnx_state(tree) -> bool:
     return type(tree).__module__.startswith("flax.nnx") and isinstance(tree, Mapping)
 
 
-def _key(k):
+def key_name(k):
+    """The name, key or index a `jax.tree_util` key entry stands for."""
     for attr in ("key", "name", "idx"):
         if hasattr(k, attr):
             return getattr(k, attr)
     return str(k)
 
 
-def _keypath(kp) -> tuple:
-    path = tuple(_key(k) for k in kp)
+def keypath(kp) -> tuple:
+    """A `jax.tree_util` key path as a tuple of names (an NNX variable's `.value` dropped)."""
+    path = tuple(key_name(k) for k in kp)
     if len(kp) > 1 and isinstance(kp[-1], jax.tree_util.GetAttrKey) and kp[-1].name == "value":
         path = path[:-1]
     return path
@@ -125,7 +128,7 @@ def flatten(tree, arg: str, any_pytree: bool = False) -> FlatTree:
         PlanError: for a tree or leaf kind that is not supported.
     """
     module_order = None
-    if _is_nnx_module(tree):
+    if is_nnx_module(tree):
         module_order = []
         _module_order(tree, "", module_order)
         kind, tree = "nnx_module", _nnx_state(tree)
@@ -143,7 +146,7 @@ def flatten(tree, arg: str, any_pytree: bool = False) -> FlatTree:
     pairs, _ = jax.tree_util.tree_flatten_with_path(tree)
     by_path = {}
     for kp, leaf in pairs:
-        path = _keypath(kp)
+        path = keypath(kp)
         if not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
             raise PlanError(
                 f"`{arg}`: leaf {path_str(path)!r} is a {type(leaf).__name__}, not an array; "
@@ -169,13 +172,13 @@ def flatten(tree, arg: str, any_pytree: bool = False) -> FlatTree:
 
 def rebuild(template, leaves: dict):
     """A tree of the template's kind with the given leaves (`{path: array}`)."""
-    if _is_nnx_module(template):
+    if is_nnx_module(template):
         from flax import nnx
 
         graphdef, state, rest = nnx.split(template, (nnx.Param, nnx.BatchStat), ...)
         return nnx.merge(graphdef, rebuild(state, leaves), rest)
     pairs, treedef = jax.tree_util.tree_flatten_with_path(template)
-    return jax.tree_util.tree_unflatten(treedef, [leaves[_keypath(kp)] for kp, _ in pairs])
+    return jax.tree_util.tree_unflatten(treedef, [leaves[keypath(kp)] for kp, _ in pairs])
 
 
 def shape_dtype(leaf) -> tuple[tuple, np.dtype]:
