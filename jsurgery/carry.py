@@ -11,6 +11,8 @@ state of running episodes) into the new network's space.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,27 +22,120 @@ from jsurgery.errors import PlanError
 from jsurgery.spaces import Side
 
 
+@dataclass(frozen=True)
+class Carry:
+    """A function's carry: argument `argument` comes back as output `output`.
+
+    Attributes:
+        argument: the index of the carry among the positional arguments (after the variables).
+        output: the index of the returned carry in the function's output tuple.
+        input_leaves: the carry's leaves among the flattened arguments (`Plan.input_specs`).
+        output_leaves: the returned carry's leaves among the flattened outputs.
+    """
+
+    argument: int
+    output: int
+    input_leaves: tuple[int, ...]
+    output_leaves: tuple[int, ...]
+
+    def __str__(self) -> str:
+        n = len(self.input_leaves)
+        return (f"argument {self.argument} -> output {self.output} "
+                f"({n} lea{'f' if n == 1 else 'ves'})")
+
+
+def _leaves(tree) -> list:
+    return jax.tree_util.tree_leaves(tree)
+
+
+def _shapes(tree) -> list:
+    return [(tuple(x.shape), str(x.dtype)) for x in _leaves(tree)]
+
+
+def find_carry(args: tuple, out, carry, name: str) -> Carry | None:
+    """The carry of `fn(*args) -> out`.
+
+    Args:
+        args: the example positional arguments.
+        out: the traced output (shapes).
+        carry: None (argument 0 is the carry when it comes back as the first of two outputs
+            with the same structure, shapes and dtypes: the Flax cell convention), False (no
+            carry), or `(arg_index, output_index)` (that argument must come back as that output).
+        name: the function's name, for messages.
+
+    Raises:
+        PlanError: for an index out of range, or a named carry that does not come back the same.
+    """
+    if carry is False:
+        return None
+    if carry is None:
+        if len(args) < 2 or not isinstance(out, (tuple, list)) or len(out) != 2:
+            return None
+        arg, ret = jax.tree_util.tree_flatten(args[0]), jax.tree_util.tree_flatten(out[0])
+        if arg[1] != ret[1] or not arg[0] or _shapes(args[0]) != _shapes(out[0]):
+            return None
+        return _carry(args, out, 0, 0)
+    i, j = check_carry_arg(carry)
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    if i >= len(args) or j >= len(outs):
+        raise PlanError(
+            f"`carry`: {carry!r} names argument {i} and output {j}, but the {name} function "
+            f"takes {len(args)} example arguments and returns {len(outs)} outputs."
+        )
+    same = jax.tree_util.tree_structure(args[i]) == jax.tree_util.tree_structure(outs[j])
+    if not same or _shapes(args[i]) != _shapes(outs[j]) or not _leaves(args[i]):
+        raise PlanError(
+            f"`carry`: argument {i} of the {name} function, {_shapes(args[i])}, comes back as "
+            f"output {j} {_shapes(outs[j])}: a carry comes back with the same structure, shapes "
+            "and dtypes; give the example carry the cell's own hidden size."
+        )
+    return _carry(args, outs, i, j)
+
+
+def check_carry_arg(carry) -> tuple[int, int]:
+    """`carry=(arg_index, output_index)` as two ints, or a PlanError."""
+    ok = (isinstance(carry, (tuple, list)) and len(carry) == 2
+          and all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in carry))
+    if not ok:
+        raise PlanError(
+            f"`carry`: expected None (detect), False (no carry) or (arg_index, output_index), "
+            f"got {carry!r}."
+        )
+    return int(carry[0]), int(carry[1])
+
+
+def _carry(args, outs, i: int, j: int) -> Carry:
+    a0 = sum(len(_leaves(x)) for x in args[:i])
+    o0 = sum(len(_leaves(x)) for x in outs[:j])
+    n = len(_leaves(args[i]))
+    return Carry(i, j, tuple(range(a0, a0 + n)), tuple(range(o0, o0 + n)))
+
+
 def tie_carry(side: Side) -> None:
     """Ties every axis of the carry argument to the same axis of the returned carry."""
     g = side.graph
-    for k in range(g.carry_leaves):
-        for a, (i, o) in enumerate(zip(g.input_axes[k], g.output_axes[k], strict=True)):
+    if g.carry is None:
+        return
+    pairs = zip(g.carry.input_leaves, g.carry.output_leaves, strict=True)
+    for k, (ki, ko) in enumerate(pairs):
+        for a, (i, o) in enumerate(zip(g.input_axes[ki], g.output_axes[ko], strict=True)):
             g.tie(i, o, f"carry leaf {k} axis {a} of the {side.name} function")
             g.carried.append(i)
 
 
 def check_same_carry(old: Side, new: Side) -> None:
-    """Both functions have a carry of as many leaves, or neither has one."""
-    a, b = old.graph.carry_leaves, new.graph.carry_leaves
+    """Both functions have the same carry (argument, output, number of leaves), or neither."""
+    a, b = old.graph.carry, new.graph.carry
     if a != b:
-        def says(n):
-            return f"a carry of {n} leaves" if n else "no carry"
+        def says(c):
+            return f"a carry ({c})" if c else "no carry"
 
         raise PlanError(
-            f"`example`: the old function has {says(a)}, the new one {says(b)} (a carry is the "
-            "first argument, returned as the first of two outputs with the same structure and "
-            "shapes: apply(variables, carry, x) -> (carry, y)); give both functions a carry of "
-            "their own hidden size, or neither."
+            f"`example`: the old function has {says(a)}, the new one {says(b)} (a carry is an "
+            "argument returned as an output with the same structure and shapes, by default the "
+            "first argument returned first of two: apply(variables, carry, x) -> (carry, y)); "
+            "give both functions a carry of their own hidden size, or neither, or pass "
+            "carry=False (no carry) or carry=(arg_index, output_index)."
         )
 
 
@@ -80,14 +175,20 @@ def transplant_carry(carry, plan):
         Array([[1., 1., 1., 0., 0.]], dtype=float32)
     """
     leaves, treedef = jax.tree_util.tree_flatten(carry)
-    specs = getattr(plan, "input_specs", ())
-    if len(specs) <= len(leaves):
+    spec = getattr(plan, "carry", None)
+    if spec is None:
         raise PlanError(
-            f"`carry`: the plan has {len(specs)} inputs, so no carry of {len(leaves)} leaves "
-            "besides an input; make the plan with apply= and example= on the cell's step "
-            "apply(variables, carry, x)."
+            "`plan`: it has no carry (a params-only plan, carry=False, or a function that does "
+            "not return its state); make the plan with apply= and example= on the cell's step "
+            "apply(variables, carry, x) -> (carry, y), or name it with carry=(arg, output)."
         )
-    pairs = zip(leaves, specs[:len(leaves)], strict=True)
+    if len(leaves) != len(spec.input_leaves):
+        raise PlanError(
+            f"`carry`: {len(leaves)} leaves, but the plan's carry ({spec}) has "
+            f"{len(spec.input_leaves)}; pass the old cell's whole carry."
+        )
+    specs = [plan.input_specs[k] for k in spec.input_leaves]
+    pairs = zip(leaves, specs, strict=True)
     out = [_move(jnp.asarray(x), spec, k) for k, (x, spec) in enumerate(pairs)]
     return jax.tree_util.tree_unflatten(treedef, out)
 
@@ -111,7 +212,7 @@ def _move(x, spec, k: int):
 
 
 def check_stays_zero(fn, leaf_shapes: list, leaf_plans: dict, example: tuple, in_specs: tuple,
-                     n_carry: int) -> None:
+                     carry: Carry) -> None:
     """Runs one step of the new function on random weights shaped like the plan's result (zero
     wherever the plan writes zeros) and a carry that is zero on the new units, and refuses the
     plan when a new unit of the returned carry is not zero: the cell does not map a zero state
@@ -122,8 +223,8 @@ def check_stays_zero(fn, leaf_shapes: list, leaf_plans: dict, example: tuple, in
         leaf_shapes: `(shape, dtype)` per leaf, in the order `fn` takes them.
         leaf_plans: the `LeafPlan` per leaf, in the same order.
         example: the new function's example arguments (arrays or shapes).
-        in_specs: the plan's input specs (the carry's first).
-        n_carry: the number of carry leaves.
+        in_specs: the plan's input specs.
+        carry: the new function's carry.
 
     Raises:
         PlanError: when a new carried unit leaves zero.
@@ -135,17 +236,17 @@ def check_stays_zero(fn, leaf_shapes: list, leaf_plans: dict, example: tuple, in
     args = []
     for k, x in enumerate(arg_leaves):
         value = _random(rng, tuple(x.shape), x.dtype)
-        if k < n_carry and in_specs[k] is not None:
+        if k in carry.input_leaves and in_specs[k] is not None:
             value = _zero_new(value, in_specs[k])
         args.append(value)
     step = jax.jit(lambda ps, xs: fn(ps, *jax.tree_util.tree_unflatten(treedef, xs)))
     out = jax.tree_util.tree_leaves(step(leaves, args))
-    for k in range(n_carry):
-        if in_specs[k] is None:
+    for k, (ki, ko) in enumerate(zip(carry.input_leaves, carry.output_leaves, strict=True)):
+        if in_specs[ki] is None:
             continue
-        axis, old_ids, new_ids = in_specs[k]
+        axis, old_ids, new_ids = in_specs[ki]
         new = np.flatnonzero(ids.index_of(new_ids, old_ids) < 0)
-        moved = np.abs(np.take(np.asarray(out[k], np.float64), new, axis=axis))
+        moved = np.abs(np.take(np.asarray(out[ko], np.float64), new, axis=axis))
         if moved.size and moved.max() > 1e-6:
             raise PlanError(
                 f"carry leaf {k}: its new units start with zero incoming weights, but one step "

@@ -196,7 +196,13 @@ class _Builder:
 
     @property
     def hidden_fill(self) -> str:
-        return "template" if self.options["new_hidden"] == "template" else "zeros"
+        """How the layer after a new hidden unit reads it: template, template x scale, or 0."""
+        return {"template": "template", "small_random": "scaled"}.get(
+            self.options["new_hidden"], "zeros")
+
+    @property
+    def scale(self) -> float:
+        return float(self.options.get("init_scale", 1.0))
 
     def template_leaves(self, layer: Layer, note: str = "new layer: template init") -> None:
         for _, path, shape, _ in layer.leaves.values():
@@ -295,6 +301,7 @@ class _OutAxis:
     offset: np.ndarray
     fill: list
     share: np.ndarray | None = None
+    scaled: np.ndarray | None = None
 
     @classmethod
     def copies(cls, src: np.ndarray) -> _OutAxis:
@@ -305,7 +312,7 @@ class _OutAxis:
     def axis_map(self) -> AxisMap:
         return AxisMap(-1, self.idx, self.src, zero=self.zero if self.zero.any() else None,
                        mean=self.mean if self.mean.any() else None,
-                       noise=self.noise if self.noise.any() else None)
+                       noise=self.noise if self.noise.any() else None, scaled=self.scaled)
 
 
 def _net2net(b: _Builder, layer: Layer, out: _OutAxis, out_old: tuple) -> None:
@@ -338,6 +345,9 @@ def _plan_out_axis(b: _Builder, layer: Layer, out_new: tuple, out_old: tuple):
     else:
         out.fill = [b.hidden_fill if s < 0 else None for s in out.src]
         how = "template in" + (", zero out" if b.hidden_fill == "zeros" else "")
+        if b.hidden_fill == "scaled":
+            out.scaled = out.src < 0 if (out.src < 0).any() else None
+            how = f"small random: template x {b.scale:g} in and out"
     return out, how
 
 
@@ -361,13 +371,16 @@ def _plan_matched(b: _Builder, layer: Layer, old_layer: Layer, stream: Stream, k
     out, how_new = _plan_out_axis(b, layer, out_new, out_old)
     if any(isinstance(f, tuple) for f in stream.fill):
         how_in = "net2net, fan-out shared"
+    elif in_map.scaled is not None:
+        how_in = f"template x {b.scale:g}"
     else:
         how_in = "zeros" if in_map.zero is not None else "template"
     note = (f"in: {summary(in_src, len(old_in), how_in)}"
             + (f" (x{k} flattened)" if k > 1 else "")
             + f"; out: {summary(out.src, len(out_old), how_new)}")
     leaves_from_old(b.leaf_plans, layer, old_layer, {"in": in_map, "out": out.axis_map()},
-                    out.offset if out.offset.any() else None, note, b.allow_dtype_change)
+                    out.offset if out.offset.any() else None, note, b.allow_dtype_change,
+                    b.scale)
     return Stream(out_new, out.fill, out.share)
 
 

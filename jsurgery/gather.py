@@ -82,22 +82,38 @@ def _gather_axis(x, am: AxisMap, axis: int, moments: bool):
     return x
 
 
-def _masks(lp: LeafPlan, last: AxisMap | None, sl: slice, moments: bool) -> dict:
-    """Per-axis position masks (undefined, zero, noise) of a segment, as `(axis, vector)` lists."""
+def _undefined(am: AxisMap, moments: bool) -> np.ndarray:
+    """Positions of an axis that read nothing from the old leaf (template, or zero moments)."""
+    defined = (am.src if moments else am.idx) >= 0
+    if am.mean is not None and not moments:
+        defined = defined | am.mean
+    return ~defined
+
+
+def _masks(lp: LeafPlan, last: AxisMap | None, sl: slice, moments: bool, blocked) -> dict:
+    """Per-axis position masks (undefined, zero, noise) of a segment, as `(axis, vector)` lists;
+    the undefined positions of `blocked` axes are written afterwards, as blocks."""
     ndim = len(lp.shape)
-    out: dict = {"undefined": [], "zero": [], "noise": []}
+    out: dict = {"undefined": [], "zero": [], "noise": [], "scaled": []}
     for am in lp.axes:
         axis = am.axis % ndim
         cut = sl if am is last else slice(None)
-        idx = am.src if moments else am.idx
-        defined = idx >= 0
-        if am.mean is not None and not moments:
-            defined = defined | am.mean
-        out["undefined"].append((axis, (~defined)[cut]))
+        if axis not in blocked:
+            out["undefined"].append((axis, _undefined(am, moments)[cut]))
         if not moments:
-            out["zero"].append((axis, None if am.zero is None else am.zero[cut]))
-            out["noise"].append((axis, None if am.noise is None else am.noise[cut]))
+            for name in ("zero", "noise", "scaled"):
+                m = getattr(am, name)
+                out[name].append((axis, None if m is None else m[cut]))
     return out
+
+
+def _scaled(block, lp: LeafPlan, axis_masks: list):
+    """The template `block` times the leaf's `template_scale` where a new unit asks for it
+    (new_hidden="small_random")."""
+    scaled = _mask(axis_masks, len(lp.shape))
+    if scaled is None or lp.template_scale == 1.0:
+        return block
+    return jnp.where(scaled, block * jnp.asarray(lp.template_scale, block.dtype), block)
 
 
 def _mask(axis_masks: list, ndim: int) -> jax.Array | None:
@@ -112,7 +128,8 @@ def _mask(axis_masks: list, ndim: int) -> jax.Array | None:
     return out
 
 
-def _segment(lp: LeafPlan, old, tmpl, eps, last: AxisMap | None, seg: Segment, moments: bool):
+def _segment(lp: LeafPlan, old, tmpl, eps, last: AxisMap | None, seg: Segment, moments: bool,
+             blocked: dict):
     """The new values at one segment of the last axis, computed from the old leaf alone."""
     ndim = len(lp.shape)
     sl = slice(seg.start, seg.stop)
@@ -125,7 +142,7 @@ def _segment(lp: LeafPlan, old, tmpl, eps, last: AxisMap | None, seg: Segment, m
     if last is not None and last.mul is not None and not moments:
         x = x * jnp.asarray(last.mul[sl], x.dtype)
     x = x.astype(tmpl.dtype)
-    masks = _masks(lp, last, sl, moments)
+    masks = _masks(lp, last, sl, moments, blocked)
     missing = _mask(masks["undefined"], ndim)
     if moments:
         return x if missing is None else jnp.where(missing, jnp.zeros((), x.dtype), x)
@@ -135,7 +152,7 @@ def _segment(lp: LeafPlan, old, tmpl, eps, last: AxisMap | None, seg: Segment, m
     if noisy is not None and eps is not None:
         x = jnp.where(noisy, x * (1 + eps[..., sl]), x)
     if missing is not None:
-        x = jnp.where(missing, tmpl[..., sl], x)
+        x = jnp.where(missing, _scaled(tmpl[..., sl], lp, masks["scaled"]), x)
     zeroed = _mask(masks["zero"], ndim)
     return x if zeroed is None else jnp.where(zeroed, jnp.zeros((), x.dtype), x)
 
@@ -165,11 +182,65 @@ def new_leaf(lp: LeafPlan, old, tmpl, key, moments: bool, noise_scale: float):
     eps = None
     if key is not None and not moments and any(am.noise is not None for am in lp.axes):
         eps = noise_scale * jax.random.normal(key, lp.shape, tmpl.dtype)
+    blocked = _template_blocks(lp, last, moments)
     if last is None:
-        return _segment(lp, old, tmpl, eps, None, Segment(0, lp.shape[-1], "slice"), moments)
-    runs = segments(last.src if moments else last.idx)
-    parts = [_segment(lp, old, tmpl, eps, last, seg, moments) for seg in runs]
-    return _join(parts, runs, lp.shape[-1])
+        runs = [Segment(0, lp.shape[-1], "slice")]
+        out = _segment(lp, old, tmpl, eps, None, runs[0], moments, blocked)
+    else:
+        runs = segments(last.src if moments else last.idx)
+        parts = [_segment(lp, old, tmpl, eps, last, seg, moments, blocked) for seg in runs]
+        out = _join(parts, runs, lp.shape[-1])
+    return _write_blocks(out, lp, tmpl, blocked, moments)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """`[start, stop)` of each run of True in `mask`."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def _template_blocks(lp: LeafPlan, last: AxisMap | None, moments: bool) -> dict:
+    """`{axis: runs}` of the unread positions of each axis but the last, where they form few
+    runs (units appended, a feature inserted): those rows are written from the template as
+    blocks, so the rest of the leaf never reads the template."""
+    ndim = len(lp.shape)
+    blocked = {}
+    for am in lp.axes:
+        runs = _runs(_undefined(am, moments)) if am is not last else []
+        if 0 < len(runs) <= MAX_SEGMENTS:
+            blocked[am.axis % ndim] = runs
+    return blocked
+
+
+def _write_blocks(out, lp: LeafPlan, tmpl, blocked: dict, moments: bool):
+    """Writes the template (zeros for moments) into the blocked rows, in place; zero masks
+    still apply there."""
+    ndim = len(lp.shape)
+    for axis, runs in blocked.items():
+        for a, b in runs:
+            if moments:
+                shape = list(lp.shape)
+                shape[axis] = b - a
+                block = jnp.zeros(shape, out.dtype)
+            else:
+                block = jax.lax.slice_in_dim(tmpl, a, b, axis=axis)
+                block = _scaled(block, lp, _restrict(lp, "scaled", axis, a, b))
+                zeroed = _mask(_restrict(lp, "zero", axis, a, b), ndim)
+                if zeroed is not None:
+                    block = jnp.where(zeroed, jnp.zeros((), block.dtype), block)
+            out = jax.lax.dynamic_update_slice_in_dim(out, block, a, axis=axis)
+    return out
+
+
+def _restrict(lp: LeafPlan, name: str, axis: int, a: int, b: int) -> list:
+    """The `name` masks of every axis, as `(axis, vector)`, cut to `[a, b)` on `axis`."""
+    ndim = len(lp.shape)
+    out = []
+    for am in lp.axes:
+        m = getattr(am, name)
+        out.append((am.axis % ndim, None if m is None else
+                    m[a:b] if am.axis % ndim == axis else m))
+    return out
 
 
 def _join(parts: list, runs: list[Segment], n: int):

@@ -38,8 +38,8 @@ class Graph:
         cross: `{node: [(primitive, source)]}` operations that mix the units of a space.
         opaque: `{node: (primitive, source)}` operations the planner cannot follow.
         out_tree: the pytree structure of the function's output.
-        carry_leaves: how many leaves the function's carry has (its first argument, returned
-            as the first of two outputs: a recurrent cell's step), 0 for none.
+        carry: the function's carry (`jsurgery.carry.Carry`: an argument returned as one of
+            its outputs, a recurrent cell's step), or None.
         carried: the nodes of the carry's axes, once tied across the step
             (`jsurgery.carry.tie_carry`).
     """
@@ -57,8 +57,13 @@ class Graph:
     cross: dict = field(default_factory=dict)
     opaque: dict = field(default_factory=dict)
     out_tree: object = None
-    carry_leaves: int = 0
+    carry: object = None
     carried: list = field(default_factory=list)
+
+    @property
+    def carry_leaves(self) -> int:
+        """How many leaves the carry has (0 without one)."""
+        return len(self.carry.input_leaves) if self.carry is not None else 0
 
     def node(self, size: int) -> int:
         """A new node for an axis of `size` entries."""

@@ -39,28 +39,30 @@ class UnitMaps:
         old_ids = unit_ids(self.given_old, o, self.old.graph.size[o], "an old space")
         src = ids.index_of(new_ids, old_ids)
         opt = self.options
+        scale = float(opt.get("init_scale", 1.0))
         if root in self.carried:
-            sm = policies.carried_space(src, len(old_ids), opt["new_hidden"])
+            sm = policies.carried_space(src, len(old_ids), opt["new_hidden"], scale)
         elif root in self.outputs:
             sm = policies.output_space(src, old_ids, new_ids, opt, self.warnings, label)
         elif root in self.inputs:
             sm = policies.input_space(src, len(old_ids), opt["new_inputs"])
         else:
             sm = policies.hidden_space(src, len(old_ids), opt["new_hidden"],
-                                       opt["net2net_noise"], self.warnings, label)
+                                       opt["net2net_noise"], self.warnings, label, scale)
         self.maps[root], self.labels[root] = sm, label
         return sm
 
-    def axis_map(self, node: int, role: str, axis: int, kernel: bool, label: str) -> AxisMap:
+    def axis_map(self, node: int, role: str, axis: int, kernel: bool, label: str,
+                 weight: bool = True) -> AxisMap:
         root = self.new.root(node)
         parts = self.new.graph.parts(root)
         if parts is not None:
-            maps = [self.axis_map(p, role, axis, kernel, label) for p in parts[1]]
+            maps = [self.axis_map(p, role, axis, kernel, label, weight) for p in parts[1]]
             old_sizes = [self.old.graph.size[self.corr.to_old[self.new.root(p)]]
                          for p in parts[1]]
             return combine(parts[0], maps, old_sizes, axis)
         if root in self.units:
-            return self.space(root, label).axis_map(axis, role, kernel)
+            return self.space(root, label).axis_map(axis, role, kernel, weight)
         n_new, n_old = self.new.graph.size[root], self.old.graph.size[self.corr.to_old[root]]
         if n_new != n_old:
             raise PlanError(
@@ -91,6 +93,7 @@ def matched_leaf(units: UnitMaps, ni: int, oi: int, path, opath, old_index: int,
     """The plan of a new leaf that continues an old one."""
     g = units.new.graph
     maps, notes, offset = [], [], None
+    weight = len(shape) >= 2 or additive  # kernels and biases, not norm scales or statistics
     for axis, (node, role) in enumerate(zip(g.leaf_axes[ni], g.leaf_roles[ni], strict=True)):
         label = units.new.where(ni, axis)
         if role == WINDOW:
@@ -101,7 +104,7 @@ def matched_leaf(units: UnitMaps, ni: int, oi: int, path, opath, old_index: int,
                     "cannot be resized."
                 )
             continue
-        am = units.axis_map(node, role, axis, len(shape) >= 2, label)
+        am = units.axis_map(node, role, axis, len(shape) >= 2, label, weight)
         root = units.new.root(node)
         how = units.maps[root].how if root in units.maps else "flattened or concatenated"
         notes.append(f"{'in' if role == READ else 'out'}: {summary(am.src, old_shape[axis], how)}")
@@ -109,8 +112,10 @@ def matched_leaf(units: UnitMaps, ni: int, oi: int, path, opath, old_index: int,
             maps.append(am)
         if len(shape) == 1 and additive and root in units.outputs:
             offset = units.maps[root].offset
+    scaled = any(am.scaled is not None for am in maps)
     return LeafPlan(path, opath, old_index, shape, old_shape, "old", tuple(maps), offset=offset,
-                    note="; ".join(notes))
+                    note="; ".join(notes),
+                    template_scale=float(units.options.get("init_scale", 1.0)) if scaled else 1.0)
 
 
 def new_leaf(units: UnitMaps, ni: int, path, shape, template: bool, additive: bool,

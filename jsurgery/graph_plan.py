@@ -59,10 +59,11 @@ def _function(tree, apply: Callable | None, arg: str):
     return [leaf for _, leaf in pairs], [trees.keypath(kp) for kp, _ in pairs], fn
 
 
-def trace_side(tree, apply, example: tuple, arg: str, name: str) -> Traced:
+def trace_side(tree, apply, example: tuple, arg: str, name: str, carry=None) -> Traced:
     flat = trees.flatten(tree, arg, any_pytree=True)
     leaves, paths, fn = _function(tree, apply, arg)
-    graph = trace(fn, leaves, tuple(example), name)
+    graph = trace(fn, leaves, tuple(example), name, carry,
+                  [trees.path_str(p) for p in paths])
     side = Side(graph, [trees.path_str(p) for p in paths], name)
     tie_carry(side)
     _refuse_opaque(side)
@@ -103,18 +104,24 @@ def _end_spaces(side: Side) -> dict:
 
 
 def _refuse_opaque(side: Side) -> None:
+    """Refuses every used leaf axis whose units pass through an operation without a rule,
+    naming each such leaf axis and the first operation."""
     g = side.graph
+    hits = []
     for leaf, (axes, roles) in enumerate(zip(g.leaf_axes, g.leaf_roles, strict=True)):
         for axis, (node, role) in enumerate(zip(axes, roles, strict=True)):
             hit = g.opaque_at(node) if role != WINDOW else None
             if hit is not None and g.first_use[leaf] is not None:
-                raise PlanError(
-                    f"{side.where(leaf, axis)}: its units pass through `{hit[0]}` "
-                    f"({hit[1]}), which the planner cannot give axis roles to; supported are "
-                    "dot_general, conv_general_dilated (ungrouped), elementwise ops, reshape, "
-                    "transpose, broadcast, concatenate, slice/split, reductions, embedding "
-                    "gathers and nested jit/cond/scan/while."
-                )
+                hits.append((side.where(leaf, axis), hit))
+    if hits:
+        (where, hit), also = hits[0], [w for w, h in hits[1:] if h == hits[0][1]]
+        more = f" (as do {'; '.join(also)})" if also else ""
+        raise PlanError(
+            f"{where}: its units pass through `{hit[0]}` ({hit[1]}){more}, which the planner "
+            "cannot give axis roles to; supported are dot_general, conv_general_dilated "
+            "(ungrouped), elementwise ops, reshape, transpose, broadcast, concatenate, "
+            "slice/split, reductions, embedding gathers and nested jit/cond/scan/while."
+        )
 
 
 def _id_pairs(spec, count: int, arg: str) -> dict:
@@ -381,22 +388,23 @@ def _check_carry(new: Traced, units, leaf_plans: list, example: tuple, in_specs:
     those units at zero (`jsurgery.carry.check_stays_zero`)."""
     g = new.side.graph
     grown = [r for r in units.carried if r in units.maps and units.maps[r].write_zero is not None]
-    if not g.carry_leaves or not grown:
+    if g.carry is None or not grown:
         return
     by_path = {lp.path: lp for lp in leaf_plans}
     check_stays_zero(new.fn, [(tuple(x.shape), x.dtype) for x in new.leaves],
-                     [by_path[p] for p in new.paths], example, in_specs, g.carry_leaves)
+                     [by_path[p] for p in new.paths], example, in_specs, g.carry)
 
 
 def build(old_tree, new_tree, *, apply, example, inputs, outputs, layers, hidden, options: dict,
-          allow_dtype_change: bool) -> dict:
-    """The fields of a `Plan` made from the traced graphs of the old and new functions."""
+          allow_dtype_change: bool, carry=None) -> dict:
+    """The fields of a `Plan` made from the traced graphs of the old and new functions;
+    `carry` is None (detect), False (none) or `(arg_index, output_index)`."""
     from jsurgery.graph_leaves import UnitMaps
 
     old_fn, new_fn = _functions(apply)
     old_ex, new_ex = _examples(example)
-    old = trace_side(old_tree, old_fn, old_ex, "old", "old")
-    new = trace_side(new_tree, new_fn, new_ex, "new_template", "new")
+    old = trace_side(old_tree, old_fn, old_ex, "old", "old", carry)
+    new = trace_side(new_tree, new_fn, new_ex, "new_template", "new", carry)
     check_same_carry(old.side, new.side)
     given_old, given_new, in_specs, out_specs = io_ids(old, new, inputs, outputs)
     layer_map, how, pairs, corr = _choose_matching(old, new, layers)
@@ -431,4 +439,5 @@ def build(old_tree, new_tree, *, apply, example, inputs, outputs, layers, hidden
         warnings=tuple(warnings),
         input_specs=in_specs,
         output_specs=out_specs,
+        carry=new.side.graph.carry,
     )

@@ -16,6 +16,12 @@ Options of `make_plan` (each a string; `new_outputs` may also be a dict per new 
         weights by (1 + noise * N(0, 1)) to break symmetry (then exact only to that order).
         BatchNorm parameters and statistics are copied with their units; a LayerNorm over the
         widened units sees different statistics, so widening through it is not exact.
+    "small_random": every weight touching a new unit (its incoming weights and bias, its
+        outgoing weights, in every gate of a recurrent cell) is the template's value times
+        `init_scale` (OpenAI Five's choice, Berner et al. 2019, appendix B); norm scales and
+        statistics keep the template's values. Not exact: the change in the old outputs is
+        bounded by the scale (first order; second order where the activation maps 0 to 0,
+        since a new unit's input and its outgoing weights are both scaled).
 
 `new_layers` -- layers the sequential matching found inserted:
     "identity": Dense kernel = identity on the units it passes through, bias zero; Conv kernel =
@@ -49,7 +55,7 @@ import numpy as np
 from jsurgery.errors import PlanError
 
 NewInputs = Literal["template", "zeros"]
-NewHidden = Literal["template", "zero_fanout", "net2net"]
+NewHidden = Literal["template", "zero_fanout", "net2net", "small_random"]
 NewLayers = Literal["identity", "identity_corner", "template"]
 NewOutputs = Literal["template", "zeros", "mean", "pessimistic"]
 
@@ -83,6 +89,20 @@ TEMPLATE_WARNING = (
     "template-initialised new Q-output starts near zero and is likely to be picked by argmax "
     "under negative rewards"
 )
+
+
+def check_scale(init_scale) -> float:
+    """`init_scale` as a float, refused unless finite and positive."""
+    try:
+        scale = float(init_scale)
+    except (TypeError, ValueError):
+        scale = float("nan")
+    if not np.isfinite(scale) or scale <= 0:
+        raise PlanError(
+            f"`init_scale`: {init_scale!r} is not a positive number; it multiplies the "
+            "template's weights of new hidden units (new_hidden='small_random'), e.g. 0.01."
+        )
+    return scale
 
 
 def check_choice(arg: str, value, allowed: tuple) -> str:

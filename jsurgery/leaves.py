@@ -24,6 +24,8 @@ class AxisMap:
         zero: new positions set to zero, or None.
         mean: new positions set to the mean over the old axis, or None.
         noise: new positions that get symmetry-breaking noise, or None.
+        scaled: new positions whose template value is multiplied by the leaf's
+            `template_scale` (new_hidden="small_random"), or None.
     """
 
     axis: int
@@ -33,6 +35,7 @@ class AxisMap:
     zero: np.ndarray | None = None
     mean: np.ndarray | None = None
     noise: np.ndarray | None = None
+    scaled: np.ndarray | None = None
 
     def is_copy(self, n_old: int) -> bool:
         """True when this axis reads the old axis unchanged."""
@@ -42,6 +45,7 @@ class AxisMap:
             and self.mul is None
             and self.zero is None
             and self.mean is None
+            and self.scaled is None
         )
 
 
@@ -59,13 +63,16 @@ class LeafPlan:
     offset: np.ndarray | None = None  # added along the only axis (pessimistic bias)
     identity: tuple | None = None  # indices of the ones for source "identity"
     note: str = ""
+    template_scale: float = 1.0  # factor on the template at the axes' `scaled` positions
+
 
 @dataclass
 class Stream:
     """Units flowing out of a layer in the new network."""
 
     new_ids: tuple
-    fill: list  # per position: None (copy by ID), "template", "zeros", ("replica", old_id)
+    fill: list  # per position: None (copy by ID), "template", "zeros", "scaled" (template x
+    # init_scale), ("replica", old_id)
     share: np.ndarray | None = None  # Net2Net: 1/copies per position
 
 def summary(src: np.ndarray, n_old: int, how: str) -> str:
@@ -95,6 +102,7 @@ def in_axis(stream: Stream, old_in: tuple, k: int, axis: int) -> tuple[AxisMap, 
     src = ids.index_of(stream.new_ids, old_in)
     idx = src.copy()
     zero = np.zeros(len(src), bool)
+    scaled = np.zeros(len(src), bool)
     old_pos = {u: q for q, u in enumerate(old_in)}
     for p in np.flatnonzero(src < 0):
         f = stream.fill[p]
@@ -104,6 +112,8 @@ def in_axis(stream: Stream, old_in: tuple, k: int, axis: int) -> tuple[AxisMap, 
             zero[p] = q < 0
         elif f == "zeros":
             zero[p] = True
+        elif f == "scaled":
+            scaled[p] = True
     mul = stream.share
     c_old = len(old_in)
     amap = AxisMap(
@@ -112,6 +122,7 @@ def in_axis(stream: Stream, old_in: tuple, k: int, axis: int) -> tuple[AxisMap, 
         expand(src, k, c_old, True),
         mul=expand(mul, k, c_old, False),
         zero=expand(zero, k, c_old, False) if zero.any() else None,
+        scaled=expand(scaled, k, c_old, False) if scaled.any() else None,
     )
     return amap, src
 
@@ -160,7 +171,8 @@ def output_inits(out_new, out_old, src, spec, idx, zero, mean, offset, pessimism
     return ", ".join(kinds) if kinds else "-"
 
 
-def leaves_from_old(leaf_plans, layer, old_layer, roles_map, offset, note, allow_cast) -> None:
+def leaves_from_old(leaf_plans, layer, old_layer, roles_map, offset, note, allow_cast,
+                    scale: float = 1.0) -> None:
     for name, (_, path, shape, dtype) in layer.leaves.items():
         if name not in old_layer.leaves:
             leaf_plans[path] = LeafPlan(path, None, -1, shape, None, "template",
@@ -185,9 +197,10 @@ def leaves_from_old(leaf_plans, layer, old_layer, roles_map, offset, note, allow
             amap = roles_map[role]
             amap = AxisMap(axis, amap.idx, amap.src, amap.mul, amap.zero, amap.mean,
                            amap.noise if name == "kernel" or layer.kind != "dense" and
-                           layer.kind != "conv" else None)
+                           layer.kind != "conv" else None, amap.scaled)
             if name == "bias":
-                amap = AxisMap(axis, amap.idx, amap.src, None, amap.zero, amap.mean, None)
+                amap = AxisMap(axis, amap.idx, amap.src, None, amap.zero, amap.mean, None,
+                               amap.scaled)
             if len(amap.idx) != shape[axis]:
                 raise PlanError(
                     f"leaf {trees.path_str(path)!r}: axis {axis} has {shape[axis]} entries but "
@@ -196,8 +209,10 @@ def leaves_from_old(leaf_plans, layer, old_layer, roles_map, offset, note, allow
             if amap.is_copy(oshape[axis]):
                 continue
             maps.append(amap)
+        scaled = any(am.scaled is not None for am in maps)
         leaf_plans[path] = LeafPlan(
             path, opath, oi, shape, oshape, "old", tuple(maps),
             offset=offset if name == "bias" else None,
             note=note if name != "bias" or "in:" not in note else note.split("; ")[-1],
+            template_scale=scale if scaled else 1.0,
         )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from jsurgery import chain, ids, init
+from jsurgery.carry import Carry, check_carry_arg
 from jsurgery.errors import PlanError
 from jsurgery.leaves import LeafPlan
 
@@ -31,6 +32,8 @@ class Plan:
             token inputs), or None for an input without units.
         output_specs: per output of a traced plan, `(axis, old_ids, new_ids)` (the axis its
             units lie on) or None for an output without units.
+        carry: the traced function's carry (`jsurgery.carry.Carry`: which argument comes back
+            as which output, and their leaves), or None; `transplant_carry` reads it.
     """
 
     leaves: tuple[LeafPlan, ...]
@@ -48,6 +51,7 @@ class Plan:
     warnings: tuple[str, ...] = field(default=())
     input_specs: tuple = field(default=())
     output_specs: tuple = field(default=())
+    carry: Carry | None = field(default=None)
 
     def __str__(self) -> str:
         from jsurgery.report import render
@@ -96,10 +100,12 @@ def make_plan(
     new_layers: init.NewLayers = "identity",
     new_outputs: init.NewOutputs | Mapping[Hashable, Hashable] = "template",
     pessimism: float = 1.0,
+    init_scale: float = 0.01,
     net2net_noise: float = 0.0,
     seed: int = 0,
     order: Sequence | None = None,
     allow_dtype_change: bool = False,
+    carry: bool | tuple[int, int] | None = None,
 ) -> Plan:
     """Plans moving the weights of `old` into a network shaped like `new_template`.
 
@@ -128,15 +134,24 @@ def make_plan(
         hidden: `{new_layer_path: (old_ids, new_ids)}` naming the output units of hidden layers;
             hidden units are matched by position otherwise.
         new_inputs: "template" or "zeros" (see `jsurgery.init`).
-        new_hidden: "template", "zero_fanout" or "net2net".
+        new_hidden: "template", "zero_fanout", "net2net" or "small_random".
         new_layers: "identity", "identity_corner" or "template" for inserted layers.
         new_outputs: "template", "zeros", "mean", "pessimistic", or `{new_id: old_id or option}`.
         pessimism: how far below the old outputs' mean a "pessimistic" output starts.
+        init_scale: with new_hidden="small_random", the factor on the template's weights of
+            every new hidden unit (in, out, biases, every gate); the old outputs move by at
+            most first order in it.
         net2net_noise: relative noise on the incoming weights of Net2Net copies (0: exact).
         seed: seed of that noise.
         order: layer paths in forward order, for trees whose key order is not the forward order
             (an nnx.State sorts its keys); layers not listed follow in their own order.
         allow_dtype_change: cast old leaves to the template's dtype instead of raising.
+        carry: a traced plan's recurrent state. None: detected (the first argument, when it comes
+            back as the first of two outputs with the same structure, shapes and dtypes:
+            `apply(variables, carry, x) -> (carry, y)`); False: none (a function whose first
+            argument and output merely look alike); `(arg_index, output_index)`: that argument
+            comes back as that output (refused when it does not). A carried space is one space
+            across the step (see `docs/recurrent.md`), and `Plan.carry` records it.
 
     Returns:
         A `Plan`; `print(plan)` shows it leaf by leaf.
@@ -162,9 +177,18 @@ def make_plan(
         init.check_choice("new_outputs", new_outputs, init.NEW_OUTPUTS)
     options = {"new_inputs": new_inputs, "new_hidden": new_hidden, "new_layers": new_layers,
                "new_outputs": new_outputs}
+    if new_hidden == "small_random":
+        options["init_scale"] = init.check_scale(init_scale)
+    if carry is not None and carry is not False:
+        check_carry_arg(carry)
     if apply is not None or example is not None:
         return _traced_plan(old, new_template, apply, example, inputs, outputs, layers, hidden,
-                            options, pessimism, net2net_noise, seed, allow_dtype_change)
+                            options, pessimism, net2net_noise, seed, allow_dtype_change, carry)
+    if carry:
+        raise PlanError(
+            f"`carry`: {carry!r} names a recurrent state of a traced function; pass apply= and "
+            "example= with it."
+        )
     fields = chain.build(
         old, new_template, inputs=inputs, outputs=outputs, layers=layers, hidden=hidden,
         order=order, options=options, pessimism=pessimism, net2net_noise=net2net_noise,
@@ -174,7 +198,7 @@ def make_plan(
 
 
 def _traced_plan(old, new_template, apply, example, inputs, outputs, layers, hidden, options,
-                 pessimism, net2net_noise, seed, allow_dtype_change) -> Plan:
+                 pessimism, net2net_noise, seed, allow_dtype_change, carry) -> Plan:
     from jsurgery import graph_plan
 
     if example is None:
@@ -182,6 +206,6 @@ def _traced_plan(old, new_template, apply, example, inputs, outputs, layers, hid
     fields = graph_plan.build(
         old, new_template, apply=apply, example=example, inputs=inputs, outputs=outputs,
         layers=layers, hidden=hidden, allow_dtype_change=allow_dtype_change,
-        options=dict(options, pessimism=pessimism, net2net_noise=net2net_noise),
+        options=dict(options, pessimism=pessimism, net2net_noise=net2net_noise), carry=carry,
     )
     return Plan(options=options, noise=float(net2net_noise), seed=int(seed), **fields)

@@ -32,11 +32,22 @@ def input_space(src: np.ndarray, n_old: int, new_inputs: str) -> SpaceMap:
     return sm
 
 
+def small_random(src: np.ndarray, n_old: int, scale: float) -> SpaceMap:
+    """Hidden units (carried or not) whose weights, in and out, are the template's times
+    `scale`."""
+    sm = _base(src, n_old, f"small random: template x {scale:g} in and out")
+    sm.write_scaled = sm.read_scaled = _new(src)
+    return sm
+
+
 def hidden_space(src: np.ndarray, n_old: int, new_hidden: str, noise: float,
-                 warnings: list, label: str) -> SpaceMap:
-    """Hidden units: template, zero fan-out, or Net2Net replicas with shared fan-out."""
+                 warnings: list, label: str, scale: float = 1.0) -> SpaceMap:
+    """Hidden units: template, zero fan-out, small random, or Net2Net replicas with shared
+    fan-out."""
     if new_hidden == "template":
         return _base(src, n_old, "template in, template out")
+    if new_hidden == "small_random":
+        return small_random(src, n_old, scale)
     sm = _base(src, n_old, "template in, zero out")
     new_pos = np.flatnonzero(src < 0)
     copied = np.flatnonzero(src >= 0)
@@ -59,14 +70,16 @@ def hidden_space(src: np.ndarray, n_old: int, new_hidden: str, noise: float,
     return sm
 
 
-def carried_space(src: np.ndarray, n_old: int, new_hidden: str) -> SpaceMap:
+def carried_space(src: np.ndarray, n_old: int, new_hidden: str, scale: float = 1.0) -> SpaceMap:
     """Hidden units of a recurrent cell's carry: with "net2net" (the preserving choice) new units
     get zero incoming weights and biases in every gate and template outgoing weights, so from a
     carry that is zero on them (a new episode, or `transplant_carry`) they stay exactly zero and
     every step matches the old cell (Net2Net replicas would need their carry replicated too);
-    "zero_fanout" and "template" as for any hidden space."""
+    "zero_fanout", "small_random" and "template" as for any hidden space."""
     if new_hidden == "template":
         return _base(src, n_old, "template in, template out")
+    if new_hidden == "small_random":
+        return small_random(src, n_old, scale)
     sm = _base(src, n_old, "template in, zero out")
     if new_hidden == "zero_fanout":
         sm.read_zero = _new(src)
@@ -80,7 +93,7 @@ def output_space(src: np.ndarray, old_ids: tuple, new_ids: tuple, options: dict,
                  warnings: list, label: str) -> SpaceMap:
     """Output units (actions, classes): `new_outputs` per new unit; readers of a new output (a
     value computed from the logits) see it with zero weights unless `new_hidden` is
-    "template"."""
+    "template" (template weights) or "small_random" (template weights times `init_scale`)."""
     n = len(src)
     idx = src.copy()
     zero, mean = np.zeros(n, bool), np.zeros(n, bool)
@@ -91,6 +104,8 @@ def output_space(src: np.ndarray, old_ids: tuple, new_ids: tuple, options: dict,
     sm.write_zero = zero if zero.any() else None
     sm.write_mean = mean if mean.any() else None
     sm.offset = offset if offset.any() else None
-    if options["new_hidden"] != "template":
+    if options["new_hidden"] == "small_random":
+        sm.read_scaled = _new(src)
+    elif options["new_hidden"] != "template":
         sm.read_zero = _new(src)
     return sm

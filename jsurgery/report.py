@@ -25,6 +25,8 @@ def render(plan) -> str:
         for k, spec in enumerate(specs):
             shown = "no units" if spec is None else f"{_ids(spec[1])} -> {_ids(spec[2])}"
             lines.append(f"  {label} {k}: {shown}")
+    if getattr(plan, "carry", None) is not None:
+        lines.append(f"  carry:   {plan.carry}")
     lines.append("  layers:  " + ", ".join(
         f"{new} <- {old if old is not None else 'new'}" for new, old in plan.layer_map.items()
     ))

@@ -83,7 +83,9 @@ class SpaceMap:
 
     Arrays have one entry per new unit. `src` is the old position of the same unit (-1 when new);
     writers (kernel outputs, biases, scales) read `write_idx`, readers (contracted axes) read
-    `read_idx` times `read_mul`; masks say which units are zero, the old mean, or noisy.
+    `read_idx` times `read_mul`; masks say which units are zero, the old mean, noisy, or take
+    the template times `init_scale` (`write_scaled`, `read_scaled`: weights only, not norm scales
+    or statistics).
     """
 
     src: np.ndarray
@@ -97,12 +99,18 @@ class SpaceMap:
     write_mean: np.ndarray | None = None
     write_noise: np.ndarray | None = None
     offset: np.ndarray | None = None
+    write_scaled: np.ndarray | None = None
+    read_scaled: np.ndarray | None = None
 
-    def axis_map(self, axis: int, role: str, kernel: bool) -> AxisMap:
+    def axis_map(self, axis: int, role: str, kernel: bool, weight: bool = True) -> AxisMap:
+        """The map of one leaf axis in this space; `weight` (a kernel or a bias, not a norm's
+        scale or statistics) takes the scaled template where the space says so."""
         if role == "read":
-            return AxisMap(axis, self.read_idx, self.src, self.read_mul, self.read_zero)
+            return AxisMap(axis, self.read_idx, self.src, self.read_mul, self.read_zero,
+                           scaled=self.read_scaled if weight else None)
         return AxisMap(axis, self.write_idx, self.src, None, self.write_zero, self.write_mean,
-                       self.write_noise if kernel else None)
+                       self.write_noise if kernel else None,
+                       self.write_scaled if weight else None)
 
 
 def combine(kind: str, maps: list[AxisMap], old_sizes: list[int], axis: int) -> AxisMap:
@@ -115,16 +123,20 @@ def combine(kind: str, maps: list[AxisMap], old_sizes: list[int], axis: int) -> 
         src = np.concatenate([np.where(m.src >= 0, m.src + o, -1) for m, o in
                               zip(maps, offsets, strict=True)])
         return AxisMap(axis, idx.astype(np.int32), src.astype(np.int32),
-                       _cat(maps, "mul", 1.0), _cat(maps, "zero", False))
+                       _cat(maps, "mul", 1.0), _cat(maps, "zero", False),
+                       scaled=_cat(maps, "scaled", False))
     idx, src = maps[0].idx.astype(np.int64), maps[0].src.astype(np.int64)
     mul, zero = _field(maps[0], "mul", 1.0), _field(maps[0], "zero", False)
+    scaled = _field(maps[0], "scaled", False)
     for m, size in zip(maps[1:], old_sizes[1:], strict=True):
         idx = _outer_index(idx, m.idx, size)
         src = _outer_index(src, m.src, size)
         mul = np.outer(mul, _field(m, "mul", 1.0)).ravel()
         zero = np.logical_or.outer(zero, _field(m, "zero", False)).ravel()
+        scaled = np.logical_or.outer(scaled, _field(m, "scaled", False)).ravel()
     return AxisMap(axis, idx.astype(np.int32), src.astype(np.int32),
-                   None if np.all(mul == 1.0) else mul, zero if zero.any() else None)
+                   None if np.all(mul == 1.0) else mul, zero if zero.any() else None,
+                   scaled=scaled if scaled.any() else None)
 
 
 def _outer_index(a: np.ndarray, b: np.ndarray, size_b: int) -> np.ndarray:

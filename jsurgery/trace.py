@@ -177,7 +177,9 @@ def _elementwise(w: _Walker, eqn, where: str) -> None:
     for v in eqn.invars:
         if name in _VIEWS:
             w.view(out, v, [[a] for a in range(len(shape))])
-        if name in _ADDITIVE:
+        if name in _ADDITIVE and any(not isinstance(u, jcore.Literal) for u in eqn.invars
+                                     if u is not v):
+            # added to another array (a bias), not only to a constant (a variance's epsilon)
             w.g.additive.update(leaf for _, leaf in w.origins(v))
         if not isinstance(v, jcore.Literal) and v in w.values:
             w.values[out] = w.values[v]
@@ -283,7 +285,8 @@ _RULES: dict[str, Callable] = {
 }
 
 
-def trace(fn: Callable, leaves: list, args: tuple, arg: str) -> Graph:
+def trace(fn: Callable, leaves: list, args: tuple, arg: str, carry=None,
+          names: list | None = None) -> Graph:
     """Traces `fn(leaves, *args)` and builds its unit-space graph.
 
     Args:
@@ -291,15 +294,22 @@ def trace(fn: Callable, leaves: list, args: tuple, arg: str) -> Graph:
         leaves: the parameter leaves (arrays or ShapeDtypeStructs), in flat order.
         args: the example positional arguments (pytrees of arrays or ShapeDtypeStructs).
         arg: the argument's name, for messages.
+        carry: None (detect: argument 0 returned as the first of two outputs), False (no
+            carry) or `(arg_index, output_index)`.
+        names: the leaves' paths, for messages.
 
     Raises:
-        PlanError: when the function cannot be traced on the example inputs.
+        PlanError: when the function cannot be traced on the example inputs, or the `carry`
+            named does not come back with the same structure, shapes and dtypes.
     """
     specs = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves]
     arg_leaves, arg_def = jax.tree_util.tree_flatten(args)
     arg_specs = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in arg_leaves]
 
+    traced: list = []
+
     def flat(ps, xs):
+        traced[:] = ps
         return fn(ps, *jax.tree_util.tree_unflatten(arg_def, xs))
 
     try:
@@ -307,10 +317,7 @@ def trace(fn: Callable, leaves: list, args: tuple, arg: str) -> Graph:
     except PlanError:
         raise
     except Exception as e:  # noqa: BLE001 -- the user's function failed on the example
-        raise PlanError(
-            f"`apply`: tracing the {arg} function on the example inputs failed with "
-            f"{type(e).__name__}: {e}; check `example` and `apply`."
-        ) from e
+        raise _trace_error(e, arg, traced, names, tuple(args), carry) from e
     g = Graph()
     walker = _Walker(g)
     jaxpr = closed.jaxpr
@@ -331,19 +338,51 @@ def trace(fn: Callable, leaves: list, args: tuple, arg: str) -> Graph:
     g.input_axes = [walker.of(v) for v in jaxpr.invars[n:]]
     g.output_axes = [walker.of(v) for v in jaxpr.outvars]
     g.out_tree = jax.tree_util.tree_structure(out_shape)
-    g.carry_leaves = _carry_leaves(tuple(args), out_shape)
+    from jsurgery.carry import find_carry
+
+    g.carry = find_carry(tuple(args), out_shape, carry, arg)
     return g
 
 
-def _carry_leaves(args: tuple, out) -> int:
-    """The number of leaves of a carry: `fn(carry, x, ...) -> (carry, y)` with the returned
-    carry of the same structure, shapes and dtypes as the argument (the Flax cell convention);
-    0 when the function has no such carry."""
-    if len(args) < 2 or not isinstance(out, (tuple, list)) or len(out) != 2:
-        return 0
-    arg, ret = jax.tree_util.tree_flatten(args[0]), jax.tree_util.tree_flatten(out[0])
-    if arg[1] != ret[1] or not arg[0]:
-        return 0
-    same = all(tuple(a.shape) == tuple(r.shape) and a.dtype == r.dtype
-               for a, r in zip(arg[0], ret[0], strict=True))
-    return len(arg[0]) if same else 0
+def _failing_leaf(e: Exception, traced: list) -> int | None:
+    """The parameter leaf an operation was applied to when it raised: the innermost frame of
+    the traceback holding one of the traced leaves."""
+    where = {id(p): i for i, p in enumerate(traced)}
+    found, tb = None, e.__traceback__
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            if id(value) in where:
+                found = where[id(value)]
+        tb = tb.tb_next
+    return found
+
+
+def _trace_error(e: Exception, arg: str, traced: list, names, args: tuple, carry) -> PlanError:
+    """The PlanError for a function that fails on its example inputs: the primitive and the
+    parameter leaf it failed at, when known, and the carry's shapes when a carry may be the
+    cause (a carry of the wrong size)."""
+    text = str(e).split("\n")[0].rstrip(".")
+    first = text.split(" ", 2)
+    at = ""
+    if first[0] in _RULES or first[0] in _ELEMENTWISE or first[0] in _REDUCTIONS:
+        at = f" at `{first[0]}`"
+    elif "split" in first[:2]:
+        at = " at `split`"
+    leaf = _failing_leaf(e, traced)
+    if leaf is not None:
+        name = names[leaf] if names else f"leaf {leaf}"
+        at += f" on leaf {name!r} {tuple(traced[leaf].shape)}"
+    hints = []
+    if at.startswith(" at `split`"):
+        hints.append("a fused kernel's width must be a multiple of the number of gates it is "
+                     "split into")
+    k = 0 if carry is None else carry[0] if carry else None
+    if k is not None and len(args) >= 2 and k < len(args):
+        shapes = [tuple(x.shape) for x in jax.tree_util.tree_leaves(args[k])]
+        hints.append(f"if argument {k} is the cell's carry, its example {shapes} must have the "
+                     f"{arg} cell's own hidden size")
+    hints.append("check `example` and `apply`")
+    return PlanError(
+        f"`example`: tracing the {arg} function on its example inputs failed{at} with "
+        f"{type(e).__name__}: {text}; {'; '.join(hints)}."
+    )

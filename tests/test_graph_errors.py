@@ -107,3 +107,67 @@ def test_params_only_path_refuses_separate_actor_and_critic():
     v = _vars(Net(), X3)
     with pytest.raises(jsurgery.PlanError, match="apply="):
         jsurgery.make_plan(v, _vars(Net(), X3, 1), inputs=(["a", "b", "c"], ["c", "b", "a"]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Recurrent cells and kernels the trace cannot follow: each names the leaf and the primitive
+# ----------------------------------------------------------------------------------------------
+
+
+def _dict_cell(v, h, x):
+    h = jnp.tanh(x @ v["wx"] + h @ v["wh"])
+    return h, h
+
+
+def _cell_vars(hidden):
+    return {"wx": jnp.ones((2, hidden)), "wh": jnp.ones((hidden, hidden))}
+
+
+def _fused_cell(v, h, x):
+    """A GRU-like cell with one fused input kernel (in, 3 * hidden), split into its gates."""
+    r, z, n = jnp.split(x @ v["w"], 3, axis=-1)
+    r, z = nn.sigmoid(r), nn.sigmoid(z)
+    h = (1 - z) * jnp.tanh(n + r * (h @ v["u"])) + z * h
+    return h, h
+
+
+def _mixed(v, x):
+    """A kernel read through a reshape that mixes its two axes: no roles to give."""
+    return nn.relu(x @ v["w"].reshape(6, 4)) @ v["out"]
+
+
+X2 = jnp.ones((2, 2))
+CELL_CASES = [
+    ("carry-of-the-wrong-size", _dict_cell, _cell_vars(3), _cell_vars(5),
+     ((jnp.zeros((2, 3)), X2), (jnp.zeros((2, 3)), X2)),
+     ["dot_general", "'wh'", "argument 0", "[(2, 3)]", "hidden size"]),
+    ("gate-count-does-not-divide", _fused_cell,
+     {"w": jnp.ones((2, 9)), "u": jnp.ones((3, 3))},
+     {"w": jnp.ones((2, 16)), "u": jnp.ones((5, 5))},
+     ((jnp.zeros((2, 3)), X2), (jnp.zeros((2, 5)), X2)),
+     ["split", "multiple of the number of gates", "new"]),
+    ("kernel-axes-without-roles", _mixed,
+     {"w": jnp.ones((4, 6)), "out": jnp.ones((4, 2))},
+     {"w": jnp.ones((4, 6)), "out": jnp.ones((4, 2))},
+     ((jnp.ones((2, 6)),), (jnp.ones((2, 6)),)), ["'w'", "reshape", "axis roles"]),
+]
+
+
+@pytest.mark.parametrize("case", CELL_CASES, ids=[c[0] for c in CELL_CASES])
+def test_cell_and_kernel_errors_name_the_leaf_and_the_primitive(case):
+    _, apply, old, new, example, words = case
+    with pytest.raises(jsurgery.PlanError) as info:
+        jsurgery.make_plan(old, new, apply=apply, example=example)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+def test_a_flax_cell_given_a_carry_of_the_wrong_size_names_its_kernel_and_the_carry():
+    old_c, new_c = nn.GRUCell(3), nn.GRUCell(5)
+    h3, h5 = jnp.zeros((2, 3)), jnp.zeros((2, 5))
+    old, new = old_c.init(jax.random.key(0), h3, X2), new_c.init(jax.random.key(1), h5, X2)
+    with pytest.raises(jsurgery.PlanError) as info:
+        jsurgery.make_plan(old, new, apply=(old_c.apply, new_c.apply),
+                           example=((h3, X2), (h3, X2)))
+    for word in ("kernel", "/ir", "argument 0", "hidden size"):
+        assert word in str(info.value), (word, str(info.value))

@@ -101,6 +101,63 @@ def test_new_hidden_units_get_zero_incoming_weights_in_every_gate(cell):
     assert "carried" in str(plan)
 
 
+def _small(scale):
+    return {**jsurgery.TRANSPLANT, "new_hidden": "small_random", "init_scale": scale}
+
+
+def _hidden_axes(path, shape, new_h):
+    """The axes of a GRU policy leaf that hold hidden units (by path and size)."""
+    if path[1] == "cell":
+        return [a for a, n in enumerate(shape) if n == new_h]
+    return [0] if path[1] in ("pi", "v") and path[2] == "kernel" else []
+
+
+def test_small_random_gru_scales_every_weight_of_a_new_unit_in_every_gate():
+    scale = 0.05
+    *_, old, new, plan, out, _, _ = _surgery("gru", 4, 6, _small(scale), False, False)
+    assert "small random: template x 0.05" in str(plan)
+    flat_old = dict(jax.tree_util.tree_flatten_with_path(old)[0])
+    checked = 0
+    for kp, got in jax.tree_util.tree_flatten_with_path(out)[0]:
+        path = tuple(k.key for k in kp)
+        tmpl = new
+        for k in path:
+            tmpl = tmpl[k]
+        tmpl = np.asarray(tmpl, np.float64)
+        axes = _hidden_axes(path, tmpl.shape, 6)
+        want = np.array(tmpl)
+        grown = np.zeros(tmpl.shape, bool)
+        for a in axes:
+            grown |= np.reshape(np.arange(6) >= 4, [-1 if b == a else 1
+                                                    for b in range(tmpl.ndim)])
+        old_leaf = np.asarray(flat_old[kp], np.float64)
+        want[tuple(slice(0, n) for n in old_leaf.shape)] = old_leaf
+        want = np.where(grown, tmpl * scale, want)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=0, err_msg=str(path))
+        checked += bool(axes)
+    assert checked == 12  # 6 gate kernels, 4 gate biases (ir, iz, in, hn), pi and v kernels
+
+
+def test_small_random_gru_rollout_moves_in_proportion_to_the_scale():
+    diffs = []
+    for scale in (0.1, 0.01):
+        old_m, new_m, old, _, plan, out, obs_ids, act_ids = _surgery("gru", 4, 6, _small(scale))
+        rng = np.random.default_rng(7)
+        c_old = zero_carry("gru", 4)
+        c_new = jsurgery.transplant_carry(c_old, plan)
+        worst = 0.0
+        for _ in range(STEPS):
+            obs = rng.normal(size=(BATCH, 3)).astype(np.float32)
+            c_old, (y_old, _) = old_m.apply(old, c_old, obs)
+            c_new, (y_new, _) = new_m.apply(out, c_new, embed(obs, *obs_ids))
+            kept_new, kept_old = kept(*act_ids)
+            worst = max(worst, float(np.abs(np.asarray(y_new)[:, kept_new]
+                                            - np.asarray(y_old)[:, kept_old]).max()))
+        diffs.append(worst)
+    assert diffs[0] > 0
+    assert diffs[1] <= diffs[0] / 10 * 1.01, diffs
+
+
 def test_narrowed_gru_keeps_the_surviving_units():
     """Narrowing is per gate and consistent: hidden unit k keeps its row and column k in every
     gate's kernels (TRANSPLANT: copies by position)."""
@@ -226,3 +283,90 @@ def test_the_user_guide_examples_run():
     text = (pathlib.Path(__file__).parent.parent / "docs" / "recurrent.md").read_text()
     code = "\n".join(re.findall(r"```python\n(.*?)```", text, re.S))
     exec(compile(code, "docs/recurrent.md", "exec"), {})
+
+
+# ----------------------------------------------------------------------------------------------
+# carry=: detected, switched off, or named
+# ----------------------------------------------------------------------------------------------
+
+
+class TwoInputs(nn.Module):
+    """(x, z) -> (Dense(x), Dense(z)): the first argument and output look like a carry for
+    `feats` equal to x's width, but nothing is carried."""
+
+    feats: int = 3
+
+    @nn.compact
+    def __call__(self, x, z):
+        return nn.Dense(self.feats, name="a")(x), nn.Dense(2, name="b")(z)
+
+
+def test_carry_false_plans_a_function_whose_first_argument_only_looks_like_a_carry():
+    m = TwoInputs()
+    x3, x4, z = jnp.ones((2, 3)), jnp.ones((2, 4)), jnp.ones((2, 2))
+    old, new = m.init(jax.random.key(0), x3, z), m.init(jax.random.key(1), x4, z)
+    kw = dict(apply=m.apply, example=((x3, z), (x4, z)), inputs={0: (OBS3, OBS4)},
+              **jsurgery.PRESERVING)
+    with pytest.raises(jsurgery.PlanError, match="carry=False"):
+        jsurgery.make_plan(old, new, **kw)  # detected on the old side only
+    plan = jsurgery.make_plan(old, new, carry=False, **kw)
+    assert plan.carry is None and "carry:" not in str(plan)
+    out = jsurgery.transplant(old, new, plan)
+    x = np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)
+    compare_outputs(m.apply(old, x, z), m.apply(out, embed(x, OBS3, OBS4), z), {}, 1e-5)
+    with pytest.raises(jsurgery.PlanError, match="no carry"):
+        jsurgery.transplant_carry(jnp.ones((2, 3)), plan)
+
+
+def _swapped(model):
+    """The cell policy as `apply(v, obs, carry) -> (out, carry)`: the carry second both ways."""
+
+    def apply(v, obs, carry):
+        carry, out = model.apply(v, carry, obs)
+        return out, carry
+
+    return apply
+
+
+def test_carry_named_by_argument_and_output_index_matches_every_step():
+    old_m, new_m = CellPolicy("lstm", 4, 2), CellPolicy("lstm", 6, 2)
+    c4, c6, x3 = zero_carry("lstm", 4), zero_carry("lstm", 6), jnp.zeros((BATCH, 3))
+    old, new = _variables(old_m, c4, x3, 0), _variables(new_m, c6, x3, 1)
+    kw = dict(apply=(_swapped(old_m), _swapped(new_m)), example=((x3, c4), (x3, c6)),
+              **jsurgery.PRESERVING)
+    assert jsurgery.make_plan(old, new, **kw).carry is None  # not the (carry, x) convention
+    plan = jsurgery.make_plan(old, new, carry=(1, 1), **kw)
+    assert (plan.carry.argument, plan.carry.output) == (1, 1)
+    assert plan.carry.input_leaves == (1, 2) and plan.carry.output_leaves == (2, 3)
+    assert "carry:   argument 1 -> output 1 (2 leaves)" in str(plan)
+    out = jsurgery.transplant(old, new, plan)
+    rng = np.random.default_rng(3)
+    c_old = jax.tree.map(lambda z: jnp.asarray(rng.normal(size=z.shape), z.dtype), c4)
+    c_new = jsurgery.transplant_carry(c_old, plan)
+    for _ in range(STEPS):
+        obs = rng.normal(size=(BATCH, 3)).astype(np.float32)
+        y_old, c_old = _swapped(old_m)(old, obs, c_old)
+        y_new, c_new = _swapped(new_m)(out, obs, c_new)
+        compare_outputs(y_old, y_new, {}, 1e-5)
+        np.testing.assert_array_equal(np.asarray(c_new[1])[:, 4:], 0.0)
+
+
+@pytest.mark.parametrize("carry, words", [
+    ((1, 0), ["argument 1", "output 0", "same structure"]),
+    ((2, 1), ["argument 2", "takes 2"]),
+    ("h", ["carry", "arg_index"]),
+], ids=["does-not-come-back", "out-of-range", "not-a-pair"])
+def test_a_named_carry_that_does_not_fit_is_refused(carry, words):
+    m = CellPolicy("gru", 4, 2)
+    c4, x3 = zero_carry("gru", 4), jnp.zeros((BATCH, 3))
+    v = _variables(m, c4, x3, 0)
+    with pytest.raises(jsurgery.PlanError) as info:
+        jsurgery.make_plan(v, v, apply=_swapped(m), example=((x3, c4), (x3, c4)), carry=carry)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+def test_carry_on_the_params_only_path_is_refused():
+    v = nn.Dense(2).init(jax.random.key(0), jnp.ones((1, 3)))
+    with pytest.raises(jsurgery.PlanError, match="carry.*apply="):
+        jsurgery.make_plan(v, v, carry=(0, 0))
