@@ -114,3 +114,20 @@ def test_dense_general_over_two_axes_features_added_and_widened_is_exact():
     compare_outputs(EntityMixer().apply(old, x), EntityMixer(9).apply(out, embed(x, FEATS3,
                                                                                  FEATS4)),
                     {}, 1e-5)
+
+
+class RmsStream(nn.Module):
+    """An RMSNorm over the stream before the policy head."""
+
+    width: int = 8
+
+    @nn.compact
+    def __call__(self, entities):
+        x = nn.Dense(self.width, name="embed")(entities)
+        return nn.Dense(2, name="pi")(nn.RMSNorm(name="rms")(x).mean(axis=1))
+
+
+def test_rmsnorm_over_a_widened_stream_is_named_in_the_warnings():
+    """The mean of squares runs over the widened units, so no start keeps the old outputs."""
+    _, _, plan, _ = _surgery(RmsStream(), RmsStream(width=12))
+    assert any("reduce" in w and "embed" in w for w in plan.warnings), plan.warnings
