@@ -28,6 +28,7 @@ from __future__ import annotations
 import jsurgery
 from jsurgery.experiments.dqn import DqnSurgery
 from jsurgery.experiments.mnist import MnistBudget, MnistSurgery
+from jsurgery.experiments.recurrent import RecurrentDqnSurgery
 
 CARTPOLE_OBS = ("x", "x_dot", "theta", "theta_dot")
 ACROBOT_ACTIONS = ("torque-1", "noop", "torque+1")
@@ -73,6 +74,13 @@ def _lunar_configs():
         "long": lunar_lander_config(50_000, hidden=(64, 64)),
         "tiny": tiny(original),
     }
+
+
+def _recurrent_cartpole_configs():
+    from jsurgery.rl.recurrent import recurrent_cartpole_config
+
+    original = recurrent_cartpole_config(16_000)
+    return {"original": original, "tiny": tiny(original)}
 
 
 #: The ``new-actions-*`` arms: the transplant recipe with other starts for the new actions.
@@ -163,6 +171,20 @@ def build_experiments() -> dict:
                 "transplant": TRANSPLANT,
                 "preserving": PRESERVING,
                 **NEW_ACTION_ARMS,
+            },
+        ),
+        RecurrentDqnSurgery(
+            name="cartpole-recurrent-add-obs",
+            description="CartPole, recurrent DQN: GRU of 32 seeing x, theta -> GRU of 48, all four",
+            env_id="CartPole-v1",
+            old_obs=("x", "theta"),
+            new_obs=CARTPOLE_OBS,
+            old_hidden=(64, 32),
+            new_hidden=(64, 48),
+            configs=_recurrent_cartpole_configs(),
+            surgery={
+                "transplant": TRANSPLANT,
+                "preserving": PRESERVING,
             },
         ),
     ]
