@@ -1,6 +1,6 @@
 """A DQN trained in the JAX LunarLander, evaluated greedily in both it and gymnasium's Box2D one.
 
-Trains with the environment's preset (`jsurgery.rl.command.train_command`, skipped when `--out`
+Trains with the environment's preset (`jsurgery.commands.train.train_command`, skipped when `--out`
 already holds a saved agent), then plays `--episodes` greedy episodes of each seed's agent in each
 implementation through `load_agent(...).act`, and prints the mean returns side by side, per seed
 and over seeds, with a bootstrap interval of the per-seed difference.
@@ -72,8 +72,8 @@ def main():
     parser.add_argument("--out", default="runs/lunar_lander_transfer")
     parser.add_argument("--json", default=None, help="also write the per-seed figures here")
     args = parser.parse_args()
+    from jsurgery.commands.train import train_command
     from jsurgery.rl.agent import load_agent
-    from jsurgery.rl.command import train_command
 
     if not (Path(args.out) / "agent.json").exists():
         train_command("LunarLander-v3", seeds=args.seeds, steps=args.steps, out=args.out)

@@ -135,7 +135,7 @@ def _run(args: argparse.Namespace) -> None:
     if args.command in ("train", "surgery"):
         import orbax.checkpoint  # noqa: F401  (runs are saved with it: fail before training)
     if args.command == "train":
-        from jsurgery.rl.command import train_command
+        from jsurgery.commands.train import train_command
 
         train_command(
             args.env_id,
@@ -150,7 +150,7 @@ def _run(args: argparse.Namespace) -> None:
             learning_rate=args.learning_rate,
         )
     elif args.command == "surgery":
-        from jsurgery.rl.surgery_command import surgery_command
+        from jsurgery.commands.surgery import surgery_command
 
         surgery_command(
             args.run_dir,

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from jsurgery.experiments import files, report, runner
+from jsurgery.experiments import report, runner
+from jsurgery.rl import files
 
 
 class FakeExperiment:
@@ -125,9 +126,11 @@ def test_failed_json_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
 
 
 def test_saved_agent_and_results_share_the_json_writer():
-    from jsurgery.rl import agent, command
+    from jsurgery.commands import surgery, train
+    from jsurgery.rl import agent
 
-    assert agent.write_json is files.write_json and command.write_json is files.write_json
+    assert agent.write_json is files.write_json and runner.write_json is files.write_json
+    assert train.write_json is files.write_json and surgery.write_json is files.write_json
 
 
 def _axes():

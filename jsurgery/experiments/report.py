@@ -175,7 +175,8 @@ def plot_training(summary: dict, path: str | Path) -> Path:
     the bands.
 
     Args:
-        summary: the content of ``metrics.json`` (see :func:`jsurgery.rl.command.result_metrics`).
+        summary: the content of ``metrics.json``
+            (see :func:`jsurgery.commands.train.result_metrics`).
         path: where to write the PNG.
 
     Returns:

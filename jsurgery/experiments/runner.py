@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from jsurgery.experiments import statistics
-from jsurgery.experiments.files import load_params, save_params, write_json
+from jsurgery.rl.files import load_params, save_params, write_json
 
 RESULTS = "results.json"
 OLD_PARAMS = "old_params.npz"

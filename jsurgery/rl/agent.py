@@ -18,9 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jsurgery.experiments.files import write_json
 from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.environments import IdEnv, make_env
+from jsurgery.rl.files import write_json
 from jsurgery.rl.networks import QNetwork
 
 __all__ = ["Agent", "SavedRun", "load_agent", "load_run", "save_agent"]
@@ -141,13 +141,14 @@ class Agent:
         return self.env.action_ids
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
-        """Q-values ``(batch, len(action_ids))`` of full observations ``(batch, all features)``."""
+        """Q-values ``(batch, len(action_ids))`` of full observations ``(batch, *raw shape)``
+        (the environment's own observation shape: features, a board or an image)."""
         obs = np.asarray(obs, np.float32)
-        width = len(self.env.all_obs_ids)
-        if obs.shape[-1] != width:
+        raw = self.env.raw_obs_shape
+        if obs.ndim < len(raw) or obs.shape[obs.ndim - len(raw):] != raw:
             raise ValueError(
-                f"`obs`: expected full observations with {width} features "
-                f"{list(self.env.all_obs_ids)} on the last axis, got shape {obs.shape}"
+                f"`obs`: expected full observations of the environment's shape {raw} "
+                f"(features {list(self.env.all_obs_ids)} on the last axis), got shape {obs.shape}"
             )
         return np.asarray(self._q(self.params, self.env.select_obs(obs)))
 

@@ -68,7 +68,7 @@ def test_train_surgery_and_train_on(tmp_path, tiny_cartpole, capsys):
 
 
 def test_train_config_defaults_for_a_transplanted_network():
-    from jsurgery.rl.command import train_config
+    from jsurgery.commands.train import train_config
     from jsurgery.rl.presets import cartpole_config
 
     class Run:

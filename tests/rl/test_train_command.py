@@ -39,7 +39,7 @@ def test_train_command_writes_checkpoint_metrics_and_plot(tmp_path, monkeypatch)
 
 
 def test_train_command_names_the_fix_for_odd_step_counts(tmp_path):
-    from jsurgery.rl.command import train_command
+    from jsurgery.commands.train import train_command
 
     with pytest.raises(ValueError, match="--steps 1234: .* multiple of 250; use e.g. --steps 1250"):
         train_command("CartPole-v1", steps=1234, out=tmp_path / "x")

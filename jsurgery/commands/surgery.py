@@ -17,11 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import jsurgery
-from jsurgery.experiments.files import write_json
+from jsurgery.commands.train import CommandError, load_init_run
 from jsurgery.rl.agent import SavedRun, save_agent
-from jsurgery.rl.command import CommandError, load_init_run
 from jsurgery.rl.dqn import make_dqn, make_optimizer
 from jsurgery.rl.environments import IdEnv, make_env
+from jsurgery.rl.files import write_json
 from jsurgery.rl.networks import QNetwork
 from jsurgery.rl.runner import seed_keys
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from jsurgery.experiments.files import write_json
 from jsurgery.experiments.report import plot_training
 from jsurgery.rl.agent import AGENT_JSON, CHECKPOINT, SavedRun, load_run, save_agent
 from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.environments import make_env
+from jsurgery.rl.files import write_json
 from jsurgery.rl.presets import default_config
 from jsurgery.rl.runner import TrainResult, train_seeds
 
