@@ -30,10 +30,6 @@ ROOT = "(root)"  # the layer name of leaves that sit at the top of the tree (a b
 TRACE_HINT = "pass apply= and example= so the planner traces the network's real graph"
 
 
-def _path_key(key) -> str:
-    return key if isinstance(key, str) else "/".join(map(str, key))
-
-
 def chain_layers(flat: trees.FlatTree, arg: str, order: Sequence | None, n_inputs: int | None,
                  n_outputs: int | None) -> list[Layer]:
     """The layers of `flat` in forward order, checked to form one chain."""
@@ -45,7 +41,7 @@ def chain_layers(flat: trees.FlatTree, arg: str, order: Sequence | None, n_input
             raise PlanError(f"`{arg}`: layer {lname!r} has two leaves named {name!r}.")
         groups[lname][name] = (i, path, *trees.shape_dtype(leaf))
     if order is not None:
-        wanted = [_path_key(p) for p in order]
+        wanted = [trees.path_str(p) for p in order]
         groups = {k: groups[k] for k in wanted if k in groups} | groups
     out = []
     for lname, leaves in groups.items():
@@ -132,7 +128,7 @@ def _hidden_ids(old_layers, new_layers, layer_map, hidden, unit_ids: UnitIds) ->
     old_by = {layer.path: layer for layer in old_layers}
     new_last = _last(new_layers)
     for key, pair in (hidden or {}).items():
-        lpath = _path_key(key)
+        lpath = trees.path_str(key)
         layer = next((lay for lay in new_layers if lay.path == lpath), None)
         if layer is None or layer.kind == "norm" or layer is new_last:
             hidden_layers = [lay.path for lay in new_layers
@@ -433,7 +429,7 @@ def build(old, new_template, *, inputs, outputs, layers, hidden, order, options:
     new_layers = chain_layers(new_flat, "new_template", order, sizes[1], sizes[3])
     layer_map, how = match_layers(old_layers, new_layers, layers)
     found = unit_ids(old_layers, new_layers, layer_map, inputs, outputs, hidden)
-    explicit_new = {_path_key(k) for k, v in (layers or {}).items() if v is None}
+    explicit_new = {trees.path_str(k) for k, v in (layers or {}).items() if v is None}
     b = _Builder(options, pessimism, net2net_noise, allow_dtype_change, explicit_new,
                  _last(new_layers), found)
     _plan_layers(b, old_layers, new_layers, layer_map)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+from jsurgery import trees
 from jsurgery.errors import PlanError
 
 _INF = float("inf")
@@ -120,14 +121,14 @@ def _overrides(old: list, new: list, layers) -> dict:
     new_by = {layer.path: layer for layer in new}
     fixed: dict = {}
     for key, value in (layers or {}).items():
-        npath = key if isinstance(key, str) else "/".join(map(str, key))
+        npath = trees.path_str(key)
         if npath not in new_by:
             raise PlanError(
                 f"`layers`: {npath!r} is not a layer of the new template; new layers: "
                 f"{list(new_by)}."
             )
         if value is not None:
-            value = value if isinstance(value, str) else "/".join(map(str, value))
+            value = trees.path_str(value)
             if value not in old_by:
                 raise PlanError(
                     f"`layers`: {npath!r} -> {value!r}, but {value!r} is not a layer of the old "

@@ -228,7 +228,7 @@ def hidden_ids(old: Traced, new: Traced, layer_map: dict, hidden, given_old, giv
     by_new = {layer.path: layer for layer in new.layers}
     by_old = {layer.path: layer for layer in old.layers}
     for key, pair in (hidden or {}).items():
-        lpath = key if isinstance(key, str) else "/".join(map(str, key))
+        lpath = trees.path_str(key)
         if lpath not in by_new:
             raise PlanError(
                 f"`hidden`: {lpath!r} is not a layer of the new template; layers: {list(by_new)}."
@@ -323,8 +323,7 @@ def _leaf_plans(old: Traced, new: Traced, pairs: dict, units, layer_map: dict, l
     o_index = {p: i for i, p in enumerate(old.paths)}
     n_index = {p: i for i, p in enumerate(new.paths)}
     o_pos = {p: i for i, p in enumerate(old.flat.leaves)}
-    explicit = {k if isinstance(k, str) else "/".join(map(str, k))
-                for k, v in (layers or {}).items() if v is None}
+    explicit = {trees.path_str(k) for k, v in (layers or {}).items() if v is None}
     go, gn = old.side.graph, new.side.graph
     out = []
     for path, leaf in new.flat.leaves.items():

@@ -35,8 +35,9 @@ class FlatTree:
         return "params", path[:-1], str(path[-1])
 
 
-def path_str(path: tuple) -> str:
-    return "/".join(str(k) for k in path)
+def path_str(path: tuple | str) -> str:
+    """A path as one "/"-joined string (a string is taken as already joined)."""
+    return path if isinstance(path, str) else "/".join(str(k) for k in path)
 
 
 def is_nnx_module(tree) -> bool:
