@@ -78,7 +78,9 @@ class DQNParts:
         return self.config.total_steps // self.config.eval_every
 
 
-def _check_init(init: Any, template: Any) -> dict[str, Any]:
+def check_init(init: Any, template: Any) -> dict[str, Any]:
+    """The parts of `init` (params, target params, optimizer state) checked against the
+    template's structure and shapes; {} for None."""
     if init is None:
         return {}
     if not isinstance(init, dict):
@@ -160,7 +162,7 @@ def make_dqn(
     def begin(key, init=None):
         net_key, env_key, eval_key, run_key = jax.random.split(key, 4)
         params = network.init(net_key, jnp.zeros((1, env.num_obs), jnp.float32))
-        given = _check_init(init, params)
+        given = check_init(init, params)
         params = given.get("params", params)
         target_params = given.get("target_params", params)
         opt_state = given["opt_state"] if "opt_state" in given else optimizer.init(params)

@@ -25,7 +25,7 @@ import optax
 from flax import struct
 
 from jsurgery.rl.config import DQNConfig
-from jsurgery.rl.dqn import _check_init, agent_state, join_metrics, make_optimizer
+from jsurgery.rl.dqn import agent_state, check_init, join_metrics, make_optimizer
 from jsurgery.rl.environments import IdEnv, make_env
 from jsurgery.rl.recurrent import (
     RecurrentDQNConfig,
@@ -142,7 +142,7 @@ def make_train(
         eval_key = default_eval_key if eval_key is None else eval_key
         obs0 = jnp.zeros((1, env.num_obs), jnp.float32)
         params = network.init(net_key, network.initial_carry((1,)), obs0)
-        given = _check_init(init, params)
+        given = check_init(init, params)
         params = given.get("params", params)
         opt_state = given["opt_state"] if "opt_state" in given else optimizer.init(params)
         obs, env_state = env_reset(jax.random.split(env_key, num_envs))
