@@ -121,5 +121,6 @@ def main():
         with open(args.json, "w") as file:
             json.dump({"episodes": args.episodes, "seeds": rows}, file, indent=1)
 
+
 if __name__ == "__main__":
     main()

@@ -63,8 +63,14 @@ def _time(old_m, new_m, x_old, x_new, **kw) -> tuple[float, int]:
     best = float("inf")
     for _ in range(3):
         start = time.perf_counter()
-        plan = jsurgery.make_plan(old, new, apply=(old_m.apply, new_m.apply),
-                                  example=((x_old,), (x_new,)), **kw, **jsurgery.PRESERVING)
+        plan = jsurgery.make_plan(
+            old,
+            new,
+            apply=(old_m.apply, new_m.apply),
+            example=((x_old,), (x_new,)),
+            **kw,
+            **jsurgery.PRESERVING,
+        )
         best = min(best, time.perf_counter() - start)
     return best, len(plan.leaves)
 
@@ -76,11 +82,14 @@ def main() -> None:
     x_old = jax.ShapeDtypeStruct((8, 64), jnp.float32)
     x_new = jax.ShapeDtypeStruct((8, 68), jnp.float32)
     t, n = _time(DeepMLP(256, args.layers, 16), DeepMLP(264, args.layers, 18), x_old, x_new)
-    print(f"MLP, {args.layers} hidden layers of 256 -> 264, 4 new inputs, 2 new outputs "
-          f"({n} leaves): {t:.2f} s")
+    print(
+        f"MLP, {args.layers} hidden layers of 256 -> 264, 4 new inputs, 2 new outputs "
+        f"({n} leaves): {t:.2f} s"
+    )
     img = jax.ShapeDtypeStruct((2, 64, 64, 3), jnp.float32)
-    t, n = _time(ResNet50(1000), ResNet50(1010), img, img,
-                 outputs=(list(range(1000)), list(range(1010))))
+    t, n = _time(
+        ResNet50(1000), ResNet50(1010), img, img, outputs=(list(range(1000)), list(range(1010)))
+    )
     print(f"ResNet-50 (25.6M parameters), 10 new classes ({n} leaves): {t:.2f} s")
 
 

@@ -58,8 +58,12 @@ def main():
     parser.add_argument("--width", type=int, default=4096)
     parser.add_argument("--depth", type=int, default=7, help="hidden layers of the old model")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--plan-depth", type=int, default=100,
-                        help="hidden layers of the model whose plan-building time is measured")
+    parser.add_argument(
+        "--plan-depth",
+        type=int,
+        default=100,
+        help="hidden layers of the model whose plan-building time is measured",
+    )
     args = parser.parse_args()
     w, d = args.width, args.depth
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()})")
@@ -76,22 +80,30 @@ def main():
     ):
         new = mlp(jax.random.key(1), len(in_new), hidden, len(out_new))
         n_new = sum(x.size for x in jax.tree.leaves(new))
-        plan = jsurgery.make_plan(old, new, inputs=(in_old, in_new), outputs=(out_old, out_new),
-                                  **options)
+        plan = jsurgery.make_plan(
+            old, new, inputs=(in_old, in_new), outputs=(out_old, out_new), **options
+        )
         t = time.perf_counter()
         jax.block_until_ready(jsurgery.transplant(old, new, plan))
         first = time.perf_counter() - t
         jax.block_until_ready(copy(new))
-        best = best_of({"surgery": lambda new=new, plan=plan: jsurgery.transplant(old, new, plan),
-                        "copy": lambda new=new: copy(new)}, args.repeats)
+        best = best_of(
+            {
+                "surgery": lambda new=new, plan=plan: jsurgery.transplant(old, new, plan),
+                "copy": lambda new=new: copy(new),
+            },
+            args.repeats,
+        )
         t_surgery, t_copy = best["surgery"], best["copy"]
         lowered_t = time.perf_counter()
         jax.jit(lambda o, t, plan=plan: jsurgery.transplant(o, t, plan)).lower(old, new).compile()
         compile_s = time.perf_counter() - lowered_t
-        print(f"{name:<26} old {n_old / 1e6:.1f}M -> new {n_new / 1e6:.1f}M params: "
-              f"transplant {t_surgery * 1e3:.1f} ms, plain copy {t_copy * 1e3:.1f} ms, "
-              f"ratio {t_surgery / t_copy:.2f}; first call {first:.2f} s, "
-              f"compile {compile_s:.2f} s")
+        print(
+            f"{name:<26} old {n_old / 1e6:.1f}M -> new {n_new / 1e6:.1f}M params: "
+            f"transplant {t_surgery * 1e3:.1f} ms, plain copy {t_copy * 1e3:.1f} ms, "
+            f"ratio {t_surgery / t_copy:.2f}; first call {first:.2f} s, "
+            f"compile {compile_s:.2f} s"
+        )
 
     for depth in (args.plan_depth,):
         old_s = shapes(64, [256] * depth, 16)
@@ -99,11 +111,19 @@ def main():
         t = time.perf_counter()
         # 100 equal hidden layers: where the new one goes is the user's to say (here: last)
         head = {f"Dense_{depth + 1}": f"Dense_{depth}"}
-        plan = jsurgery.make_plan(old_s, new_s, inputs=(in_old, in_new), layers=head,
-                                  outputs=(out_old, out_new), **jsurgery.PRESERVING)
+        plan = jsurgery.make_plan(
+            old_s,
+            new_s,
+            inputs=(in_old, in_new),
+            layers=head,
+            outputs=(out_old, out_new),
+            **jsurgery.PRESERVING,
+        )
         elapsed = time.perf_counter() - t
-        print(f"plan building, {depth + 1}-layer model -> {depth + 2} layers (one inserted, "
-              f"all widened): {elapsed * 1e3:.0f} ms ({len(plan.leaves)} leaves)")
+        print(
+            f"plan building, {depth + 1}-layer model -> {depth + 2} layers (one inserted, "
+            f"all widened): {elapsed * 1e3:.0f} ms ({len(plan.leaves)} leaves)"
+        )
 
 
 if __name__ == "__main__":

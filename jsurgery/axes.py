@@ -19,8 +19,19 @@ SUPPORTED = (
 )
 
 _UNSUPPORTED_PREFIXES = (
-    "DenseGeneral", "LinearGeneral", "ConvTranspose", "ConvLocal", "MultiHead", "Attention",
-    "Einsum", "GroupNorm", "RMSNorm", "LSTM", "GRU", "OptimizedLSTM", "SimpleCell",
+    "DenseGeneral",
+    "LinearGeneral",
+    "ConvTranspose",
+    "ConvLocal",
+    "MultiHead",
+    "Attention",
+    "Einsum",
+    "GroupNorm",
+    "RMSNorm",
+    "LSTM",
+    "GRU",
+    "OptimizedLSTM",
+    "SimpleCell",
 )
 
 

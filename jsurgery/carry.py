@@ -40,8 +40,9 @@ class Carry:
 
     def __str__(self) -> str:
         n = len(self.input_leaves)
-        return (f"argument {self.argument} -> output {self.output} "
-                f"({n} lea{'f' if n == 1 else 'ves'})")
+        return (
+            f"argument {self.argument} -> output {self.output} ({n} lea{'f' if n == 1 else 'ves'})"
+        )
 
 
 def _leaves(tree) -> list:
@@ -94,8 +95,11 @@ def find_carry(args: tuple, out, carry, name: str) -> Carry | None:
 
 def check_carry_arg(carry) -> tuple[int, int]:
     """`carry=(arg_index, output_index)` as two ints, or a PlanError."""
-    ok = (isinstance(carry, (tuple, list)) and len(carry) == 2
-          and all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in carry))
+    ok = (
+        isinstance(carry, (tuple, list))
+        and len(carry) == 2
+        and all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in carry)
+    )
     if not ok:
         raise PlanError(
             f"`carry`: expected None (detect), False (no carry) or (arg_index, output_index), "
@@ -127,6 +131,7 @@ def check_same_carry(old: Side, new: Side) -> None:
     """Both functions have the same carry (argument, output, number of leaves), or neither."""
     a, b = old.graph.carry, new.graph.carry
     if a != b:
+
         def says(c):
             return f"a carry ({c})" if c else "no carry"
 
@@ -211,8 +216,9 @@ def _move(x, spec, k: int):
     return jnp.where(np.reshape(src >= 0, shape), moved, jnp.zeros((), x.dtype))
 
 
-def check_stays_zero(fn, leaf_shapes: list, leaf_plans: dict, example: tuple, in_specs: tuple,
-                     carry: Carry) -> None:
+def check_stays_zero(
+    fn, leaf_shapes: list, leaf_plans: dict, example: tuple, in_specs: tuple, carry: Carry
+) -> None:
     """Runs one step of the new function on random weights shaped like the plan's result (zero
     wherever the plan writes zeros) and a carry that is zero on the new units, and refuses the
     plan when a new unit of the returned carry is not zero: the cell does not map a zero state
@@ -230,8 +236,10 @@ def check_stays_zero(fn, leaf_shapes: list, leaf_plans: dict, example: tuple, in
         PlanError: when a new carried unit leaves zero.
     """
     rng = np.random.default_rng(0)
-    leaves = [_planned(rng, shape, dtype, lp) for (shape, dtype), lp in
-              zip(leaf_shapes, leaf_plans, strict=True)]
+    leaves = [
+        _planned(rng, shape, dtype, lp)
+        for (shape, dtype), lp in zip(leaf_shapes, leaf_plans, strict=True)
+    ]
     arg_leaves, treedef = jax.tree_util.tree_flatten(tuple(example))
     args = []
     for k, x in enumerate(arg_leaves):
@@ -280,7 +288,8 @@ def _planned(rng, shape: tuple, dtype, lp):
     x = rng.normal(size=shape)
     for am in lp.axes:
         if am.zero is not None:
-            mask = np.reshape(am.zero, [-1 if a == am.axis % len(shape) else 1
-                                        for a in range(len(shape))])
+            mask = np.reshape(
+                am.zero, [-1 if a == am.axis % len(shape) else 1 for a in range(len(shape))]
+            )
             x = np.where(mask, 0.0, x)
     return jnp.asarray(x, dtype)

@@ -30,8 +30,13 @@ ROOT = "(root)"  # the layer name of leaves that sit at the top of the tree (a b
 TRACE_HINT = "pass apply= and example= so the planner traces the network's real graph"
 
 
-def chain_layers(flat: trees.FlatTree, arg: str, order: Sequence | None, n_inputs: int | None,
-                 n_outputs: int | None) -> list[Layer]:
+def chain_layers(
+    flat: trees.FlatTree,
+    arg: str,
+    order: Sequence | None,
+    n_inputs: int | None,
+    n_outputs: int | None,
+) -> list[Layer]:
     """The layers of `flat` in forward order, checked to form one chain."""
     groups: dict[str, dict] = {}
     for i, (path, leaf) in enumerate(flat.leaves.items()):
@@ -131,8 +136,9 @@ def _hidden_ids(old_layers, new_layers, layer_map, hidden, unit_ids: UnitIds) ->
         lpath = trees.path_str(key)
         layer = next((lay for lay in new_layers if lay.path == lpath), None)
         if layer is None or layer.kind == "norm" or layer is new_last:
-            hidden_layers = [lay.path for lay in new_layers
-                             if lay.kind != "norm" and lay is not new_last]
+            hidden_layers = [
+                lay.path for lay in new_layers if lay.kind != "norm" and lay is not new_last
+            ]
             raise PlanError(
                 f"`hidden`: {lpath!r} is not a hidden layer of the new template; hidden layers: "
                 f"{hidden_layers}."
@@ -142,8 +148,9 @@ def _hidden_ids(old_layers, new_layers, layer_map, hidden, unit_ids: UnitIds) ->
         unit_ids.new_out[lpath] = h_new
         opath = layer_map[lpath]
         if opath is not None:
-            ids.check_count(f"hidden[{lpath!r}][0] (old IDs)", h_old, old_by[opath].n_out,
-                            f"old {opath!r}")
+            ids.check_count(
+                f"hidden[{lpath!r}][0] (old IDs)", h_old, old_by[opath].n_out, f"old {opath!r}"
+            )
             unit_ids.old_out[opath] = h_old
 
 
@@ -152,8 +159,10 @@ def _input_ids(old_layers, new_layers, inputs) -> tuple:
         i_old, i_new = ids.check_pair("inputs", inputs)
     else:
         i_old, i_new = ids.positions(old_layers[0].n_in), ids.positions(new_layers[0].n_in)
-    for arg, got, layer in (("inputs[0] (old IDs)", i_old, old_layers[0]),
-                            ("inputs[1] (new IDs)", i_new, new_layers[0])):
+    for arg, got, layer in (
+        ("inputs[0] (old IDs)", i_old, old_layers[0]),
+        ("inputs[1] (new IDs)", i_new, new_layers[0]),
+    ):
         if not got or layer.n_in % len(got):
             ids.check_count(arg, got, layer.n_in, f"the inputs of layer {layer.path!r}")
     return i_old, i_new
@@ -194,7 +203,8 @@ class _Builder:
     def hidden_fill(self) -> str:
         """How the layer after a new hidden unit reads it: template, template x scale, or 0."""
         return {"template": "template", "small_random": "scaled"}.get(
-            self.options["new_hidden"], "zeros")
+            self.options["new_hidden"], "zeros"
+        )
 
     @property
     def scale(self) -> float:
@@ -224,8 +234,15 @@ def _plan_norm(b: _Builder, layer: Layer, old_layer: Layer | None, stream: Strea
         if isinstance(f, tuple) and f[1] in old_pos:
             idx[p] = old_pos[f[1]]
     note = "features: " + summary(src, len(old_in), "template")
-    leaves_from_old(b.leaf_plans, layer, old_layer, {"features": AxisMap(0, idx, src)}, None,
-                    note, b.allow_dtype_change)
+    leaves_from_old(
+        b.leaf_plans,
+        layer,
+        old_layer,
+        {"features": AxisMap(0, idx, src)},
+        None,
+        note,
+        b.allow_dtype_change,
+    )
     return stream
 
 
@@ -239,7 +256,8 @@ def _new_out_ids(b: _Builder, layer: Layer, matched: bool, stream: Stream, k: in
         return ids.positions(layer.n_out)
     if k == 1 and layer.kind != "embed":
         return tuple(stream.new_ids[: layer.n_out]) + tuple(
-            ids.FreshId(layer.path, j) for j in range(len(stream.new_ids), layer.n_out))
+            ids.FreshId(layer.path, j) for j in range(len(stream.new_ids), layer.n_out)
+        )
     return tuple(ids.FreshId(layer.path, j) for j in range(layer.n_out))
 
 
@@ -249,15 +267,21 @@ def _inserted_source(b: _Builder, layer: Layer, pairs: list) -> str:
     if layer.path not in b.explicit_new and b.options["new_layers"] != "template":
         source = b.options["new_layers"]
     if source != "template" and (layer.kind == "embed" or not pairs):
-        b.warnings.append(f"{layer.path}: no unit passes through this new layer, so it keeps the "
-                          "template init instead of an identity.")
+        b.warnings.append(
+            f"{layer.path}: no unit passes through this new layer, so it keeps the "
+            "template init instead of an identity."
+        )
         return "template"
     if source != "template" and layer.n_in != layer.n_out:
-        b.warnings.append(f"{layer.path}: identity init of a {layer.n_in} -> {layer.n_out} layer "
-                          "is not an exact identity.")
+        b.warnings.append(
+            f"{layer.path}: identity init of a {layer.n_in} -> {layer.n_out} layer "
+            "is not an exact identity."
+        )
     if source == "identity_corner":
-        b.warnings.append(f"{layer.path}: the corner Dirac kernel shifts feature maps by a pixel; "
-                          "it is offered for comparison with the original work only.")
+        b.warnings.append(
+            f"{layer.path}: the corner Dirac kernel shifts feature maps by a pixel; "
+            "it is offered for comparison with the original work only."
+        )
     return source
 
 
@@ -272,11 +296,13 @@ def _plan_inserted(b: _Builder, layer: Layer, stream: Stream, k: int) -> Stream:
     for name, (_, path, shape, _) in layer.leaves.items():
         if source != "template" and name == "kernel":
             index = init.identity_index(layer.path, shape, pairs, source == "identity_corner")
-            b.leaf_plans[path] = LeafPlan(path, None, -1, shape, None, "identity",
-                                          identity=index, note=f"new layer: {source}")
+            b.leaf_plans[path] = LeafPlan(
+                path, None, -1, shape, None, "identity", identity=index, note=f"new layer: {source}"
+            )
         elif source != "template":
-            b.leaf_plans[path] = LeafPlan(path, None, -1, shape, None, "identity", identity=(),
-                                          note="new layer: zeros")
+            b.leaf_plans[path] = LeafPlan(
+                path, None, -1, shape, None, "identity", identity=(), note="new layer: zeros"
+            )
     where = {u: p for p, u in enumerate(stream.new_ids)} if k == 1 else {}
     fill = [stream.fill[where[u]] if u in where else b.hidden_fill for u in out_new]
     share = None
@@ -302,13 +328,26 @@ class _OutAxis:
     @classmethod
     def copies(cls, src: np.ndarray) -> _OutAxis:
         n = len(src)
-        return cls(src, src.copy(), np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool),
-                   np.zeros(n, np.float64), [None] * n)
+        return cls(
+            src,
+            src.copy(),
+            np.zeros(n, bool),
+            np.zeros(n, bool),
+            np.zeros(n, bool),
+            np.zeros(n, np.float64),
+            [None] * n,
+        )
 
     def axis_map(self) -> AxisMap:
-        return AxisMap(-1, self.idx, self.src, zero=self.zero if self.zero.any() else None,
-                       mean=self.mean if self.mean.any() else None,
-                       noise=self.noise if self.noise.any() else None, scaled=self.scaled)
+        return AxisMap(
+            -1,
+            self.idx,
+            self.src,
+            zero=self.zero if self.zero.any() else None,
+            mean=self.mean if self.mean.any() else None,
+            noise=self.noise if self.noise.any() else None,
+            scaled=self.scaled,
+        )
 
 
 def _net2net(b: _Builder, layer: Layer, out: _OutAxis, out_old: tuple) -> None:
@@ -333,8 +372,19 @@ def _plan_out_axis(b: _Builder, layer: Layer, out_new: tuple, out_old: tuple):
     """The output axis of a matched layer and how its new units start (for the report)."""
     out = _OutAxis.copies(ids.index_of(out_new, out_old))
     if layer is b.new_last:
-        how = output_inits(out_new, out_old, out.src, b.options["new_outputs"], out.idx,
-                           out.zero, out.mean, out.offset, b.pessimism, b.warnings, layer.path)
+        how = output_inits(
+            out_new,
+            out_old,
+            out.src,
+            b.options["new_outputs"],
+            out.idx,
+            out.zero,
+            out.mean,
+            out.offset,
+            b.pessimism,
+            b.warnings,
+            layer.path,
+        )
     elif b.options["new_hidden"] == "net2net" and (out.src < 0).any():
         _net2net(b, layer, out, out_old)
         how = "net2net"
@@ -371,12 +421,21 @@ def _plan_matched(b: _Builder, layer: Layer, old_layer: Layer, stream: Stream, k
         how_in = f"template x {b.scale:g}"
     else:
         how_in = "zeros" if in_map.zero is not None else "template"
-    note = (f"in: {summary(in_src, len(old_in), how_in)}"
-            + (f" (x{k} flattened)" if k > 1 else "")
-            + f"; out: {summary(out.src, len(out_old), how_new)}")
-    leaves_from_old(b.leaf_plans, layer, old_layer, {"in": in_map, "out": out.axis_map()},
-                    out.offset if out.offset.any() else None, note, b.allow_dtype_change,
-                    b.scale)
+    note = (
+        f"in: {summary(in_src, len(old_in), how_in)}"
+        + (f" (x{k} flattened)" if k > 1 else "")
+        + f"; out: {summary(out.src, len(out_old), how_new)}"
+    )
+    leaves_from_old(
+        b.leaf_plans,
+        layer,
+        old_layer,
+        {"in": in_map, "out": out.axis_map()},
+        out.offset if out.offset.any() else None,
+        note,
+        b.allow_dtype_change,
+        b.scale,
+    )
     return Stream(out_new, out.fill, out.share)
 
 
@@ -414,8 +473,20 @@ def _check_dropped(old_flat, old_layers, layer_map, plan_leaves, warnings) -> No
         warnings.append(f"old layers not carried over: {dropped}.")
 
 
-def build(old, new_template, *, inputs, outputs, layers, hidden, order, options: Mapping,
-          pessimism: float, net2net_noise: float, allow_dtype_change: bool) -> dict:
+def build(
+    old,
+    new_template,
+    *,
+    inputs,
+    outputs,
+    layers,
+    hidden,
+    order,
+    options: Mapping,
+    pessimism: float,
+    net2net_noise: float,
+    allow_dtype_change: bool,
+) -> dict:
     """The fields of a `Plan` for two chains of layers (see `jsurgery.make_plan`)."""
     if isinstance(inputs, Mapping) or isinstance(outputs, Mapping):
         raise PlanError(
@@ -430,8 +501,15 @@ def build(old, new_template, *, inputs, outputs, layers, hidden, order, options:
     layer_map, how = match_layers(old_layers, new_layers, layers)
     found = unit_ids(old_layers, new_layers, layer_map, inputs, outputs, hidden)
     explicit_new = {trees.path_str(k) for k, v in (layers or {}).items() if v is None}
-    b = _Builder(options, pessimism, net2net_noise, allow_dtype_change, explicit_new,
-                 _last(new_layers), found)
+    b = _Builder(
+        options,
+        pessimism,
+        net2net_noise,
+        allow_dtype_change,
+        explicit_new,
+        _last(new_layers),
+        found,
+    )
     _plan_layers(b, old_layers, new_layers, layer_map)
     plan_leaves = tuple(b.leaf_plans[p] for p in new_flat.leaves)
     _check_dropped(old_flat, old_layers, layer_map, plan_leaves, b.warnings)

@@ -37,8 +37,10 @@ class PreservationReport:
 
     def __str__(self) -> str:
         worst = max(self.per_output, key=self.per_output.get) if self.per_output else None
-        text = (f"largest output difference {self.max_abs_diff:.3g} over {self.batch} inputs and "
-                f"{len(self.compared)} old outputs")
+        text = (
+            f"largest output difference {self.max_abs_diff:.3g} over {self.batch} inputs and "
+            f"{len(self.compared)} old outputs"
+        )
         if worst is not None:
             text += f" (worst: {worst!r})"
         if self.new_outputs:
@@ -93,8 +95,9 @@ def _compare(y_old, y_new, spec, head, axis=-1):
     axis), keyed by ID, or by `(head, ID)` for a function with several outputs."""
     key = (lambda u: u) if head is None else (lambda u: (head, u))
     if spec is None:
-        d = float(np.abs(np.asarray(y_new, np.float64) - np.asarray(y_old, np.float64)).max(
-            initial=0.0))
+        d = float(
+            np.abs(np.asarray(y_new, np.float64) - np.asarray(y_old, np.float64)).max(initial=0.0)
+        )
         return d, {key("all"): d}, (key("all"),), ()
     o_old, o_new = spec
     y_old, y_new = np.moveaxis(y_old, axis, -1), np.moveaxis(y_new, axis, -1)
@@ -103,8 +106,12 @@ def _compare(y_old, y_new, spec, head, axis=-1):
     diff = np.abs(y_new[..., keep].astype(np.float64) - y_old[..., src[keep]].astype(np.float64))
     diff = diff.reshape(-1, len(keep))
     per = {key(o_new[k]): float(diff[:, j].max(initial=0.0)) for j, k in enumerate(keep)}
-    return (float(diff.max(initial=0.0)), per, tuple(key(o_new[k]) for k in keep),
-            tuple(key(o_new[k]) for k in np.flatnonzero(src < 0)))
+    return (
+        float(diff.max(initial=0.0)),
+        per,
+        tuple(key(o_new[k]) for k in keep),
+        tuple(key(o_new[k]) for k in np.flatnonzero(src < 0)),
+    )
 
 
 def _check_traced(old_apply, old_params, new_apply, new_params, x_old, plan):
@@ -124,8 +131,9 @@ def _check_traced(old_apply, old_params, new_apply, new_params, x_old, plan):
     per_output, compared, new_outputs = {}, (), ()
     for k, (a, b, spec) in enumerate(zip(y_old, y_new, plan.output_specs, strict=True)):
         pair = None if spec is None else spec[1:]
-        _, per, comp, new = _compare(np.asarray(a), np.asarray(b), pair,
-                                     None if head is None else k, spec[0] if spec else -1)
+        _, per, comp, new = _compare(
+            np.asarray(a), np.asarray(b), pair, None if head is None else k, spec[0] if spec else -1
+        )
         per_output.update(per)
         compared += comp
         new_outputs += new

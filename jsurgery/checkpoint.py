@@ -101,9 +101,7 @@ def _lists(node):
     if not isinstance(node, dict):
         return node
     node = {k: _lists(v) for k, v in node.items()}
-    if node and all(k.isdigit() for k in node) and sorted(map(int, node)) == list(
-        range(len(node))
-    ):
+    if node and all(k.isdigit() for k in node) and sorted(map(int, node)) == list(range(len(node))):
         return [node[str(i)] for i in range(len(node))]
     return node
 
@@ -143,7 +141,7 @@ class _Part:
         flat, self.how = fit(node, plan.new_leaves, "new_state")
         self.template = flat.leaves
         pairs, _ = jax.tree_util.tree_flatten_with_path(node)
-        suffixes = {_disk_path(kp)[len(trees.keypath(kp)):] for kp, _ in pairs}
+        suffixes = {_disk_path(kp)[len(trees.keypath(kp)) :] for kp, _ in pairs}
         if len(suffixes) != 1:
             raise CheckpointError(
                 f"`new_state`: the part at {'/'.join(self.prefix) or 'the root'} mixes leaf "
@@ -203,8 +201,8 @@ def _check(stored: dict, expected: dict, directory) -> None:
     wrong = [
         f"{'/'.join(p)}: stored {stored[p][0]} {stored[p][1]}, expected {shape} {dtype}"
         for p, (shape, dtype) in expected.items()
-        if stored[p][0] != shape or (dtype is not None and stored[p][1] != dtype
-                                     and stored[p][1].kind == dtype.kind == "f")
+        if stored[p][0] != shape
+        or (dtype is not None and stored[p][1] != dtype and stored[p][1].kind == dtype.kind == "f")
     ]
     if wrong:
         raise CheckpointError(

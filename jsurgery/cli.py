@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train DQN agents, all seeds in one compiled call")
     train.add_argument("env_id", help="environment, e.g. CartPole-v1, Acrobot-v1, LunarLander-v3")
     train.add_argument(
-        "--seeds", type=_positive_int, default=None,
+        "--seeds",
+        type=_positive_int,
+        default=None,
         help="number of seeds (default 1; with --init, the run's seeds)",
     )
     train.add_argument("--steps", type=_positive_int, default=None, help="steps per seed")
@@ -84,16 +86,24 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--obs", type=_comma_list, default=None, help="observation IDs to expose")
     train.add_argument("--actions", type=_comma_list, default=None, help="action IDs to expose")
     train.add_argument(
-        "--init", default=None, metavar="RUN_DIR",
+        "--init",
+        default=None,
+        metavar="RUN_DIR",
         help="continue a saved run (e.g. from 'jsurgery surgery'): its params, target params, "
         "optimizer state, seeds, network and IDs",
     )
     train.add_argument(
-        "--exploration-start", type=_probability, default=None, metavar="EPSILON",
+        "--exploration-start",
+        type=_probability,
+        default=None,
+        metavar="EPSILON",
         help="epsilon at step 0 (default 1.0; with --init, the preset's final epsilon)",
     )
     train.add_argument(
-        "--learning-rate", type=_positive_float, default=None, metavar="LR",
+        "--learning-rate",
+        type=_positive_float,
+        default=None,
+        metavar="LR",
         help="Adam's step size (default: the environment's preset)",
     )
     train.add_argument("--out", required=True, help="output directory")
@@ -106,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     surgery.add_argument("--actions", type=_comma_list, default=None, help="new action IDs")
     surgery.add_argument("--hidden", type=_widths, default=None, help="new hidden widths")
     surgery.add_argument(
-        "--recipe", choices=("preserving", "transplant"), default="preserving",
+        "--recipe",
+        choices=("preserving", "transplant"),
+        default="preserving",
         help="preserving: the new network acts as the old one (default); transplant: new units "
         "keep their random initialisation",
     )
@@ -122,8 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-OPTIONAL = {"gymnax": "gymnax", "orbax": "orbax-checkpoint", "tqdm": "tqdm",
-            "matplotlib": "matplotlib"}
+OPTIONAL = {
+    "gymnax": "gymnax",
+    "orbax": "orbax-checkpoint",
+    "tqdm": "tqdm",
+    "matplotlib": "matplotlib",
+}
 """Modules of the ``rl`` extra a subcommand may need that a light install lacks, by package."""
 
 

@@ -41,8 +41,10 @@ def segments(idx: np.ndarray) -> list[Segment]:
     cut = (neg[1:] != neg[:-1]) | (~neg[1:] & (np.diff(idx) != 1))
     starts = [0, *(np.flatnonzero(cut) + 1).tolist()]
     stops = [*starts[1:], n]
-    runs = [Segment(a, b, "none") if neg[a] else Segment(a, b, "slice", lo=int(idx[a]))
-            for a, b in zip(starts, stops, strict=True)]
+    runs = [
+        Segment(a, b, "none") if neg[a] else Segment(a, b, "slice", lo=int(idx[a]))
+        for a, b in zip(starts, stops, strict=True)
+    ]
     if len(runs) <= MAX_SEGMENTS:
         return runs
     return [Segment(0, n, "take", idx=np.maximum(idx, 0).astype(np.int32))]
@@ -128,8 +130,9 @@ def _mask(axis_masks: list, ndim: int) -> jax.Array | None:
     return out
 
 
-def _segment(lp: LeafPlan, old, tmpl, eps, last: AxisMap | None, seg: Segment, moments: bool,
-             blocked: dict):
+def _segment(
+    lp: LeafPlan, old, tmpl, eps, last: AxisMap | None, seg: Segment, moments: bool, blocked: dict
+):
     """The new values at one segment of the last axis, computed from the old leaf alone."""
     ndim = len(lp.shape)
     sl = slice(seg.start, seg.stop)
@@ -238,8 +241,7 @@ def _restrict(lp: LeafPlan, name: str, axis: int, a: int, b: int) -> list:
     out = []
     for am in lp.axes:
         m = getattr(am, name)
-        out.append((am.axis % ndim, None if m is None else
-                    m[a:b] if am.axis % ndim == axis else m))
+        out.append((am.axis % ndim, None if m is None else m[a:b] if am.axis % ndim == axis else m))
     return out
 
 

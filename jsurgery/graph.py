@@ -138,5 +138,9 @@ class Graph:
 
     def param_spaces(self) -> set:
         """The roots of the spaces that some parameter axis lies in directly (windows excluded)."""
-        return {self.find(a) for axes, roles in zip(self.leaf_axes, self.leaf_roles, strict=True)
-                for a, r in zip(axes, roles, strict=True) if r != WINDOW}
+        return {
+            self.find(a)
+            for axes, roles in zip(self.leaf_axes, self.leaf_roles, strict=True)
+            for a, r in zip(axes, roles, strict=True)
+            if r != WINDOW
+        }

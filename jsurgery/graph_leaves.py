@@ -14,8 +14,17 @@ from jsurgery.spaces import SpaceMap, combine, identity_map, unit_ids
 class UnitMaps:
     """The `SpaceMap` of every new unit space, built on first use with the space's policy."""
 
-    def __init__(self, corr, given_old, given_new, input_roots, output_roots, options,
-                 warnings, carried_roots=frozenset()):
+    def __init__(
+        self,
+        corr,
+        given_old,
+        given_new,
+        input_roots,
+        output_roots,
+        options,
+        warnings,
+        carried_roots=frozenset(),
+    ):
         self.old, self.new = corr.old, corr.new
         self.corr, self.given_old, self.given_new = corr, given_old, given_new
         self.options, self.warnings = options, warnings
@@ -23,8 +32,7 @@ class UnitMaps:
         self.inputs = set(input_roots)
         self.outputs = set(output_roots)
         self.carried = set(carried_roots)
-        self.units = g.param_spaces() | self.inputs | self.outputs | set(given_new) | \
-            self.carried
+        self.units = g.param_spaces() | self.inputs | self.outputs | set(given_new) | self.carried
         self.maps: dict = {}
         self.labels: dict = {}
 
@@ -47,19 +55,26 @@ class UnitMaps:
         elif root in self.inputs:
             sm = policies.input_space(src, len(old_ids), opt["new_inputs"])
         else:
-            sm = policies.hidden_space(src, len(old_ids), opt["new_hidden"],
-                                       opt["net2net_noise"], self.warnings, label, scale)
+            sm = policies.hidden_space(
+                src,
+                len(old_ids),
+                opt["new_hidden"],
+                opt["net2net_noise"],
+                self.warnings,
+                label,
+                scale,
+            )
         self.maps[root], self.labels[root] = sm, label
         return sm
 
-    def axis_map(self, node: int, role: str, axis: int, kernel: bool, label: str,
-                 weight: bool = True) -> AxisMap:
+    def axis_map(
+        self, node: int, role: str, axis: int, kernel: bool, label: str, weight: bool = True
+    ) -> AxisMap:
         root = self.new.root(node)
         parts = self.new.graph.parts(root)
         if parts is not None:
             maps = [self.axis_map(p, role, axis, kernel, label, weight) for p in parts[1]]
-            old_sizes = [self.old.graph.size[self.corr.to_old[self.new.root(p)]]
-                         for p in parts[1]]
+            old_sizes = [self.old.graph.size[self.corr.to_old[self.new.root(p)]] for p in parts[1]]
             return combine(parts[0], maps, old_sizes, axis)
         if root in self.units:
             return self.space(root, label).axis_map(axis, role, kernel, weight)
@@ -88,8 +103,9 @@ class UnitMaps:
                 )
 
 
-def matched_leaf(units: UnitMaps, ni: int, oi: int, path, opath, old_index: int, shape,
-                 old_shape, additive: bool) -> LeafPlan:
+def matched_leaf(
+    units: UnitMaps, ni: int, oi: int, path, opath, old_index: int, shape, old_shape, additive: bool
+) -> LeafPlan:
     """The plan of a new leaf that continues an old one."""
     g = units.new.graph
     maps, notes, offset = [], [], None
@@ -113,13 +129,23 @@ def matched_leaf(units: UnitMaps, ni: int, oi: int, path, opath, old_index: int,
         if len(shape) == 1 and additive and root in units.outputs:
             offset = units.maps[root].offset
     scaled = any(am.scaled is not None for am in maps)
-    return LeafPlan(path, opath, old_index, shape, old_shape, "old", tuple(maps), offset=offset,
-                    note="; ".join(notes),
-                    template_scale=float(units.options.get("init_scale", 1.0)) if scaled else 1.0)
+    return LeafPlan(
+        path,
+        opath,
+        old_index,
+        shape,
+        old_shape,
+        "old",
+        tuple(maps),
+        offset=offset,
+        note="; ".join(notes),
+        template_scale=float(units.options.get("init_scale", 1.0)) if scaled else 1.0,
+    )
 
 
-def new_leaf(units: UnitMaps, ni: int, path, shape, template: bool, additive: bool,
-             corner: bool) -> LeafPlan:
+def new_leaf(
+    units: UnitMaps, ni: int, path, shape, template: bool, additive: bool, corner: bool
+) -> LeafPlan:
     """The plan of a leaf of an inserted layer: identity where its input and output continue
     the same old space, zero where it writes into an old space (a new residual branch adds
     nothing), template init inside a new block."""
@@ -132,8 +158,11 @@ def new_leaf(units: UnitMaps, ni: int, path, shape, template: bool, additive: bo
     reads = [a for a, r in enumerate(roles) if r == READ]
     writes = [a for a, r in enumerate(roles) if r == WRITE]
     label = f"new leaf {trees.path_str(path)!r}"
-    if len(reads) == 1 and len(writes) == 1 and len(reads) + len(writes) + roles.count(WINDOW) \
-            == len(shape):
+    if (
+        len(reads) == 1
+        and len(writes) == 1
+        and len(reads) + len(writes) + roles.count(WINDOW) == len(shape)
+    ):
         r, w = reads[0], writes[0]
         if old_of[w] is not None and old_of[w] == old_of[r]:
             return _identity_leaf(units, path, shape, roles, r, w, roots, corner, label)
@@ -143,11 +172,20 @@ def new_leaf(units: UnitMaps, ni: int, path, shape, template: bool, additive: bo
                 "its output is added there (a new residual branch); if it gates or replaces "
                 "that space instead, the new network is not exact (check_preservation tells)."
             )
-            return LeafPlan(path, None, -1, shape, None, "identity", identity=(),
-                            note="new layer: zeros (adds nothing to an old space)")
+            return LeafPlan(
+                path,
+                None,
+                -1,
+                shape,
+                None,
+                "identity",
+                identity=(),
+                note="new layer: zeros (adds nothing to an old space)",
+            )
     if len(shape) == 1 and additive and old_of[0] is not None:
-        return LeafPlan(path, None, -1, shape, None, "identity", identity=(),
-                        note="new layer: zeros")
+        return LeafPlan(
+            path, None, -1, shape, None, "identity", identity=(), note="new layer: zeros"
+        )
     if any(o is not None for o in old_of):
         units.warnings.append(
             f"{label} keeps its template init in a space of the old network; the new network "
@@ -187,20 +225,21 @@ def _identity_leaf(units, path, shape, roles, r, w, roots, corner, label) -> Lea
             col = 0 if axis == r else 1
             index.append(np.asarray([pq[col] for pq in pairs], np.int32))
     source = "identity_corner" if corner else "identity"
-    return LeafPlan(path, None, -1, shape, None, "identity", identity=tuple(index),
-                    note=f"new layer: {source}")
+    return LeafPlan(
+        path, None, -1, shape, None, "identity", identity=tuple(index), note=f"new layer: {source}"
+    )
 
 
 def unused_leaf(path, opath, old_index: int, shape, old_shape) -> LeafPlan:
     """A leaf the new function never reads: copied when unchanged, else refused."""
     if opath is None:
-        return LeafPlan(path, None, -1, shape, None, "template",
-                        note="not read by apply: template")
+        return LeafPlan(path, None, -1, shape, None, "template", note="not read by apply: template")
     if tuple(shape) != tuple(old_shape):
         raise PlanError(
             f"leaf {trees.path_str(path)!r}: `apply` never reads it, so the trace cannot give its "
             f"axes roles, and its shape changed ({old_shape} -> {shape}); pass an apply that "
             "uses it, or layers={its layer: None}."
         )
-    return LeafPlan(path, opath, old_index, shape, old_shape, "old",
-                    note="not read by apply: copied unchanged")
+    return LeafPlan(
+        path, opath, old_index, shape, old_shape, "old", note="not read by apply: copied unchanged"
+    )

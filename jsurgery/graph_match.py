@@ -38,8 +38,9 @@ def _cost(old: GraphLayer, new: GraphLayer):
     layers of different kinds. Exact fractions, so equal edits tie exactly."""
     if not old.compatible(new):
         return _INF
-    pairs = [(a, b) for k in new.leaves
-             for a, b in zip(old.leaves[k][2], new.leaves[k][2], strict=True)]
+    pairs = [
+        (a, b) for k in new.leaves for a, b in zip(old.leaves[k][2], new.leaves[k][2], strict=True)
+    ]
     changed = sum(a != b for a, b in pairs)
     return Fraction(changed, max(len(pairs), 1))
 
@@ -56,8 +57,9 @@ def _align(old: list, new: list, cap: int = 64) -> tuple[float, list]:
     for i in range(m + 1):
         for j in range(k + 1):
             if i and j:
-                best[i][j][0] = min(best[i][j][0],
-                                    min(best[i - 1][j - 1]) + _cost(old[i - 1], new[j - 1]))
+                best[i][j][0] = min(
+                    best[i][j][0], min(best[i - 1][j - 1]) + _cost(old[i - 1], new[j - 1])
+                )
             if i:
                 best[i][j][0] = min(best[i][j][0], best[i - 1][j][0] + 1)
             if j:
@@ -177,8 +179,9 @@ def candidate_matchings(old: list, new: list, layers) -> tuple[list, str]:
         aligned, how = [by_name], "name"
     else:
         how = "structure"
-    return [{layer.path: fixed.get(layer.path, a.get(layer.path)) for layer in new}
-            for a in aligned], how
+    return [
+        {layer.path: fixed.get(layer.path, a.get(layer.path)) for layer in new} for a in aligned
+    ], how
 
 
 def ambiguity(choices: list) -> PlanError:

@@ -56,14 +56,14 @@ def _function(tree, apply: Callable | None, arg: str):
 
         def fn(ps, *args):
             return apply(jax.tree_util.tree_unflatten(treedef, ps), *args)
+
     return [leaf for _, leaf in pairs], [trees.keypath(kp) for kp, _ in pairs], fn
 
 
 def trace_side(tree, apply, example: tuple, arg: str, name: str, carry=None) -> Traced:
     flat = trees.flatten(tree, arg, any_pytree=True)
     leaves, paths, fn = _function(tree, apply, arg)
-    graph = trace(fn, leaves, tuple(example), name, carry,
-                  [trees.path_str(p) for p in paths])
+    graph = trace(fn, leaves, tuple(example), name, carry, [trees.path_str(p) for p in paths])
     side = Side(graph, [trees.path_str(p) for p in paths], name)
     tie_carry(side)
     _refuse_opaque(side)
@@ -84,10 +84,18 @@ def _layers(flat: trees.FlatTree, side: Side, paths: list) -> list:
     out = []
     for lname, leaves in groups.items():
         uses = [g.first_use[i] for i, _, _ in leaves.values() if g.first_use[i] is not None]
-        touches = tuple(sorted({kind for i, _, _ in leaves.values() for n in g.leaf_axes[i]
-                                for kind, roots in ends.items() if g.find(n) in roots}))
-        roles = (touches, *sorted((n, tuple(g.leaf_roles[i])) for n, (i, _, _) in
-                                  leaves.items()))
+        touches = tuple(
+            sorted(
+                {
+                    kind
+                    for i, _, _ in leaves.values()
+                    for n in g.leaf_axes[i]
+                    for kind, roots in ends.items()
+                    if g.find(n) in roots
+                }
+            )
+        )
+        roles = (touches, *sorted((n, tuple(g.leaf_roles[i])) for n, (i, _, _) in leaves.items()))
         out.append(GraphLayer(lname, leaves, roles, min(uses) if uses else float("inf")))
     return sorted(out, key=lambda layer: layer.first_use)
 
@@ -96,10 +104,16 @@ def _end_spaces(side: Side) -> dict:
     """The spaces of the function's inputs and outputs: a layer that touches one only matches a
     layer that touches the same kind."""
     g = side.graph
-    ins = {g.find(n) for n, _ in (input_axis(side, k) for k in range(len(g.input_axes)))
-           if n is not None}
-    outs = {g.find(n) for n, _ in (output_axis(side, k) for k in range(len(g.output_axes)))
-            if n is not None}
+    ins = {
+        g.find(n)
+        for n, _ in (input_axis(side, k) for k in range(len(g.input_axes)))
+        if n is not None
+    }
+    outs = {
+        g.find(n)
+        for n, _ in (output_axis(side, k) for k in range(len(g.output_axes)))
+        if n is not None
+    }
     return {"input": ins, "output": outs}
 
 
@@ -191,13 +205,13 @@ def io_ids(old: Traced, new: Traced, inputs, outputs) -> tuple[dict, dict, tuple
     in_specs = []
     for k in range(len(gn.input_axes)):
         (no, _), (nn, axis) = input_axis(old.side, k), input_axis(new.side, k)
-        in_specs.append(_given(k, nn, no, axis, in_pairs, "inputs", old, new, given_old,
-                               given_new))
+        in_specs.append(_given(k, nn, no, axis, in_pairs, "inputs", old, new, given_old, given_new))
     out_specs = []
     for k in range(len(gn.output_axes)):
         (no, _), (nn, axis) = output_axis(old.side, k), output_axis(new.side, k)
-        out_specs.append(_given(k, nn, no, axis, out_pairs, "outputs", old, new, given_old,
-                                given_new))
+        out_specs.append(
+            _given(k, nn, no, axis, out_pairs, "outputs", old, new, given_old, given_new)
+        )
     return given_old, given_new, tuple(in_specs), tuple(out_specs)
 
 
@@ -235,11 +249,15 @@ def hidden_ids(old: Traced, new: Traced, layer_map: dict, hidden, given_old, giv
             )
         h_old, h_new = ids.check_pair(f"hidden[{lpath!r}]", pair)
         given_new[new.side.root(_output_node(new, by_new[lpath]))] = (
-            h_new, f"hidden[{lpath!r}][1] (new IDs)")
+            h_new,
+            f"hidden[{lpath!r}][1] (new IDs)",
+        )
         opath = layer_map.get(lpath)
         if opath is not None:
             given_old[old.side.root(_output_node(old, by_old[opath]))] = (
-                h_old, f"hidden[{lpath!r}][0] (old IDs)")
+                h_old,
+                f"hidden[{lpath!r}][0] (old IDs)",
+            )
 
 
 def _output_node(t: Traced, layer: GraphLayer) -> int:
@@ -256,8 +274,10 @@ def correspond(old: Traced, new: Traced, leaf_pairs: list) -> Correspondence:
     """New space -> old space, from the functions' inputs and outputs and the matched leaves."""
     corr = Correspondence(old.side, new.side)
     go, gn = old.side.graph, new.side.graph
-    for kind, o_axes, n_axes in (("input", go.input_axes, gn.input_axes),
-                                 ("output", go.output_axes, gn.output_axes)):
+    for kind, o_axes, n_axes in (
+        ("input", go.input_axes, gn.input_axes),
+        ("output", go.output_axes, gn.output_axes),
+    ):
         for k, (oa, na) in enumerate(zip(o_axes, n_axes, strict=True)):
             if len(oa) != len(na):
                 raise PlanError(
@@ -316,8 +336,16 @@ def _leaf_pairs(old: Traced, new: Traced, layer_map: dict) -> dict:
     return pairs
 
 
-def _leaf_plans(old: Traced, new: Traced, pairs: dict, units, layer_map: dict, layers,
-                options: dict, allow_cast: bool) -> list:
+def _leaf_plans(
+    old: Traced,
+    new: Traced,
+    pairs: dict,
+    units,
+    layer_map: dict,
+    layers,
+    options: dict,
+    allow_cast: bool,
+) -> list:
     from jsurgery.graph_leaves import matched_leaf, new_leaf, unused_leaf
 
     o_index = {p: i for i, p in enumerate(old.paths)}
@@ -340,13 +368,36 @@ def _leaf_plans(old: Traced, new: Traced, pairs: dict, units, layer_map: dict, l
         if gn.first_use[ni] is None or (opath is not None and go.first_use[o_index[opath]] is None):
             out.append(unused_leaf(path, opath, o_pos.get(opath, -1), shape, old_shape))
         elif opath is None:
-            template = (lname in explicit or options["new_layers"] == "template"
-                        or layer_map.get(lname) is not None)
-            out.append(new_leaf(units, ni, path, shape, template, ni in gn.additive,
-                                options["new_layers"] == "identity_corner"))
+            template = (
+                lname in explicit
+                or options["new_layers"] == "template"
+                or layer_map.get(lname) is not None
+            )
+            out.append(
+                new_leaf(
+                    units,
+                    ni,
+                    path,
+                    shape,
+                    template,
+                    ni in gn.additive,
+                    options["new_layers"] == "identity_corner",
+                )
+            )
         else:
-            out.append(matched_leaf(units, ni, o_index[opath], path, opath, o_pos[opath], shape,
-                                    old_shape, ni in gn.additive))
+            out.append(
+                matched_leaf(
+                    units,
+                    ni,
+                    o_index[opath],
+                    path,
+                    opath,
+                    o_pos[opath],
+                    shape,
+                    old_shape,
+                    ni in gn.additive,
+                )
+            )
     return out
 
 
@@ -354,9 +405,12 @@ def _correspond_matching(old: Traced, new: Traced, layer_map: dict):
     pairs = _leaf_pairs(old, new, layer_map)
     o_index = {p: i for i, p in enumerate(old.paths)}
     n_index = {p: i for i, p in enumerate(new.paths)}
-    used = [(n_index[n], o_index[o]) for n, o in pairs.items()
-            if new.side.graph.first_use[n_index[n]] is not None
-            and old.side.graph.first_use[o_index[o]] is not None]
+    used = [
+        (n_index[n], o_index[o])
+        for n, o in pairs.items()
+        if new.side.graph.first_use[n_index[n]] is not None
+        and old.side.graph.first_use[o_index[o]] is not None
+    ]
     return pairs, correspond(old, new, used)
 
 
@@ -390,12 +444,30 @@ def _check_carry(new: Traced, units, leaf_plans: list, example: tuple, in_specs:
     if g.carry is None or not grown:
         return
     by_path = {lp.path: lp for lp in leaf_plans}
-    check_stays_zero(new.fn, [(tuple(x.shape), x.dtype) for x in new.leaves],
-                     [by_path[p] for p in new.paths], example, in_specs, g.carry)
+    check_stays_zero(
+        new.fn,
+        [(tuple(x.shape), x.dtype) for x in new.leaves],
+        [by_path[p] for p in new.paths],
+        example,
+        in_specs,
+        g.carry,
+    )
 
 
-def build(old_tree, new_tree, *, apply, example, inputs, outputs, layers, hidden, options: dict,
-          allow_dtype_change: bool, carry=None) -> dict:
+def build(
+    old_tree,
+    new_tree,
+    *,
+    apply,
+    example,
+    inputs,
+    outputs,
+    layers,
+    hidden,
+    options: dict,
+    allow_dtype_change: bool,
+    carry=None,
+) -> dict:
     """The fields of a `Plan` made from the traced graphs of the old and new functions;
     `carry` is None (detect), False (none) or `(arg_index, output_index)`."""
     from jsurgery.graph_leaves import UnitMaps
@@ -409,14 +481,26 @@ def build(old_tree, new_tree, *, apply, example, inputs, outputs, layers, hidden
     layer_map, how, pairs, corr = _choose_matching(old, new, layers)
     hidden_ids(old, new, layer_map, hidden, given_old, given_new)
     warnings: list = []
-    input_roots = {new.side.root(n) for n, _ in
-                   (input_axis(new.side, k) for k in range(len(new.side.graph.input_axes)))
-                   if n is not None}
-    output_roots = {new.side.root(n) for n, _ in
-                    (output_axis(new.side, k) for k in range(len(new.side.graph.output_axes)))
-                    if n is not None}
-    units = UnitMaps(corr, given_old, given_new, input_roots, output_roots, options, warnings,
-                     carried_roots(new.side))
+    input_roots = {
+        new.side.root(n)
+        for n, _ in (input_axis(new.side, k) for k in range(len(new.side.graph.input_axes)))
+        if n is not None
+    }
+    output_roots = {
+        new.side.root(n)
+        for n, _ in (output_axis(new.side, k) for k in range(len(new.side.graph.output_axes)))
+        if n is not None
+    }
+    units = UnitMaps(
+        corr,
+        given_old,
+        given_new,
+        input_roots,
+        output_roots,
+        options,
+        warnings,
+        carried_roots(new.side),
+    )
     leaves = _leaf_plans(old, new, pairs, units, layer_map, layers, options, allow_dtype_change)
     units.cross_warnings()
     _check_carry(new, units, leaves, new_ex, in_specs)

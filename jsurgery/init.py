@@ -66,21 +66,25 @@ NEW_OUTPUTS: tuple[str, ...] = get_args(NewOutputs)
 
 #: The original recipe: copy by IDs, new units keep the template's init, inserted layers identity.
 #: Read-only; pass it as `**jsurgery.TRANSPLANT` (or `{**jsurgery.TRANSPLANT, ...}` to change one).
-TRANSPLANT = MappingProxyType({
-    "new_inputs": "template",
-    "new_hidden": "template",
-    "new_layers": "identity",
-    "new_outputs": "template",
-})
+TRANSPLANT = MappingProxyType(
+    {
+        "new_inputs": "template",
+        "new_hidden": "template",
+        "new_layers": "identity",
+        "new_outputs": "template",
+    }
+)
 
 #: Function-preserving choices: new inputs read nothing, new hidden units are Net2Net copies,
 #: inserted layers are identities, new outputs start below the old ones. Read-only.
-PRESERVING = MappingProxyType({
-    "new_inputs": "zeros",
-    "new_hidden": "net2net",
-    "new_layers": "identity",
-    "new_outputs": "pessimistic",
-})
+PRESERVING = MappingProxyType(
+    {
+        "new_inputs": "zeros",
+        "new_hidden": "net2net",
+        "new_layers": "identity",
+        "new_outputs": "pessimistic",
+    }
+)
 
 ZERO_WARNING = (
     "zero-initialised new Q-output is likely to be picked by argmax under negative rewards"

@@ -75,6 +75,7 @@ class Stream:
     # init_scale), ("replica", old_id)
     share: np.ndarray | None = None  # Net2Net: 1/copies per position
 
+
 def summary(src: np.ndarray, n_old: int, how: str) -> str:
     copied = int((src >= 0).sum())
     new = len(src) - copied
@@ -126,8 +127,10 @@ def in_axis(stream: Stream, old_in: tuple, k: int, axis: int) -> tuple[AxisMap, 
     )
     return amap, src
 
-def output_inits(out_new, out_old, src, spec, idx, zero, mean, offset, pessimism, warnings,
-                  path) -> str:
+
+def output_inits(
+    out_new, out_old, src, spec, idx, zero, mean, offset, pessimism, warnings, path
+) -> str:
     per_id = dict(spec) if isinstance(spec, Mapping) else {}
     for key in per_id:
         if key not in out_new:
@@ -164,19 +167,30 @@ def output_inits(out_new, out_old, src, spec, idx, zero, mean, offset, pessimism
             warn["template"].append(out_new[p])
     for choice, text in (("zeros", init.ZERO_WARNING), ("template", init.TEMPLATE_WARNING)):
         if warn[choice]:
-            which = f"output {warn[choice][0]!r}" if len(warn[choice]) == 1 else \
-                f"outputs {warn[choice]}"
+            which = (
+                f"output {warn[choice][0]!r}"
+                if len(warn[choice]) == 1
+                else f"outputs {warn[choice]}"
+            )
             warnings.append(f"{path}: {which}: {text}.")
     kinds = sorted(set(used))
     return ", ".join(kinds) if kinds else "-"
 
 
-def leaves_from_old(leaf_plans, layer, old_layer, roles_map, offset, note, allow_cast,
-                    scale: float = 1.0) -> None:
+def leaves_from_old(
+    leaf_plans, layer, old_layer, roles_map, offset, note, allow_cast, scale: float = 1.0
+) -> None:
     for name, (_, path, shape, dtype) in layer.leaves.items():
         if name not in old_layer.leaves:
-            leaf_plans[path] = LeafPlan(path, None, -1, shape, None, "template",
-                                        note=f"not in old layer {old_layer.path!r}: template init")
+            leaf_plans[path] = LeafPlan(
+                path,
+                None,
+                -1,
+                shape,
+                None,
+                "template",
+                note=f"not in old layer {old_layer.path!r}: template init",
+            )
             continue
         oi, opath, oshape, odtype = old_layer.leaves[name]
         if odtype != dtype and not allow_cast:
@@ -195,12 +209,22 @@ def leaves_from_old(leaf_plans, layer, old_layer, roles_map, offset, note, allow
                     )
                 continue
             amap = roles_map[role]
-            amap = AxisMap(axis, amap.idx, amap.src, amap.mul, amap.zero, amap.mean,
-                           amap.noise if name == "kernel" or layer.kind != "dense" and
-                           layer.kind != "conv" else None, amap.scaled)
+            amap = AxisMap(
+                axis,
+                amap.idx,
+                amap.src,
+                amap.mul,
+                amap.zero,
+                amap.mean,
+                amap.noise
+                if name == "kernel" or layer.kind != "dense" and layer.kind != "conv"
+                else None,
+                amap.scaled,
+            )
             if name == "bias":
-                amap = AxisMap(axis, amap.idx, amap.src, None, amap.zero, amap.mean, None,
-                               amap.scaled)
+                amap = AxisMap(
+                    axis, amap.idx, amap.src, None, amap.zero, amap.mean, None, amap.scaled
+                )
             if len(amap.idx) != shape[axis]:
                 raise PlanError(
                     f"leaf {trees.path_str(path)!r}: axis {axis} has {shape[axis]} entries but "
@@ -211,7 +235,13 @@ def leaves_from_old(leaf_plans, layer, old_layer, roles_map, offset, note, allow
             maps.append(amap)
         scaled = any(am.scaled is not None for am in maps)
         leaf_plans[path] = LeafPlan(
-            path, opath, oi, shape, oshape, "old", tuple(maps),
+            path,
+            opath,
+            oi,
+            shape,
+            oshape,
+            "old",
+            tuple(maps),
             offset=offset if name == "bias" else None,
             note=note if name != "bias" or "in:" not in note else note.split("; ")[-1],
             template_scale=scale if scaled else 1.0,

@@ -119,8 +119,10 @@ def _as_graph_layers(layers: list[Layer]) -> list:
     compute = [layer.path for layer in layers if layer.kind != "norm"]
     out = []
     for k, layer in enumerate(layers):
-        ends = (bool(compute) and layer.path == compute[0], bool(compute) and
-                layer.path == compute[-1])
+        ends = (
+            bool(compute) and layer.path == compute[0],
+            bool(compute) and layer.path == compute[-1],
+        )
         roles = (layer.kind, ends, *sorted((n, len(v[2])) for n, v in layer.leaves.items()))
         leaves = {n: (i, v[1], tuple(v[2])) for i, (n, v) in enumerate(layer.leaves.items())}
         out.append(GraphLayer(layer.path, leaves, roles, float(k)))

@@ -175,37 +175,85 @@ def make_plan(
     init.check_choice("new_layers", new_layers, init.NEW_LAYERS)
     if not isinstance(new_outputs, Mapping):
         init.check_choice("new_outputs", new_outputs, init.NEW_OUTPUTS)
-    options = {"new_inputs": new_inputs, "new_hidden": new_hidden, "new_layers": new_layers,
-               "new_outputs": new_outputs}
+    options = {
+        "new_inputs": new_inputs,
+        "new_hidden": new_hidden,
+        "new_layers": new_layers,
+        "new_outputs": new_outputs,
+    }
     if new_hidden == "small_random":
         options["init_scale"] = init.check_scale(init_scale)
     if carry is not None and carry is not False:
         check_carry_arg(carry)
     if apply is not None or example is not None:
-        return _traced_plan(old, new_template, apply, example, inputs, outputs, layers, hidden,
-                            options, pessimism, net2net_noise, seed, allow_dtype_change, carry)
+        return _traced_plan(
+            old,
+            new_template,
+            apply,
+            example,
+            inputs,
+            outputs,
+            layers,
+            hidden,
+            options,
+            pessimism,
+            net2net_noise,
+            seed,
+            allow_dtype_change,
+            carry,
+        )
     if carry:
         raise PlanError(
             f"`carry`: {carry!r} names a recurrent state of a traced function; pass apply= and "
             "example= with it."
         )
     fields = chain.build(
-        old, new_template, inputs=inputs, outputs=outputs, layers=layers, hidden=hidden,
-        order=order, options=options, pessimism=pessimism, net2net_noise=net2net_noise,
+        old,
+        new_template,
+        inputs=inputs,
+        outputs=outputs,
+        layers=layers,
+        hidden=hidden,
+        order=order,
+        options=options,
+        pessimism=pessimism,
+        net2net_noise=net2net_noise,
         allow_dtype_change=allow_dtype_change,
     )
     return Plan(options=options, noise=float(net2net_noise), seed=int(seed), **fields)
 
 
-def _traced_plan(old, new_template, apply, example, inputs, outputs, layers, hidden, options,
-                 pessimism, net2net_noise, seed, allow_dtype_change, carry) -> Plan:
+def _traced_plan(
+    old,
+    new_template,
+    apply,
+    example,
+    inputs,
+    outputs,
+    layers,
+    hidden,
+    options,
+    pessimism,
+    net2net_noise,
+    seed,
+    allow_dtype_change,
+    carry,
+) -> Plan:
     from jsurgery import graph_plan
 
     if example is None:
         raise PlanError("`example`: a traced plan needs example inputs ((x_old,), (x_new,)).")
     fields = graph_plan.build(
-        old, new_template, apply=apply, example=example, inputs=inputs, outputs=outputs,
-        layers=layers, hidden=hidden, allow_dtype_change=allow_dtype_change,
-        options=dict(options, pessimism=pessimism, net2net_noise=net2net_noise), carry=carry,
+        old,
+        new_template,
+        apply=apply,
+        example=example,
+        inputs=inputs,
+        outputs=outputs,
+        layers=layers,
+        hidden=hidden,
+        allow_dtype_change=allow_dtype_change,
+        options=dict(options, pessimism=pessimism, net2net_noise=net2net_noise),
+        carry=carry,
     )
     return Plan(options=options, noise=float(net2net_noise), seed=int(seed), **fields)

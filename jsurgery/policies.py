@@ -40,8 +40,15 @@ def small_random(src: np.ndarray, n_old: int, scale: float) -> SpaceMap:
     return sm
 
 
-def hidden_space(src: np.ndarray, n_old: int, new_hidden: str, noise: float,
-                 warnings: list, label: str, scale: float = 1.0) -> SpaceMap:
+def hidden_space(
+    src: np.ndarray,
+    n_old: int,
+    new_hidden: str,
+    noise: float,
+    warnings: list,
+    label: str,
+    scale: float = 1.0,
+) -> SpaceMap:
     """Hidden units: template, zero fan-out, small random, or Net2Net replicas with shared
     fan-out."""
     if new_hidden == "template":
@@ -62,8 +69,9 @@ def hidden_space(src: np.ndarray, n_old: int, new_hidden: str, noise: float,
     sm.write_idx[new_pos] = src[reps]
     sm.read_idx[new_pos] = src[reps]
     counts = np.bincount(sm.read_idx[sm.read_idx >= 0], minlength=n_old)
-    sm.read_mul = np.where(sm.read_idx >= 0,
-                           1.0 / np.maximum(counts[np.maximum(sm.read_idx, 0)], 1), 1.0)
+    sm.read_mul = np.where(
+        sm.read_idx >= 0, 1.0 / np.maximum(counts[np.maximum(sm.read_idx, 0)], 1), 1.0
+    )
     if noise > 0:
         sm.write_noise = src < 0
     sm.how = "net2net"
@@ -89,8 +97,9 @@ def carried_space(src: np.ndarray, n_old: int, new_hidden: str, scale: float = 1
     return sm
 
 
-def output_space(src: np.ndarray, old_ids: tuple, new_ids: tuple, options: dict,
-                 warnings: list, label: str) -> SpaceMap:
+def output_space(
+    src: np.ndarray, old_ids: tuple, new_ids: tuple, options: dict, warnings: list, label: str
+) -> SpaceMap:
     """Output units (actions, classes): `new_outputs` per new unit; readers of a new output (a
     value computed from the logits) see it with zero weights unless `new_hidden` is
     "template" (template weights) or "small_random" (template weights times `init_scale`)."""
@@ -98,8 +107,19 @@ def output_space(src: np.ndarray, old_ids: tuple, new_ids: tuple, options: dict,
     idx = src.copy()
     zero, mean = np.zeros(n, bool), np.zeros(n, bool)
     offset = np.zeros(n, np.float64)
-    how = output_inits(new_ids, old_ids, src, options["new_outputs"], idx, zero, mean, offset,
-                       options["pessimism"], warnings, label)
+    how = output_inits(
+        new_ids,
+        old_ids,
+        src,
+        options["new_outputs"],
+        idx,
+        zero,
+        mean,
+        offset,
+        options["pessimism"],
+        warnings,
+        label,
+    )
     sm = SpaceMap(src, idx, src.copy(), len(old_ids), how)
     sm.write_zero = zero if zero.any() else None
     sm.write_mean = mean if mean.any() else None

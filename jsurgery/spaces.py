@@ -106,11 +106,24 @@ class SpaceMap:
         """The map of one leaf axis in this space; `weight` (a kernel or a bias, not a norm's
         scale or statistics) takes the scaled template where the space says so."""
         if role == "read":
-            return AxisMap(axis, self.read_idx, self.src, self.read_mul, self.read_zero,
-                           scaled=self.read_scaled if weight else None)
-        return AxisMap(axis, self.write_idx, self.src, None, self.write_zero, self.write_mean,
-                       self.write_noise if kernel else None,
-                       self.write_scaled if weight else None)
+            return AxisMap(
+                axis,
+                self.read_idx,
+                self.src,
+                self.read_mul,
+                self.read_zero,
+                scaled=self.read_scaled if weight else None,
+            )
+        return AxisMap(
+            axis,
+            self.write_idx,
+            self.src,
+            None,
+            self.write_zero,
+            self.write_mean,
+            self.write_noise if kernel else None,
+            self.write_scaled if weight else None,
+        )
 
 
 def combine(kind: str, maps: list[AxisMap], old_sizes: list[int], axis: int) -> AxisMap:
@@ -118,13 +131,20 @@ def combine(kind: str, maps: list[AxisMap], old_sizes: list[int], axis: int) -> 
     `product` of factors, rows in C order)."""
     if kind == "concat":
         offsets = np.cumsum([0, *old_sizes[:-1]])
-        idx = np.concatenate([np.where(m.idx >= 0, m.idx + o, -1) for m, o in
-                              zip(maps, offsets, strict=True)])
-        src = np.concatenate([np.where(m.src >= 0, m.src + o, -1) for m, o in
-                              zip(maps, offsets, strict=True)])
-        return AxisMap(axis, idx.astype(np.int32), src.astype(np.int32),
-                       _cat(maps, "mul", 1.0), _cat(maps, "zero", False),
-                       scaled=_cat(maps, "scaled", False))
+        idx = np.concatenate(
+            [np.where(m.idx >= 0, m.idx + o, -1) for m, o in zip(maps, offsets, strict=True)]
+        )
+        src = np.concatenate(
+            [np.where(m.src >= 0, m.src + o, -1) for m, o in zip(maps, offsets, strict=True)]
+        )
+        return AxisMap(
+            axis,
+            idx.astype(np.int32),
+            src.astype(np.int32),
+            _cat(maps, "mul", 1.0),
+            _cat(maps, "zero", False),
+            scaled=_cat(maps, "scaled", False),
+        )
     idx, src = maps[0].idx.astype(np.int64), maps[0].src.astype(np.int64)
     mul, zero = _field(maps[0], "mul", 1.0), _field(maps[0], "zero", False)
     scaled = _field(maps[0], "scaled", False)
@@ -134,9 +154,14 @@ def combine(kind: str, maps: list[AxisMap], old_sizes: list[int], axis: int) -> 
         mul = np.outer(mul, _field(m, "mul", 1.0)).ravel()
         zero = np.logical_or.outer(zero, _field(m, "zero", False)).ravel()
         scaled = np.logical_or.outer(scaled, _field(m, "scaled", False)).ravel()
-    return AxisMap(axis, idx.astype(np.int32), src.astype(np.int32),
-                   None if np.all(mul == 1.0) else mul, zero if zero.any() else None,
-                   scaled=scaled if scaled.any() else None)
+    return AxisMap(
+        axis,
+        idx.astype(np.int32),
+        src.astype(np.int32),
+        None if np.all(mul == 1.0) else mul,
+        zero if zero.any() else None,
+        scaled=scaled if scaled.any() else None,
+    )
 
 
 def _outer_index(a: np.ndarray, b: np.ndarray, size_b: int) -> np.ndarray:

@@ -68,13 +68,21 @@ def _make_collection_plan(plan: Plan, collection: str) -> Plan | None:
     def strip(path):
         return path[1:]
 
-    leaves = tuple(dataclasses.replace(lp, path=strip(lp.path), old_index=where.get(
-        lp.old_index, -1), old_path=strip(lp.old_path) if lp.old_path else None) for lp in keep)
+    leaves = tuple(
+        dataclasses.replace(
+            lp,
+            path=strip(lp.path),
+            old_index=where.get(lp.old_index, -1),
+            old_path=strip(lp.old_path) if lp.old_path else None,
+        )
+        for lp in keep
+    )
     return dataclasses.replace(
-        plan, leaves=leaves,
+        plan,
+        leaves=leaves,
         old_leaves=tuple((strip(plan.old_leaves[i][0]), *plan.old_leaves[i][1:]) for i in olds),
-        new_leaves=tuple((strip(p), s, d) for p, s, d in plan.new_leaves
-                         if p[:1] == (collection,)))
+        new_leaves=tuple((strip(p), s, d) for p, s, d in plan.new_leaves if p[:1] == (collection,)),
+    )
 
 
 def _plans(plan: Plan) -> list[Plan]:
@@ -106,11 +114,13 @@ def _moment_subtrees(state, expected: tuple, moment_keys: Sequence[str]) -> set:
 
     def collect(node):
         pairs, _ = jax.tree_util.tree_flatten_with_path(
-            node, is_leaf=lambda n: params_like(n, expected))
+            node, is_leaf=lambda n: params_like(n, expected)
+        )
         found.update(id(n) for _, n in pairs if params_like(n, expected))
 
     optax_nodes, _ = jax.tree_util.tree_flatten_with_path(
-        state, is_leaf=lambda n: _is_optax_state(n) or params_like(n, expected))
+        state, is_leaf=lambda n: _is_optax_state(n) or params_like(n, expected)
+    )
     for kp, node in optax_nodes:
         keys = {str(trees.key_name(k)) for k in kp}
         if _is_optax_state(node) or (keys & set(moment_keys) and params_like(node, expected)):
@@ -118,8 +128,9 @@ def _moment_subtrees(state, expected: tuple, moment_keys: Sequence[str]) -> set:
     return found
 
 
-def state_parts(state, plan: Plan, *, side: Literal["old", "new"],
-                moment_keys: Sequence[str] = ()) -> tuple[list[StatePart], Any]:
+def state_parts(
+    state, plan: Plan, *, side: Literal["old", "new"], moment_keys: Sequence[str] = ()
+) -> tuple[list[StatePart], Any]:
     """Splits a state into its parts: the subtrees shaped like the plan's params (the whole
     plan, or the plan of one collection where the state keeps `params` and `batch_stats`
     apart), and every other leaf.
@@ -144,7 +155,8 @@ def state_parts(state, plan: Plan, *, side: Literal["old", "new"],
 
     moments = set().union(*(_moment_subtrees(state, leaves_of(p), moment_keys) for p in plans))
     pairs, treedef = jax.tree_util.tree_flatten_with_path(
-        state, is_leaf=lambda n: plan_of(n) is not None)
+        state, is_leaf=lambda n: plan_of(n) is not None
+    )
     parts = [StatePart(kp, node, plan_of(node), id(node) in moments) for kp, node in pairs]
     return parts, treedef
 

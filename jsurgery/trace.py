@@ -20,24 +20,45 @@ from jax.extend import core as jcore
 from jsurgery.errors import PlanError
 from jsurgery.graph import READ, WINDOW, WRITE, Graph
 
-_ELEMENTWISE = frozenset("""
+_ELEMENTWISE = frozenset(
+    """
 add sub mul div rem pow max min nextafter atan2 and or xor not neg sign floor ceil round is_finite
 exp exp2 log log1p expm1 tanh logistic sin cos tan asin acos atan sinh cosh asinh acosh atanh sqrt
 rsqrt cbrt square integer_pow abs erf erfc erf_inv lgamma digamma convert_element_type copy copy_p
 select_n clamp eq ne lt le gt ge shift_left shift_right_logical shift_right_arithmetic
 population_count imag real conj complex add_any reduce_precision igamma polygamma stop_gradient
-""".split())
+""".split()
+)
 _VIEWS = frozenset({"convert_element_type", "copy", "copy_p", "reduce_precision"})
 _ADDITIVE = frozenset({"add", "sub", "add_any"})
-_REDUCTIONS = frozenset({
-    "reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "reduce_and", "reduce_or",
-    "reduce_xor", "argmax", "argmin",
-})
+_REDUCTIONS = frozenset(
+    {
+        "reduce_sum",
+        "reduce_max",
+        "reduce_min",
+        "reduce_prod",
+        "reduce_and",
+        "reduce_or",
+        "reduce_xor",
+        "argmax",
+        "argmin",
+    }
+)
 _CUMULATIVE = frozenset({"cumsum", "cumprod", "cummax", "cummin", "cumlogsumexp"})
-_SOURCES = frozenset({
-    "iota", "random_seed", "random_bits", "random_split", "random_fold_in", "random_wrap",
-    "random_unwrap", "threefry2x32", "rng_bit_generator", "rng_uniform",
-})
+_SOURCES = frozenset(
+    {
+        "iota",
+        "random_seed",
+        "random_bits",
+        "random_split",
+        "random_fold_in",
+        "random_wrap",
+        "random_unwrap",
+        "threefry2x32",
+        "rng_bit_generator",
+        "rng_uniform",
+    }
+)
 
 
 def _source(eqn) -> str:
@@ -177,8 +198,9 @@ def _elementwise(w: _Walker, eqn, where: str) -> None:
     for v in eqn.invars:
         if name in _VIEWS:
             w.view(out, v, [[a] for a in range(len(shape))])
-        if name in _ADDITIVE and any(not isinstance(u, jcore.Literal) for u in eqn.invars
-                                     if u is not v):
+        if name in _ADDITIVE and any(
+            not isinstance(u, jcore.Literal) for u in eqn.invars if u is not v
+        ):
             # added to another array (a bias), not only to a constant (a variance's epsilon)
             w.g.additive.update(leaf for _, leaf in w.origins(v))
         if not isinstance(v, jcore.Literal) and v in w.values:
@@ -204,9 +226,12 @@ def _dot_general(w: _Walker, eqn, where: str) -> None:
         w.set_role(lhs, a, READ)
         w.set_role(rhs, b, READ)
         if not weighted:
-            w.g.mark_cross(ln[a], "dot_general of two activations (attention logits q.k sum "
-                           "over head_dim, and their 1/sqrt(head_dim) scale moves with it)",
-                           where)
+            w.g.mark_cross(
+                ln[a],
+                "dot_general of two activations (attention logits q.k sum "
+                "over head_dim, and their 1/sqrt(head_dim) scale moves with it)",
+                where,
+            )
     for a, b in zip(lb, rb, strict=True):
         w.g.tie(ln[a], rn[b], where)
     lfree = [a for a in range(len(ln)) if a not in lc and a not in lb]
@@ -285,8 +310,9 @@ _RULES: dict[str, Callable] = {
 }
 
 
-def trace(fn: Callable, leaves: list, args: tuple, arg: str, carry=None,
-          names: list | None = None) -> Graph:
+def trace(
+    fn: Callable, leaves: list, args: tuple, arg: str, carry=None, names: list | None = None
+) -> Graph:
     """Traces `fn(leaves, *args)` and builds its unit-space graph.
 
     Args:
@@ -374,13 +400,16 @@ def _trace_error(e: Exception, arg: str, traced: list, names, args: tuple, carry
         at += f" on leaf {name!r} {tuple(traced[leaf].shape)}"
     hints = []
     if at.startswith(" at `split`"):
-        hints.append("a fused kernel's width must be a multiple of the number of gates it is "
-                     "split into")
+        hints.append(
+            "a fused kernel's width must be a multiple of the number of gates it is split into"
+        )
     k = 0 if carry is None else carry[0] if carry else None
     if k is not None and len(args) >= 2 and k < len(args):
         shapes = [tuple(x.shape) for x in jax.tree_util.tree_leaves(args[k])]
-        hints.append(f"if argument {k} is the cell's carry, its example {shapes} must have the "
-                     f"{arg} cell's own hidden size")
+        hints.append(
+            f"if argument {k} is the cell's carry, its example {shapes} must have the "
+            f"{arg} cell's own hidden size"
+        )
     hints.append("check `example` and `apply`")
     return PlanError(
         f"`example`: tracing the {arg} function on its example inputs failed{at} with "

@@ -58,7 +58,7 @@ def _cond(w: _Walker, eqn, where: str) -> None:
 def _while(w: _Walker, eqn, where: str) -> None:
     p = eqn.params
     nc, nb = p["cond_nconsts"], p["body_nconsts"]
-    consts_b, carry = list(eqn.invars[nc:nc + nb]), list(eqn.invars[nc + nb:])
+    consts_b, carry = list(eqn.invars[nc : nc + nb]), list(eqn.invars[nc + nb :])
     outs = w.walk(p["body_jaxpr"], consts_b + carry)
     _tie_all(w, carry, outs, where)
     w.walk(p["cond_jaxpr"], list(eqn.invars[:nc]) + carry)
@@ -71,9 +71,9 @@ def _scan(w: _Walker, eqn, where: str) -> None:
     n_consts, n_carry = p["num_consts"], p["num_carry"]
     jaxpr = _inner(p["jaxpr"])
     consts = list(eqn.invars[:n_consts])
-    carry = list(eqn.invars[n_consts:n_consts + n_carry])
-    xs = list(eqn.invars[n_consts + n_carry:])
-    x_inner = jaxpr.invars[n_consts + n_carry:]
+    carry = list(eqn.invars[n_consts : n_consts + n_carry])
+    xs = list(eqn.invars[n_consts + n_carry :])
+    x_inner = jaxpr.invars[n_consts + n_carry :]
     for inner, outer in zip(x_inner, xs, strict=True):
         w.nodes[inner] = w.of(outer)[1:]
         w.view(inner, outer, [[a] for a in range(1, len(_shape(outer)))])

@@ -33,7 +33,9 @@ def _reshape(w: _Walker, eqn, where: str) -> None:
     ins = w.of(v)
     nodes = w.fresh(out)
     n = min(len(a), len(b))
-    if a[len(a) - n:] == b[len(b) - n:] and all(d == 1 for d in a[:len(a) - n] + b[:len(b) - n]):
+    if a[len(a) - n :] == b[len(b) - n :] and all(
+        d == 1 for d in a[: len(a) - n] + b[: len(b) - n]
+    ):
         _expand_or_squeeze(w, v, out, ins, nodes, n, where)
         return
     ai = [k for k in range(len(a)) if a[k] != 1]
@@ -145,8 +147,9 @@ def _slice(w: _Walker, eqn, where: str) -> None:
             w.g.mark_opaque(n, "slice with a stride", where)
             w.g.mark_opaque(piece, "slice with a stride", where)
             continue
-        parts = ([w.g.node(lo)] if lo else []) + [piece] + ([w.g.node(size - hi)] if hi < size
-                                                             else [])
+        parts = (
+            ([w.g.node(lo)] if lo else []) + [piece] + ([w.g.node(size - hi)] if hi < size else [])
+        )
         w.g.define(n, "concat", parts, where)
     w.nodes[out] = nodes
 
@@ -179,8 +182,11 @@ def _reduce_window(w: _Walker, eqn, where: str) -> None:
     pad = p.get("padding") or ((0, 0),) * len(p["window_dimensions"])
 
     def full(a):
-        return p["window_dimensions"][a] == 1 and p["window_strides"][a] == 1 and \
-            tuple(pad[a]) == (0, 0)
+        return (
+            p["window_dimensions"][a] == 1
+            and p["window_strides"][a] == 1
+            and tuple(pad[a]) == (0, 0)
+        )
 
     _same_or_opaque(w, eqn, where, full)
 
@@ -202,8 +208,12 @@ def _gather(w: _Walker, eqn, where: str) -> None:
     for a, d in zip(range(len(idx_nodes) - 1), batch_out, strict=False):
         w.g.tie(idx_nodes[a], out[d], where)
     value = w.values.get(indices) if not isinstance(indices, jcore.Literal) else None
-    embedding = (w.leaf_axes(operand) is not None and tuple(dn.start_index_map) == (0,)
-                 and tuple(dn.collapsed_slice_dims) == (0,) and value is not None)
+    embedding = (
+        w.leaf_axes(operand) is not None
+        and tuple(dn.start_index_map) == (0,)
+        and tuple(dn.collapsed_slice_dims) == (0,)
+        and value is not None
+    )
     if embedding:
         token = w.g.input_values.setdefault(value, op_nodes[0])
         w.g.tie(token, op_nodes[0], where)

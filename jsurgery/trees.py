@@ -107,7 +107,7 @@ def _module_order(module, prefix: str, out: list) -> None:
     """Leaf paths (as strings) of an NNX module in attribute definition order."""
     from flax import nnx
 
-    items = [(k, v) for k, v in vars(module).items() if not k.startswith("_")]
+    items = [(k, v) for k, v in vars(module).items() if not str(k).startswith("_")]
     for k, v in items:
         path = f"{prefix}/{k}" if prefix else str(k)
         if isinstance(v, nnx.Module):

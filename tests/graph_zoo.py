@@ -303,8 +303,10 @@ class SplitActorCritic:
     def apply(self, params, x):
         torso, actor, critic = self.modules()
         h = torso.apply({"params": params["torso"]}, x)
-        return (actor.apply({"params": params["actor"]}, h),
-                critic.apply({"params": params["critic"]}, h))
+        return (
+            actor.apply({"params": params["actor"]}, h),
+            critic.apply({"params": params["critic"]}, h),
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -405,8 +407,13 @@ class DagMLP(nn.Module):
 
 def dag_forward(model: DagMLP, variables, x):
     """`model.apply(variables, x)` in float64 NumPy."""
-    return run_dag(model.stem, model.body, model.heads, _NumpyOps(variables["params"]),
-                   np.asarray(x, np.float64))
+    return run_dag(
+        model.stem,
+        model.body,
+        model.heads,
+        _NumpyOps(variables["params"]),
+        np.asarray(x, np.float64),
+    )
 
 
 def dag_unit_ids(model: DagMLP, in_ids, head_ids) -> dict:
@@ -577,13 +584,17 @@ def check_leaf(check: LeafCheck, old, out, fresh_source=None) -> None:
             n = o = np.arange(b.shape[axis])
         new_idx.append(n)
         old_idx.append(o)
-    np.testing.assert_array_equal(b[np.ix_(*new_idx)], a[np.ix_(*old_idx)],
-                                  err_msg=f"copied entries of {check.path}")
+    np.testing.assert_array_equal(
+        b[np.ix_(*new_idx)], a[np.ix_(*old_idx)], err_msg=f"copied entries of {check.path}"
+    )
     for axis, pair in check.axes.items():
         f = fresh(*pair)
         if len(f):
-            np.testing.assert_array_equal(b.take(f, axis), t.take(f, axis),
-                                          err_msg=f"new entries of {check.path}, axis {axis}")
+            np.testing.assert_array_equal(
+                b.take(f, axis),
+                t.take(f, axis),
+                err_msg=f"new entries of {check.path}, axis {axis}",
+            )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -646,8 +657,9 @@ def build(case: Case, batch: int = 6) -> Built:
     x_seen = tuple(restrict(x, *inputs[i]) if i in inputs else x for i, x in enumerate(x_old))
     x_new = tuple(embed(x, *inputs[i]) if i in inputs else x for i, x in enumerate(x_old))
     if case.example == "struct":
-        example = tuple(tuple(jax.ShapeDtypeStruct(x.shape, x.dtype) for x in xs)
-                        for xs in (x_old, x_new))
+        example = tuple(
+            tuple(jax.ShapeDtypeStruct(x.shape, x.dtype) for x in xs) for xs in (x_old, x_new)
+        )
     else:
         example = (x_old, x_new)
     apply = case.old.apply if case.old is case.new else (case.old.apply, case.new.apply)
@@ -659,8 +671,12 @@ def build(case: Case, batch: int = 6) -> Built:
         case=case,
         old_vars=variables(case.old, case.shapes, seed=0),
         new_template=variables(case.new, new_shapes, seed=1),
-        x_old=x_old, x_seen=x_seen, x_new=x_new,
-        inputs=inputs, outputs=outputs, kwargs=kwargs,
+        x_old=x_old,
+        x_seen=x_seen,
+        x_new=x_new,
+        inputs=inputs,
+        outputs=outputs,
+        kwargs=kwargs,
     )
 
 
@@ -672,40 +688,83 @@ def _ac_cases() -> list[Case]:
     ac = ActorCritic(2)
     new_in = ["x_dot", "theta"], OBS
     return [
-        Case("actor-critic/inputs-added-permuted", ac, ac, ((2,),),
-             inputs=(["x_dot", "theta"], ["theta", "x", "x_dot", "theta_dot"])),
-        Case("actor-critic/inputs-removed", ac, ac, ((4,),),
-             inputs=(OBS, ["theta_dot", "x", "theta"])),
-        Case("actor-critic/actions-added", ActorCritic(2), ActorCritic(3), ((4,),),
-             outputs={0: (A2, ["noop", "left", "right"])}),
-        Case("actor-critic/actions-removed-permuted", ActorCritic(3), ActorCritic(2), ((4,),),
-             outputs={0: (A3, ["right", "left"])}),
-        Case("actor-critic/hidden-widened", ActorCritic(2), ActorCritic(2, (6, 5), (4, 7)),
-             ((4,),)),
-        Case("actor-critic/hidden-named", ActorCritic(2), ActorCritic(2, (5, 4)), ((4,),),
-             hidden={"actor/Dense_0": (list("abcd"), list("dbeac"))}),
-        Case("actor-critic/transplant-all", ActorCritic(2), ActorCritic(3, (6, 4), (4, 5)),
-             ((2,),), inputs=new_in, outputs={0: (A2, A3)}, preset="transplant",
-             checks=(LeafCheck(_p("actor", "Dense_0", "kernel"), {0: new_in, 1: pos(4, 6)}),
-                     LeafCheck(_p("actor", "Dense_0", "bias"), {0: pos(4, 6)}),
-                     LeafCheck(_p("actor", "Dense_1", "kernel"), {0: pos(4, 6)}),
-                     LeafCheck(_p("actor", "Dense_2", "kernel"), {1: (A2, A3)}),
-                     LeafCheck(_p("actor", "Dense_2", "bias"), {0: (A2, A3)}),
-                     LeafCheck(_p("critic", "Dense_0", "kernel"), {0: new_in}),
-                     LeafCheck(_p("critic", "Dense_1", "kernel"), {1: pos(4, 5)}),
-                     LeafCheck(_p("critic", "Dense_2", "kernel"), {0: pos(4, 5)}),
-                     LeafCheck(_p("critic", "Dense_2", "bias")))),
-        Case("actor-critic/transplant-narrowed", ActorCritic(3, (6, 6), (6, 6)),
-             ActorCritic(3, (4, 6), (6, 3)), ((4,),), inputs=(OBS, ["theta", "x"]),
-             preset="transplant",
-             checks=(LeafCheck(_p("actor", "Dense_0", "kernel"),
-                               {0: (OBS, ["theta", "x"]), 1: pos(6, 4)}),
-                     LeafCheck(_p("actor", "Dense_1", "kernel"), {0: pos(6, 4)}),
-                     LeafCheck(_p("actor", "Dense_2", "kernel")),
-                     LeafCheck(_p("critic", "Dense_0", "kernel"), {0: (OBS, ["theta", "x"])}),
-                     LeafCheck(_p("critic", "Dense_1", "kernel"), {1: pos(6, 3)}),
-                     LeafCheck(_p("critic", "Dense_1", "bias"), {0: pos(6, 3)}),
-                     LeafCheck(_p("critic", "Dense_2", "kernel"), {0: pos(6, 3)}))),
+        Case(
+            "actor-critic/inputs-added-permuted",
+            ac,
+            ac,
+            ((2,),),
+            inputs=(["x_dot", "theta"], ["theta", "x", "x_dot", "theta_dot"]),
+        ),
+        Case(
+            "actor-critic/inputs-removed",
+            ac,
+            ac,
+            ((4,),),
+            inputs=(OBS, ["theta_dot", "x", "theta"]),
+        ),
+        Case(
+            "actor-critic/actions-added",
+            ActorCritic(2),
+            ActorCritic(3),
+            ((4,),),
+            outputs={0: (A2, ["noop", "left", "right"])},
+        ),
+        Case(
+            "actor-critic/actions-removed-permuted",
+            ActorCritic(3),
+            ActorCritic(2),
+            ((4,),),
+            outputs={0: (A3, ["right", "left"])},
+        ),
+        Case(
+            "actor-critic/hidden-widened", ActorCritic(2), ActorCritic(2, (6, 5), (4, 7)), ((4,),)
+        ),
+        Case(
+            "actor-critic/hidden-named",
+            ActorCritic(2),
+            ActorCritic(2, (5, 4)),
+            ((4,),),
+            hidden={"actor/Dense_0": (list("abcd"), list("dbeac"))},
+        ),
+        Case(
+            "actor-critic/transplant-all",
+            ActorCritic(2),
+            ActorCritic(3, (6, 4), (4, 5)),
+            ((2,),),
+            inputs=new_in,
+            outputs={0: (A2, A3)},
+            preset="transplant",
+            checks=(
+                LeafCheck(_p("actor", "Dense_0", "kernel"), {0: new_in, 1: pos(4, 6)}),
+                LeafCheck(_p("actor", "Dense_0", "bias"), {0: pos(4, 6)}),
+                LeafCheck(_p("actor", "Dense_1", "kernel"), {0: pos(4, 6)}),
+                LeafCheck(_p("actor", "Dense_2", "kernel"), {1: (A2, A3)}),
+                LeafCheck(_p("actor", "Dense_2", "bias"), {0: (A2, A3)}),
+                LeafCheck(_p("critic", "Dense_0", "kernel"), {0: new_in}),
+                LeafCheck(_p("critic", "Dense_1", "kernel"), {1: pos(4, 5)}),
+                LeafCheck(_p("critic", "Dense_2", "kernel"), {0: pos(4, 5)}),
+                LeafCheck(_p("critic", "Dense_2", "bias")),
+            ),
+        ),
+        Case(
+            "actor-critic/transplant-narrowed",
+            ActorCritic(3, (6, 6), (6, 6)),
+            ActorCritic(3, (4, 6), (6, 3)),
+            ((4,),),
+            inputs=(OBS, ["theta", "x"]),
+            preset="transplant",
+            checks=(
+                LeafCheck(
+                    _p("actor", "Dense_0", "kernel"), {0: (OBS, ["theta", "x"]), 1: pos(6, 4)}
+                ),
+                LeafCheck(_p("actor", "Dense_1", "kernel"), {0: pos(6, 4)}),
+                LeafCheck(_p("actor", "Dense_2", "kernel")),
+                LeafCheck(_p("critic", "Dense_0", "kernel"), {0: (OBS, ["theta", "x"])}),
+                LeafCheck(_p("critic", "Dense_1", "kernel"), {1: pos(6, 3)}),
+                LeafCheck(_p("critic", "Dense_1", "bias"), {0: pos(6, 3)}),
+                LeafCheck(_p("critic", "Dense_2", "kernel"), {0: pos(6, 3)}),
+            ),
+        ),
     ]
 
 
@@ -713,48 +772,101 @@ def _torso_and_dueling_cases() -> list[Case]:
     torso, dueling = SharedTorso(2), DuelingQ(3)
     fire = ["right", "fire", "left"]
     return [
-        Case("shared-torso/actions-added", SharedTorso(2), SharedTorso(3), ((4,),),
-             outputs={0: (A2, A3)}),
-        Case("shared-torso/inputs-removed-and-added", torso, torso, ((4,),),
-             inputs=(OBS, ["theta", "omega", "x_dot"])),
+        Case(
+            "shared-torso/actions-added",
+            SharedTorso(2),
+            SharedTorso(3),
+            ((4,),),
+            outputs={0: (A2, A3)},
+        ),
+        Case(
+            "shared-torso/inputs-removed-and-added",
+            torso,
+            torso,
+            ((4,),),
+            inputs=(OBS, ["theta", "omega", "x_dot"]),
+        ),
         Case("shared-torso/widened", SharedTorso(2), SharedTorso(2, (8, 6)), ((4,),)),
-        Case("shared-torso/transplant", SharedTorso(2), SharedTorso(3, (6, 5)), ((4,),),
-             outputs={0: (A2, fire)}, preset="transplant",
-             checks=(LeafCheck(_p("Dense_0", "kernel")),
-                     LeafCheck(_p("Dense_1", "kernel"), {1: pos(4, 5)}),
-                     LeafCheck(_p("Dense_2", "kernel"), {0: pos(4, 5), 1: (A2, fire)}),
-                     LeafCheck(_p("Dense_2", "bias"), {0: (A2, fire)}),
-                     LeafCheck(_p("Dense_3", "kernel"), {0: pos(4, 5)}),
-                     LeafCheck(_p("Dense_3", "bias")))),
-        Case("dueling/actions-permuted", dueling, dueling, ((4,),),
-             outputs=(A3, ["right", "left", "noop"])),
+        Case(
+            "shared-torso/transplant",
+            SharedTorso(2),
+            SharedTorso(3, (6, 5)),
+            ((4,),),
+            outputs={0: (A2, fire)},
+            preset="transplant",
+            checks=(
+                LeafCheck(_p("Dense_0", "kernel")),
+                LeafCheck(_p("Dense_1", "kernel"), {1: pos(4, 5)}),
+                LeafCheck(_p("Dense_2", "kernel"), {0: pos(4, 5), 1: (A2, fire)}),
+                LeafCheck(_p("Dense_2", "bias"), {0: (A2, fire)}),
+                LeafCheck(_p("Dense_3", "kernel"), {0: pos(4, 5)}),
+                LeafCheck(_p("Dense_3", "bias")),
+            ),
+        ),
+        Case(
+            "dueling/actions-permuted",
+            dueling,
+            dueling,
+            ((4,),),
+            outputs=(A3, ["right", "left", "noop"]),
+        ),
         Case("dueling/inputs-added", dueling, dueling, ((2,),), inputs=(["x", "theta"], OBS)),
         Case("dueling/widened", DuelingQ(3), DuelingQ(3, (9,)), ((4,),)),
-        Case("dueling/transplant-action-added", DuelingQ(2), DuelingQ(3), ((4,),),
-             outputs=(A2, A3), preset="transplant",
-             checks=(LeafCheck(_p("Dense_0", "kernel")),
-                     LeafCheck(_p("value", "kernel")),
-                     LeafCheck(_p("advantage", "kernel"), {1: (A2, A3)}),
-                     LeafCheck(_p("advantage", "bias"), {0: (A2, A3)}))),
+        Case(
+            "dueling/transplant-action-added",
+            DuelingQ(2),
+            DuelingQ(3),
+            ((4,),),
+            outputs=(A2, A3),
+            preset="transplant",
+            checks=(
+                LeafCheck(_p("Dense_0", "kernel")),
+                LeafCheck(_p("value", "kernel")),
+                LeafCheck(_p("advantage", "kernel"), {1: (A2, A3)}),
+                LeafCheck(_p("advantage", "bias"), {0: (A2, A3)}),
+            ),
+        ),
     ]
 
 
 def _gaussian_cases() -> list[Case]:
     two, three = ["ax", "ay"], ["ax", "az", "ay"]
     return [
-        Case("gaussian/actions-added", GaussianPolicy(2), GaussianPolicy(3), ((4,),),
-             outputs={0: (two, three), 1: (two, three)}),
-        Case("gaussian/actions-removed-permuted", GaussianPolicy(3), GaussianPolicy(2), ((4,),),
-             outputs={0: (["ax", "ay", "az"], ["az", "ax"]),
-                      1: (["ax", "ay", "az"], ["az", "ax"])}),
-        Case("gaussian/widened-inputs-added", GaussianPolicy(2, (4,)), GaussianPolicy(2, (7,)),
-             ((2,),), inputs=(["x", "y"], ["y", "z", "x"])),
-        Case("gaussian/transplant", GaussianPolicy(2), GaussianPolicy(3), ((4,),),
-             outputs={0: (two, three), 1: (two, three)}, preset="transplant",
-             checks=(LeafCheck(_p("log_std"), {0: (two, three)}),
-                     LeafCheck(_p("Dense_0", "kernel")),
-                     LeafCheck(_p("Dense_1", "kernel"), {1: (two, three)}),
-                     LeafCheck(_p("Dense_1", "bias"), {0: (two, three)}))),
+        Case(
+            "gaussian/actions-added",
+            GaussianPolicy(2),
+            GaussianPolicy(3),
+            ((4,),),
+            outputs={0: (two, three), 1: (two, three)},
+        ),
+        Case(
+            "gaussian/actions-removed-permuted",
+            GaussianPolicy(3),
+            GaussianPolicy(2),
+            ((4,),),
+            outputs={0: (["ax", "ay", "az"], ["az", "ax"]), 1: (["ax", "ay", "az"], ["az", "ax"])},
+        ),
+        Case(
+            "gaussian/widened-inputs-added",
+            GaussianPolicy(2, (4,)),
+            GaussianPolicy(2, (7,)),
+            ((2,),),
+            inputs=(["x", "y"], ["y", "z", "x"]),
+        ),
+        Case(
+            "gaussian/transplant",
+            GaussianPolicy(2),
+            GaussianPolicy(3),
+            ((4,),),
+            outputs={0: (two, three), 1: (two, three)},
+            preset="transplant",
+            checks=(
+                LeafCheck(_p("log_std"), {0: (two, three)}),
+                LeafCheck(_p("Dense_0", "kernel")),
+                LeafCheck(_p("Dense_1", "kernel"), {1: (two, three)}),
+                LeafCheck(_p("Dense_1", "bias"), {0: (two, three)}),
+            ),
+        ),
     ]
 
 
@@ -762,34 +874,61 @@ def _cnn_cases() -> list[Case]:
     nature, impala = NatureCNN(2), ImpalaCNN(2)
     rgba = ["b", "alpha", "g", "r"]
     return [
-        Case("nature-cnn/channel-added", nature, nature, ((10, 10, 3),),
-             inputs=(RGB, [*RGB, "depth"])),
-        Case("nature-cnn/channels-permuted-removed", nature, nature, ((10, 10, 3),),
-             inputs=(RGB, ["b", "r"])),
+        Case(
+            "nature-cnn/channel-added",
+            nature,
+            nature,
+            ((10, 10, 3),),
+            inputs=(RGB, [*RGB, "depth"]),
+        ),
+        Case(
+            "nature-cnn/channels-permuted-removed",
+            nature,
+            nature,
+            ((10, 10, 3),),
+            inputs=(RGB, ["b", "r"]),
+        ),
         Case("nature-cnn/widened", NatureCNN(2), NatureCNN(2, (6, 5), 10), ((10, 10, 3),)),
-        Case("nature-cnn/actions-added", NatureCNN(2), NatureCNN(3), ((10, 10, 3),),
-             outputs=(A2, ["noop", "right", "left"])),
-        Case("nature-cnn/transplant-narrowed", NatureCNN(2), NatureCNN(2, (4, 3)),
-             ((10, 10, 3),), preset="transplant",
-             checks=(LeafCheck(_p("Conv_0", "kernel")),
-                     LeafCheck(_p("Conv_1", "kernel"), {3: pos(4, 3)}),
-                     LeafCheck(_p("Conv_1", "bias"), {0: pos(4, 3)}),
-                     LeafCheck(_p("Dense_0", "kernel"), {1: pos(4, 3)}, rows=4),
-                     LeafCheck(_p("Dense_1", "kernel")))),
+        Case(
+            "nature-cnn/actions-added",
+            NatureCNN(2),
+            NatureCNN(3),
+            ((10, 10, 3),),
+            outputs=(A2, ["noop", "right", "left"]),
+        ),
+        Case(
+            "nature-cnn/transplant-narrowed",
+            NatureCNN(2),
+            NatureCNN(2, (4, 3)),
+            ((10, 10, 3),),
+            preset="transplant",
+            checks=(
+                LeafCheck(_p("Conv_0", "kernel")),
+                LeafCheck(_p("Conv_1", "kernel"), {3: pos(4, 3)}),
+                LeafCheck(_p("Conv_1", "bias"), {0: pos(4, 3)}),
+                LeafCheck(_p("Dense_0", "kernel"), {1: pos(4, 3)}, rows=4),
+                LeafCheck(_p("Dense_1", "kernel")),
+            ),
+        ),
         Case("impala/channels-widened", ImpalaCNN(2), ImpalaCNN(2, 6), ((8, 8, 3),)),
-        Case("impala/input-channels-added-permuted", impala, impala, ((8, 8, 3),),
-             inputs=(RGB, rgba)),
-        Case("impala/actions-added", ImpalaCNN(2), ImpalaCNN(3), ((8, 8, 3),),
-             outputs=(A2, A3)),
-        Case("impala/transplant-widened", ImpalaCNN(2), ImpalaCNN(2, 5), ((8, 8, 3),),
-             preset="transplant",
-             checks=(LeafCheck(_p("Conv_0", "kernel"), {3: pos(4, 5)}),
-                     LeafCheck(_p("ImpalaBlock_0", "Conv_0", "kernel"),
-                               {2: pos(4, 5), 3: pos(4, 5)}),
-                     LeafCheck(_p("ImpalaBlock_1", "Conv_1", "kernel"),
-                               {2: pos(4, 5), 3: pos(4, 5)}),
-                     LeafCheck(_p("ImpalaBlock_1", "Conv_1", "bias"), {0: pos(4, 5)}),
-                     LeafCheck(_p("Dense_0", "kernel"), {1: pos(4, 5)}, rows=16))),
+        Case(
+            "impala/input-channels-added-permuted", impala, impala, ((8, 8, 3),), inputs=(RGB, rgba)
+        ),
+        Case("impala/actions-added", ImpalaCNN(2), ImpalaCNN(3), ((8, 8, 3),), outputs=(A2, A3)),
+        Case(
+            "impala/transplant-widened",
+            ImpalaCNN(2),
+            ImpalaCNN(2, 5),
+            ((8, 8, 3),),
+            preset="transplant",
+            checks=(
+                LeafCheck(_p("Conv_0", "kernel"), {3: pos(4, 5)}),
+                LeafCheck(_p("ImpalaBlock_0", "Conv_0", "kernel"), {2: pos(4, 5), 3: pos(4, 5)}),
+                LeafCheck(_p("ImpalaBlock_1", "Conv_1", "kernel"), {2: pos(4, 5), 3: pos(4, 5)}),
+                LeafCheck(_p("ImpalaBlock_1", "Conv_1", "bias"), {0: pos(4, 5)}),
+                LeafCheck(_p("Dense_0", "kernel"), {1: pos(4, 5)}, rows=16),
+            ),
+        ),
     ]
 
 
@@ -798,22 +937,42 @@ def _bn_resnet_cases() -> list[Case]:
     block0, block1 = ("BNResBlock_0",), ("BNResBlock_1",)
     return [
         Case("bn-resnet/widened", BNResNet(2), BNResNet(2, (6, 8)), shape, atol=1e-4),
-        Case("bn-resnet/input-channel-added", BNResNet(2), BNResNet(2), shape,
-             inputs=(RGB, ["depth", *RGB]), atol=1e-4),
-        Case("bn-resnet/stride-1-projection-widened-actions-added", BNResNet(2, (4, 6), 1),
-             BNResNet(3, (5, 7), 1), shape, outputs=(A2, A3), atol=1e-4),
-        Case("bn-resnet/transplant-widened", BNResNet(2), BNResNet(2, (5, 6)), shape,
-             preset="transplant", atol=1e-4,
-             checks=(LeafCheck(_p("Conv_0", "kernel"), {3: pos(4, 5)}),
-                     LeafCheck(_p("BatchNorm_0", "scale"), {0: pos(4, 5)}),
-                     LeafCheck(("batch_stats", "BatchNorm_0", "mean"), {0: pos(4, 5)}),
-                     LeafCheck(("batch_stats", "BatchNorm_0", "var"), {0: pos(4, 5)}),
-                     LeafCheck(_p(*block0, "Conv_0", "kernel"), {2: pos(4, 5), 3: pos(4, 5)}),
-                     LeafCheck(("batch_stats", *block0, "BatchNorm_1", "mean"), {0: pos(4, 5)}),
-                     LeafCheck(_p(*block1, "Conv_0", "kernel"), {2: pos(4, 5)}),
-                     LeafCheck(_p(*block1, "Conv_2", "kernel"), {2: pos(4, 5)}),
-                     LeafCheck(("batch_stats", *block1, "BatchNorm_2", "var")),
-                     LeafCheck(_p("Dense_0", "kernel")))),
+        Case(
+            "bn-resnet/input-channel-added",
+            BNResNet(2),
+            BNResNet(2),
+            shape,
+            inputs=(RGB, ["depth", *RGB]),
+            atol=1e-4,
+        ),
+        Case(
+            "bn-resnet/stride-1-projection-widened-actions-added",
+            BNResNet(2, (4, 6), 1),
+            BNResNet(3, (5, 7), 1),
+            shape,
+            outputs=(A2, A3),
+            atol=1e-4,
+        ),
+        Case(
+            "bn-resnet/transplant-widened",
+            BNResNet(2),
+            BNResNet(2, (5, 6)),
+            shape,
+            preset="transplant",
+            atol=1e-4,
+            checks=(
+                LeafCheck(_p("Conv_0", "kernel"), {3: pos(4, 5)}),
+                LeafCheck(_p("BatchNorm_0", "scale"), {0: pos(4, 5)}),
+                LeafCheck(("batch_stats", "BatchNorm_0", "mean"), {0: pos(4, 5)}),
+                LeafCheck(("batch_stats", "BatchNorm_0", "var"), {0: pos(4, 5)}),
+                LeafCheck(_p(*block0, "Conv_0", "kernel"), {2: pos(4, 5), 3: pos(4, 5)}),
+                LeafCheck(("batch_stats", *block0, "BatchNorm_1", "mean"), {0: pos(4, 5)}),
+                LeafCheck(_p(*block1, "Conv_0", "kernel"), {2: pos(4, 5)}),
+                LeafCheck(_p(*block1, "Conv_2", "kernel"), {2: pos(4, 5)}),
+                LeafCheck(("batch_stats", *block1, "BatchNorm_2", "var")),
+                LeafCheck(_p("Dense_0", "kernel")),
+            ),
+        ),
     ]
 
 
@@ -823,19 +982,33 @@ def _encoder_cases() -> list[Case]:
     cat_old = [("obs", i) for i in range(4)] + [("goal", i) for i in range(3)]
     cat_new = [("obs", i) for i in range(4)] + [("goal", i) for i in range(5)]
     return [
-        Case("two-encoders/obs-added-goal-permuted", enc, enc, shape,
-             inputs={0: (["x", "y", "z"], ["x", "vx", "y", "z"]), 1: (["gx", "gy"], ["gy", "gx"])}),
-        Case("two-encoders/obs-encoder-widened", TwoEncoders(2), TwoEncoders(2, (6, 4), (7,)),
-             shape),
-        Case("two-encoders/goal-feature-removed", enc, enc, shape,
-             inputs={1: (["gx", "gy"], ["gy"])}),
-        Case("two-encoders/transplant-goal-encoder-widened", TwoEncoders(2, (4, 3)),
-             TwoEncoders(2, (4, 5)), shape, preset="transplant",
-             checks=(LeafCheck(_p("obs_encoder", "kernel")),
-                     LeafCheck(_p("goal_encoder", "kernel"), {1: pos(3, 5)}),
-                     LeafCheck(_p("goal_encoder", "bias"), {0: pos(3, 5)}),
-                     LeafCheck(_p("Dense_0", "kernel"), {0: (cat_old, cat_new)}),
-                     LeafCheck(_p("Dense_1", "kernel")))),
+        Case(
+            "two-encoders/obs-added-goal-permuted",
+            enc,
+            enc,
+            shape,
+            inputs={0: (["x", "y", "z"], ["x", "vx", "y", "z"]), 1: (["gx", "gy"], ["gy", "gx"])},
+        ),
+        Case(
+            "two-encoders/obs-encoder-widened", TwoEncoders(2), TwoEncoders(2, (6, 4), (7,)), shape
+        ),
+        Case(
+            "two-encoders/goal-feature-removed", enc, enc, shape, inputs={1: (["gx", "gy"], ["gy"])}
+        ),
+        Case(
+            "two-encoders/transplant-goal-encoder-widened",
+            TwoEncoders(2, (4, 3)),
+            TwoEncoders(2, (4, 5)),
+            shape,
+            preset="transplant",
+            checks=(
+                LeafCheck(_p("obs_encoder", "kernel")),
+                LeafCheck(_p("goal_encoder", "kernel"), {1: pos(3, 5)}),
+                LeafCheck(_p("goal_encoder", "bias"), {0: pos(3, 5)}),
+                LeafCheck(_p("Dense_0", "kernel"), {0: (cat_old, cat_new)}),
+                LeafCheck(_p("Dense_1", "kernel")),
+            ),
+        ),
     ]
 
 
@@ -845,33 +1018,70 @@ def _insertion_cases() -> list[Case]:
     res_old, res_new = ResMLP(2), ResMLP(2, 4, (3, 6, 5))
     blocks = lambda new, old: tuple(
         LeafCheck(_p(new, d, leaf), old_path=_p(old, d, leaf))
-        for d in ("Dense_0", "Dense_1") for leaf in ("kernel", "bias"))
+        for d in ("Dense_0", "Dense_1")
+        for leaf in ("kernel", "bias")
+    )
     return [
         Case("dqn/layer-inserted", dqn_old, dqn_new, ((3,),), example="array"),
-        Case("dqn/layer-inserted-actions-added", dqn_old, Body((6, 6, 4), 3), ((3,),),
-             outputs=(A2, A3)),
-        Case("dqn/transplant-layer-inserted", dqn_old, dqn_new, ((3,),), preset="transplant",
-             checks=(LeafCheck(_p("Dense_0", "kernel")),
-                     LeafCheck(_p("Dense_1", "kernel"), expected=np.eye(6, dtype=np.float32)),
-                     LeafCheck(_p("Dense_1", "bias"), expected=np.zeros(6, np.float32)),
-                     LeafCheck(_p("Dense_2", "kernel"), old_path=_p("Dense_1", "kernel")),
-                     LeafCheck(_p("Dense_3", "kernel"), old_path=_p("Dense_2", "kernel")),
-                     LeafCheck(_p("Dense_3", "bias"), old_path=_p("Dense_2", "bias")))),
+        Case(
+            "dqn/layer-inserted-actions-added",
+            dqn_old,
+            Body((6, 6, 4), 3),
+            ((3,),),
+            outputs=(A2, A3),
+        ),
+        Case(
+            "dqn/transplant-layer-inserted",
+            dqn_old,
+            dqn_new,
+            ((3,),),
+            preset="transplant",
+            checks=(
+                LeafCheck(_p("Dense_0", "kernel")),
+                LeafCheck(_p("Dense_1", "kernel"), expected=np.eye(6, dtype=np.float32)),
+                LeafCheck(_p("Dense_1", "bias"), expected=np.zeros(6, np.float32)),
+                LeafCheck(_p("Dense_2", "kernel"), old_path=_p("Dense_1", "kernel")),
+                LeafCheck(_p("Dense_3", "kernel"), old_path=_p("Dense_2", "kernel")),
+                LeafCheck(_p("Dense_3", "bias"), old_path=_p("Dense_2", "bias")),
+            ),
+        ),
         Case("conv-stack/conv-inserted", conv_old, conv_new, ((5, 5, 2),), example="array"),
-        Case("conv-stack/transplant-conv-inserted", conv_old, conv_new, ((5, 5, 2),),
-             preset="transplant",
-             checks=(LeafCheck(_p("Conv_0", "kernel")),
-                     LeafCheck(_p("Conv_2", "kernel"), old_path=_p("Conv_1", "kernel")),
-                     LeafCheck(_p("Conv_2", "bias"), old_path=_p("Conv_1", "bias")),
-                     LeafCheck(_p("Dense_0", "kernel")))),
+        Case(
+            "conv-stack/transplant-conv-inserted",
+            conv_old,
+            conv_new,
+            ((5, 5, 2),),
+            preset="transplant",
+            checks=(
+                LeafCheck(_p("Conv_0", "kernel")),
+                LeafCheck(_p("Conv_2", "kernel"), old_path=_p("Conv_1", "kernel")),
+                LeafCheck(_p("Conv_2", "bias"), old_path=_p("Conv_1", "bias")),
+                LeafCheck(_p("Dense_0", "kernel")),
+            ),
+        ),
         Case("res-mlp/block-inserted", res_old, res_new, ((3,),)),
         Case("res-mlp/stream-widened", ResMLP(2), ResMLP(2, 6, (4, 5)), ((3,),)),
-        Case("res-mlp/inputs-and-actions", ResMLP(2), ResMLP(3), ((2,),),
-             inputs=(["x", "theta"], ["theta", "x_dot", "x"]), outputs=(A2, ["noop", *A2])),
-        Case("res-mlp/transplant-block-inserted", res_old, res_new, ((3,),), preset="transplant",
-             checks=(LeafCheck(_p("Dense_0", "kernel")), LeafCheck(_p("Dense_1", "kernel")),
-                     *blocks("ResBlockMLP_0", "ResBlockMLP_0"),
-                     *blocks("ResBlockMLP_2", "ResBlockMLP_1"))),
+        Case(
+            "res-mlp/inputs-and-actions",
+            ResMLP(2),
+            ResMLP(3),
+            ((2,),),
+            inputs=(["x", "theta"], ["theta", "x_dot", "x"]),
+            outputs=(A2, ["noop", *A2]),
+        ),
+        Case(
+            "res-mlp/transplant-block-inserted",
+            res_old,
+            res_new,
+            ((3,),),
+            preset="transplant",
+            checks=(
+                LeafCheck(_p("Dense_0", "kernel")),
+                LeafCheck(_p("Dense_1", "kernel")),
+                *blocks("ResBlockMLP_0", "ResBlockMLP_0"),
+                *blocks("ResBlockMLP_2", "ResBlockMLP_1"),
+            ),
+        ),
     ]
 
 
@@ -881,59 +1091,115 @@ SPLIT_INPUTS = (["x_dot", "theta"], OBS)
 def _state_cases() -> list[Case]:
     old, new = SplitActorCritic(2), SplitActorCritic(3, torso=(6,))
     return [
-        Case("split-torso/inputs-actions-torso-widened", old, new, ((2,),),
-             inputs=SPLIT_INPUTS, outputs={0: (A2, A3)}),
-        Case("split-torso/transplant", old, new, ((2,),), inputs=SPLIT_INPUTS,
-             outputs={0: (A2, A3)}, preset="transplant",
-             checks=(LeafCheck(("torso", "Dense_0", "kernel"), {0: SPLIT_INPUTS, 1: pos(4, 6)}),
-                     LeafCheck(("torso", "Dense_0", "bias"), {0: pos(4, 6)}),
-                     LeafCheck(("actor", "Dense_0", "kernel"), {0: pos(4, 6)}),
-                     LeafCheck(("actor", "Dense_1", "kernel"), {1: (A2, A3)}),
-                     LeafCheck(("actor", "Dense_1", "bias"), {0: (A2, A3)}),
-                     LeafCheck(("critic", "Dense_0", "kernel"), {0: pos(4, 6)}),
-                     LeafCheck(("critic", "Dense_1", "kernel")))),
-        Case("bn-mlp/widened-inputs-actions", NormMLP(4, 2), NormMLP(6, 3), ((2,),),
-             inputs=(["x", "theta"], OBS), outputs=(A2, A3), atol=1e-4,
-             checks=(LeafCheck(_p("Dense_0", "kernel"), {0: (["x", "theta"], OBS), 1: pos(4, 6)}),
-                     LeafCheck(_p("Dense_1", "bias"), {0: (A2, A3)}))),
+        Case(
+            "split-torso/inputs-actions-torso-widened",
+            old,
+            new,
+            ((2,),),
+            inputs=SPLIT_INPUTS,
+            outputs={0: (A2, A3)},
+        ),
+        Case(
+            "split-torso/transplant",
+            old,
+            new,
+            ((2,),),
+            inputs=SPLIT_INPUTS,
+            outputs={0: (A2, A3)},
+            preset="transplant",
+            checks=(
+                LeafCheck(("torso", "Dense_0", "kernel"), {0: SPLIT_INPUTS, 1: pos(4, 6)}),
+                LeafCheck(("torso", "Dense_0", "bias"), {0: pos(4, 6)}),
+                LeafCheck(("actor", "Dense_0", "kernel"), {0: pos(4, 6)}),
+                LeafCheck(("actor", "Dense_1", "kernel"), {1: (A2, A3)}),
+                LeafCheck(("actor", "Dense_1", "bias"), {0: (A2, A3)}),
+                LeafCheck(("critic", "Dense_0", "kernel"), {0: pos(4, 6)}),
+                LeafCheck(("critic", "Dense_1", "kernel")),
+            ),
+        ),
+        Case(
+            "bn-mlp/widened-inputs-actions",
+            NormMLP(4, 2),
+            NormMLP(6, 3),
+            ((2,),),
+            inputs=(["x", "theta"], OBS),
+            outputs=(A2, A3),
+            atol=1e-4,
+            checks=(
+                LeafCheck(_p("Dense_0", "kernel"), {0: (["x", "theta"], OBS), 1: pos(4, 6)}),
+                LeafCheck(_p("Dense_1", "bias"), {0: (A2, A3)}),
+            ),
+        ),
     ]
 
 
 def _edge_cases() -> list[Case]:
     """Small surgeries where unit counts coincide or an axis has one unit (found by the property
     tests; all layer names are unchanged, so nothing here is a matching tie)."""
-    around_res = (DagMLP(3, (("dense", 4), ("res", 4), ("dense", 3)), (3, 2)),
-                  DagMLP(2, (("dense", 4), ("res", 3), ("dense", 4)), (4, 2)))
+    around_res = (
+        DagMLP(3, (("dense", 4), ("res", 4), ("dense", 3)), (3, 2)),
+        DagMLP(2, (("dense", 4), ("res", 3), ("dense", 4)), (4, 2)),
+    )
     acts = (["l", "u", "f"], ["l", "u", "f", "d"])
     inputs = (["x", "theta"], ["theta"])
     return [
         Case("edge/bottleneck-of-one-widened", Body((4, 1), 2), Body((4, 2), 2), ((3,),)),
-        Case("edge/actions-cut-to-one", SharedTorso(2), SharedTorso(1), ((4,),),
-             outputs={0: (A2, ["right"])}),
-        Case("edge/dqn-one-input-left-narrowed-action-added", Body((2, 3), 2), Body((2, 2), 3),
-             ((2,),), inputs=inputs, outputs=(A2, A3), preset="transplant",
-             checks=(LeafCheck(_p("Dense_0", "kernel"), {0: inputs}),
-                     LeafCheck(_p("Dense_1", "kernel"), {1: pos(3, 2)}),
-                     LeafCheck(_p("Dense_2", "kernel"), {0: pos(3, 2), 1: (A2, A3)}))),
-        Case("edge/residual-stream-widened-action-removed",
-             DagMLP(3, (("res", 2), ("dense", 2)), (3, 2)),
-             DagMLP(4, (("res", 3), ("dense", 4)), (2, 2)), ((3,),),
-             outputs={0: (["right", "left", "fire"], ["right", "left"])}),
-        Case("edge/narrowed-and-widened-around-a-residual", *around_res, ((2,),),
-             outputs={0: acts}, preset="transplant",
-             checks=(LeafCheck(_p("Dense_0", "kernel"), {1: pos(3, 2)}),
-                     LeafCheck(_p("Dense_1", "kernel"), {0: pos(3, 2)}),
-                     LeafCheck(_p("Dense_2", "kernel"), {1: pos(4, 3)}),
-                     LeafCheck(_p("Dense_3", "kernel"), {0: pos(4, 3)}),
-                     LeafCheck(_p("Dense_4", "kernel"), {1: pos(3, 4)}),
-                     LeafCheck(_p("Dense_5", "kernel"), {0: pos(3, 4), 1: acts}),
-                     LeafCheck(_p("Dense_6", "kernel"), {0: pos(3, 4)}))),
+        Case(
+            "edge/actions-cut-to-one",
+            SharedTorso(2),
+            SharedTorso(1),
+            ((4,),),
+            outputs={0: (A2, ["right"])},
+        ),
+        Case(
+            "edge/dqn-one-input-left-narrowed-action-added",
+            Body((2, 3), 2),
+            Body((2, 2), 3),
+            ((2,),),
+            inputs=inputs,
+            outputs=(A2, A3),
+            preset="transplant",
+            checks=(
+                LeafCheck(_p("Dense_0", "kernel"), {0: inputs}),
+                LeafCheck(_p("Dense_1", "kernel"), {1: pos(3, 2)}),
+                LeafCheck(_p("Dense_2", "kernel"), {0: pos(3, 2), 1: (A2, A3)}),
+            ),
+        ),
+        Case(
+            "edge/residual-stream-widened-action-removed",
+            DagMLP(3, (("res", 2), ("dense", 2)), (3, 2)),
+            DagMLP(4, (("res", 3), ("dense", 4)), (2, 2)),
+            ((3,),),
+            outputs={0: (["right", "left", "fire"], ["right", "left"])},
+        ),
+        Case(
+            "edge/narrowed-and-widened-around-a-residual",
+            *around_res,
+            ((2,),),
+            outputs={0: acts},
+            preset="transplant",
+            checks=(
+                LeafCheck(_p("Dense_0", "kernel"), {1: pos(3, 2)}),
+                LeafCheck(_p("Dense_1", "kernel"), {0: pos(3, 2)}),
+                LeafCheck(_p("Dense_2", "kernel"), {1: pos(4, 3)}),
+                LeafCheck(_p("Dense_3", "kernel"), {0: pos(4, 3)}),
+                LeafCheck(_p("Dense_4", "kernel"), {1: pos(3, 4)}),
+                LeafCheck(_p("Dense_5", "kernel"), {0: pos(3, 4), 1: acts}),
+                LeafCheck(_p("Dense_6", "kernel"), {0: pos(3, 4)}),
+            ),
+        ),
     ]
 
 
 CASES: list[Case] = [
-    *_ac_cases(), *_torso_and_dueling_cases(), *_gaussian_cases(), *_cnn_cases(),
-    *_bn_resnet_cases(), *_encoder_cases(), *_insertion_cases(), *_state_cases(),
+    *_ac_cases(),
+    *_torso_and_dueling_cases(),
+    *_gaussian_cases(),
+    *_cnn_cases(),
+    *_bn_resnet_cases(),
+    *_encoder_cases(),
+    *_insertion_cases(),
+    *_state_cases(),
     *_edge_cases(),
 ]
 BY_ID = {c.id: c for c in CASES}

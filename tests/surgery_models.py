@@ -94,8 +94,7 @@ def init(model: nn.Module, n_in, seed: int, batch_stats: bool = False):
         leaves, treedef = jax.tree.flatten(variables["batch_stats"])
         keys = jax.random.split(jax.random.key(seed + 100), len(leaves))
         leaves = [
-            jnp.abs(jax.random.normal(k, x.shape)) + 0.5
-            for k, x in zip(keys, leaves, strict=True)
+            jnp.abs(jax.random.normal(k, x.shape)) + 0.5 for k, x in zip(keys, leaves, strict=True)
         ]
         variables = {**variables, "batch_stats": jax.tree.unflatten(treedef, leaves)}
         params = jax.tree.map(
@@ -113,6 +112,7 @@ def apply_fn(model: nn.Module):
 
 def randomise_biases(variables, seed: int):
     """Non-zero biases, so tests see them move."""
+
     def f(path, x):
         if path[-1].key == "bias":
             return x + jax.random.normal(jax.random.key(seed + len(path)), x.shape, x.dtype)

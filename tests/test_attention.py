@@ -31,7 +31,8 @@ class EntityAttention(nn.Module):
         x = nn.Dense(self.width, name="embed")(entities)
         h = nn.LayerNorm(name="ln")(x) if self.norm else x
         x = x + nn.MultiHeadDotProductAttention(
-            self.heads, qkv_features=self.heads * self.head_dim, name="attn")(h)
+            self.heads, qkv_features=self.heads * self.head_dim, name="attn"
+        )(h)
         return nn.Dense(self.actions, name="pi")(nn.relu(x).mean(axis=1))
 
 
@@ -42,8 +43,14 @@ def _surgery(old_m, new_m, n_feats=(3, 3), **kw):
     rng = np.random.default_rng(1)
     old = jax.tree.map(lambda v: v + jnp.asarray(0.3 * rng.normal(size=v.shape), v.dtype), old)
     new = new_m.init(jax.random.key(1), x_new)
-    plan = jsurgery.make_plan(old, new, apply=(old_m.apply, new_m.apply),
-                              example=((x,), (x_new,)), **kw, **jsurgery.PRESERVING)
+    plan = jsurgery.make_plan(
+        old,
+        new,
+        apply=(old_m.apply, new_m.apply),
+        example=((x,), (x_new,)),
+        **kw,
+        **jsurgery.PRESERVING,
+    )
     return x, old, plan, jsurgery.transplant(old, new, plan)
 
 
@@ -52,8 +59,10 @@ EXACT = {
     "heads-2-to-4": (EntityAttention(), EntityAttention(heads=4), {}),
     "stream-widened": (EntityAttention(), EntityAttention(width=12), {}),
     "entity-features-and-actions-added": (
-        EntityAttention(), EntityAttention(actions=3),
-        {"inputs": (FEATS3, FEATS4), "outputs": (A2, A3)}),
+        EntityAttention(),
+        EntityAttention(actions=3),
+        {"inputs": (FEATS3, FEATS4), "outputs": (A2, A3)},
+    ),
 }
 
 
@@ -84,8 +93,9 @@ def test_head_width_change_is_named_in_the_warnings():
     """q.k sums over head_dim and is scaled by 1/sqrt(head_dim): no start keeps the logits."""
     x, old, plan, out = _surgery(EntityAttention(), EntityAttention(head_dim=6))
     assert any("head_dim" in w for w in plan.warnings), plan.warnings
-    report = jsurgery.check_preservation(EntityAttention().apply, old,
-                                         EntityAttention(head_dim=6).apply, out, x, plan)
+    report = jsurgery.check_preservation(
+        EntityAttention().apply, old, EntityAttention(head_dim=6).apply, out, x, plan
+    )
     assert not report.ok(1e-5)
 
 
@@ -106,14 +116,13 @@ class EntityMixer(nn.Module):
 
 
 def test_dense_general_over_two_axes_features_added_and_widened_is_exact():
-    x, old, plan, out = _surgery(EntityMixer(), EntityMixer(9), (3, 4),
-                                 inputs=(FEATS3, FEATS4))
+    x, old, plan, out = _surgery(EntityMixer(), EntityMixer(9), (3, 4), inputs=(FEATS3, FEATS4))
     assert plan.input_specs[0][0] == 2  # the feature axis; entities keep their positions
     kernel = np.asarray(out["params"]["mix"]["kernel"])
     np.testing.assert_array_equal(kernel[:, FEATS4.index("team")], 0.0)
-    compare_outputs(EntityMixer().apply(old, x), EntityMixer(9).apply(out, embed(x, FEATS3,
-                                                                                 FEATS4)),
-                    {}, 1e-5)
+    compare_outputs(
+        EntityMixer().apply(old, x), EntityMixer(9).apply(out, embed(x, FEATS3, FEATS4)), {}, 1e-5
+    )
 
 
 class RmsStream(nn.Module):

@@ -65,7 +65,10 @@ def trained(tmp_path_factory):
 
 def _plan(old_params, new_params):
     return jsurgery.make_plan(
-        old_params, new_params, inputs=(OLD_OBS, NEW_OBS), outputs=(OLD_ACTIONS, NEW_ACTIONS),
+        old_params,
+        new_params,
+        inputs=(OLD_OBS, NEW_OBS),
+        outputs=(OLD_ACTIONS, NEW_ACTIONS),
         **jsurgery.PRESERVING,
     )
 

@@ -11,14 +11,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(script: str, *args: str) -> str:
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
 
-@pytest.mark.parametrize("recipe", ["transplant (template)", "preserving (net2net)",
-                                    "same shapes (pure copy)"])
+@pytest.mark.parametrize(
+    "recipe", ["transplant (template)", "preserving (net2net)", "same shapes (pure copy)"]
+)
 def test_transplant_benchmark_reports_every_recipe(recipe, transplant_benchmark_output):
     line = next(x for x in transplant_benchmark_output.splitlines() if x.startswith(recipe))
     ratio = float(re.search(r"ratio ([0-9.]+)", line).group(1))
@@ -27,8 +33,9 @@ def test_transplant_benchmark_reports_every_recipe(recipe, transplant_benchmark_
 
 @pytest.fixture(scope="module")
 def transplant_benchmark_output():
-    return _run("transplant.py", "--width", "32", "--depth", "2", "--repeats", "1",
-                "--plan-depth", "4")
+    return _run(
+        "transplant.py", "--width", "32", "--depth", "2", "--repeats", "1", "--plan-depth", "4"
+    )
 
 
 def test_transplant_benchmark_plans_the_deep_chain(transplant_benchmark_output):

@@ -168,8 +168,8 @@ def test_difference_panel_shows_each_arm_vs_scratch_with_its_interval(tmp_path):
     for arm in labels:
         auc = results["comparisons"][f"{arm}_vs_scratch"]["auc"]
         bars = [
-            c for c in ax.collections if np.allclose(
-                c.get_segments()[0][:, 0], [auc["ci_low"], auc["ci_high"]]
-            )
+            c
+            for c in ax.collections
+            if np.allclose(c.get_segments()[0][:, 0], [auc["ci_low"], auc["ci_high"]])
         ]
         assert bars, arm  # an error bar spans the arm's AUC interval

@@ -41,10 +41,21 @@ def _plan(old_m=DEFAULT, new_m=DEFAULT, x_old=X3, x_new=X3, **kw):
 
 
 CASES = [
-    ("unknown-primitive", dict(new_m=Net(sort_hidden=True)),
-     ["sort", "Dense_0", "test_graph_errors.py"]),
-    ("grouped-conv", dict(old_m=Net(groups=2), new_m=Net(groups=2), x_old=jnp.ones((2, 5, 2)),
-                          x_new=jnp.ones((2, 5, 2))), ["grouped convolution", "Conv_0"]),
+    (
+        "unknown-primitive",
+        dict(new_m=Net(sort_hidden=True)),
+        ["sort", "Dense_0", "test_graph_errors.py"],
+    ),
+    (
+        "grouped-conv",
+        dict(
+            old_m=Net(groups=2),
+            new_m=Net(groups=2),
+            x_old=jnp.ones((2, 5, 2)),
+            x_new=jnp.ones((2, 5, 2)),
+        ),
+        ["grouped convolution", "Conv_0"],
+    ),
     ("pair-for-two-outputs", dict(outputs=(["l", "r"], ["l", "r"])), ["outputs", "index"]),
     ("output-index-range", dict(outputs={5: (["l", "r"], ["l", "r"])}), ["outputs", "5"]),
     ("naming-a-squeezed-value", dict(outputs={1: ([0], [0])}), ["outputs[1]", "no units"]),
@@ -53,13 +64,20 @@ CASES = [
     ("example-not-a-pair", dict(example=X3), ["example", "pair"]),
     ("apply-not-callable", dict(apply=(1, 2)), ["apply", "pair"]),
     ("function-fails", dict(example=((X3,), (X4,))), ["apply", "tracing", "new"]),
-    ("different-output-structure", dict(apply=(Net().apply, lambda v, x: Net().apply(v, x)[0])),
-     ["returns", "same structure"]),
+    (
+        "different-output-structure",
+        dict(apply=(Net().apply, lambda v, x: Net().apply(v, x)[0])),
+        ["returns", "same structure"],
+    ),
     ("layers-unknown-path", dict(layers={"nope": None}), ["layers", "'nope'"]),
     ("hidden-unknown-layer", dict(hidden={"nope": ([0], [0])}), ["hidden", "'nope'"]),
-    ("new-outputs-unknown-id", dict(new_m=Net(actions=3), new_outputs={"x": "l"},
-                                    outputs={0: (["l", "r"], ["l", "r", "n"])}),
-     ["new_outputs", "'x'"]),
+    (
+        "new-outputs-unknown-id",
+        dict(
+            new_m=Net(actions=3), new_outputs={"x": "l"}, outputs={0: (["l", "r"], ["l", "r", "n"])}
+        ),
+        ["new_outputs", "'x'"],
+    ),
     ("bad-option", dict(new_hidden="random"), ["new_hidden", "'random'"]),
 ]
 
@@ -88,14 +106,17 @@ def test_equally_small_insertions_are_refused_and_settled_by_layers():
     with pytest.raises(jsurgery.PlanError, match="equally small.*layers="):
         _plan(old_m, new_m)
     plan = _plan(old_m, new_m, layers={"Dense_2": "Dense_1", "Dense_3": "Dense_2"})
-    assert plan.layer_map == {"Dense_0": "Dense_0", "Dense_1": None, "Dense_2": "Dense_1",
-                              "Dense_3": "Dense_2"}
+    assert plan.layer_map == {
+        "Dense_0": "Dense_0",
+        "Dense_1": None,
+        "Dense_2": "Dense_1",
+        "Dense_3": "Dense_2",
+    }
 
 
 def test_unused_leaf_that_changed_shape_is_refused():
     def apply(v, x):
-        return Chain((4,)).apply({"params": {k: v["params"][k] for k in ("Dense_0", "Dense_1")}},
-                                 x)
+        return Chain((4,)).apply({"params": {k: v["params"][k] for k in ("Dense_0", "Dense_1")}}, x)
 
     old = {"params": {**_vars(Chain((4,)), X3)["params"], "extra": jnp.zeros(3)}}
     new = {"params": {**_vars(Chain((4,)), X3)["params"], "extra": jnp.zeros(5)}}
@@ -138,18 +159,30 @@ def _mixed(v, x):
 
 X2 = jnp.ones((2, 2))
 CELL_CASES = [
-    ("carry-of-the-wrong-size", _dict_cell, _cell_vars(3), _cell_vars(5),
-     ((jnp.zeros((2, 3)), X2), (jnp.zeros((2, 3)), X2)),
-     ["dot_general", "'wh'", "argument 0", "[(2, 3)]", "hidden size"]),
-    ("gate-count-does-not-divide", _fused_cell,
-     {"w": jnp.ones((2, 9)), "u": jnp.ones((3, 3))},
-     {"w": jnp.ones((2, 16)), "u": jnp.ones((5, 5))},
-     ((jnp.zeros((2, 3)), X2), (jnp.zeros((2, 5)), X2)),
-     ["split", "multiple of the number of gates", "new"]),
-    ("kernel-axes-without-roles", _mixed,
-     {"w": jnp.ones((4, 6)), "out": jnp.ones((4, 2))},
-     {"w": jnp.ones((4, 6)), "out": jnp.ones((4, 2))},
-     ((jnp.ones((2, 6)),), (jnp.ones((2, 6)),)), ["'w'", "reshape", "axis roles"]),
+    (
+        "carry-of-the-wrong-size",
+        _dict_cell,
+        _cell_vars(3),
+        _cell_vars(5),
+        ((jnp.zeros((2, 3)), X2), (jnp.zeros((2, 3)), X2)),
+        ["dot_general", "'wh'", "argument 0", "[(2, 3)]", "hidden size"],
+    ),
+    (
+        "gate-count-does-not-divide",
+        _fused_cell,
+        {"w": jnp.ones((2, 9)), "u": jnp.ones((3, 3))},
+        {"w": jnp.ones((2, 16)), "u": jnp.ones((5, 5))},
+        ((jnp.zeros((2, 3)), X2), (jnp.zeros((2, 5)), X2)),
+        ["split", "multiple of the number of gates", "new"],
+    ),
+    (
+        "kernel-axes-without-roles",
+        _mixed,
+        {"w": jnp.ones((4, 6)), "out": jnp.ones((4, 2))},
+        {"w": jnp.ones((4, 6)), "out": jnp.ones((4, 2))},
+        ((jnp.ones((2, 6)),), (jnp.ones((2, 6)),)),
+        ["'w'", "reshape", "axis roles"],
+    ),
 ]
 
 
@@ -167,8 +200,7 @@ def test_a_flax_cell_given_a_carry_of_the_wrong_size_names_its_kernel_and_the_ca
     h3, h5 = jnp.zeros((2, 3)), jnp.zeros((2, 5))
     old, new = old_c.init(jax.random.key(0), h3, X2), new_c.init(jax.random.key(1), h5, X2)
     with pytest.raises(jsurgery.PlanError) as info:
-        jsurgery.make_plan(old, new, apply=(old_c.apply, new_c.apply),
-                           example=((h3, X2), (h3, X2)))
+        jsurgery.make_plan(old, new, apply=(old_c.apply, new_c.apply), example=((h3, X2), (h3, X2)))
     for word in ("kernel", "/ir", "argument 0", "hidden size"):
         assert word in str(info.value), (word, str(info.value))
 

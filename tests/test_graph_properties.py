@@ -29,8 +29,12 @@ import jsurgery
 # No shrinking: each example traces and compiles three plans, and shrinking a failure costs
 # minutes on two shared cores; the failing example is reported as drawn (derandomized, so the
 # same one each run).
-SETTINGS = settings(max_examples=15, deadline=None, derandomize=True,
-                    phases=[Phase.explicit, Phase.reuse, Phase.generate])
+SETTINGS = settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
 FEATURES = list("abcdefg")
 ACTIONS = ["up", "down", "left", "right", "fire"]
 AUX = ["v0", "v1", "v2", "v3", "v4"]
@@ -66,8 +70,14 @@ def id_change(draw, pool: list, max_old: int = 4, least: int = 1):
     order."""
     old = draw(st.lists(st.sampled_from(pool), min_size=least, max_size=max_old, unique=True))
     keep = draw(st.lists(st.sampled_from(old), unique=True))
-    extra = draw(st.lists(st.sampled_from([u for u in pool if u not in old]), max_size=2,
-                          unique=True, min_size=max(least - len(keep), 0)))
+    extra = draw(
+        st.lists(
+            st.sampled_from([u for u in pool if u not in old]),
+            max_size=2,
+            unique=True,
+            min_size=max(least - len(keep), 0),
+        )
+    )
     return old, draw(st.permutations(keep + extra))
 
 
@@ -81,9 +91,13 @@ def _struct(n: int):
 
 def _plan(old_model, old_vars, new_model, new_vars, inputs, outputs, preset):
     return jsurgery.make_plan(
-        old_vars, new_vars, apply=(old_model.apply, new_model.apply),
+        old_vars,
+        new_vars,
+        apply=(old_model.apply, new_model.apply),
         example=(_struct(len(inputs[0])), _struct(len(inputs[1]))),
-        inputs=inputs, outputs=outputs, **preset,
+        inputs=inputs,
+        outputs=outputs,
+        **preset,
     )
 
 
@@ -163,8 +177,14 @@ def chains(draw):
     nets = []
     for _ in range(3):
         widths = [draw(st.integers(2, 4)) for _ in flat_widths(stem, body)]
-        nets.append((with_widths(body, widths), draw(_ids(FEATURES)), draw(_ids(ACTIONS, 2)),
-                     draw(_ids(AUX, 2))))
+        nets.append(
+            (
+                with_widths(body, widths),
+                draw(_ids(FEATURES)),
+                draw(_ids(ACTIONS, 2)),
+                draw(_ids(AUX, 2)),
+            )
+        )
     return nets, draw(st.integers(0, 2**16))
 
 
@@ -182,16 +202,25 @@ def _at(ids: list, wanted: list) -> np.ndarray:
 def test_a_to_b_to_c_equals_a_to_c_on_every_value_copied_both_ways(chain):
     nets, seed = chain
     models = [DagMLP(*arch, heads=(len(act), len(aux))) for arch, _, act, aux in nets]
-    trees = [variables(m, ((len(net[1]),),), seed + k)
-             for k, (m, net) in enumerate(zip(models, nets, strict=True))]
+    trees = [
+        variables(m, ((len(net[1]),),), seed + k)
+        for k, (m, net) in enumerate(zip(models, nets, strict=True))
+    ]
 
     def plan(i, j):
-        return _plan(models[i], trees[i], models[j], trees[j], (nets[i][1], nets[j][1]),
-                     {0: (nets[i][2], nets[j][2]), 1: (nets[i][3], nets[j][3])},
-                     jsurgery.TRANSPLANT)
+        return _plan(
+            models[i],
+            trees[i],
+            models[j],
+            trees[j],
+            (nets[i][1], nets[j][1]),
+            {0: (nets[i][2], nets[j][2]), 1: (nets[i][3], nets[j][3])},
+            jsurgery.TRANSPLANT,
+        )
 
-    via_b = jsurgery.transplant(jsurgery.transplant(trees[0], trees[1], plan(0, 1)), trees[2],
-                                plan(1, 2))
+    via_b = jsurgery.transplant(
+        jsurgery.transplant(trees[0], trees[1], plan(0, 1)), trees[2], plan(1, 2)
+    )
     direct = jsurgery.transplant(trees[0], trees[2], plan(0, 2))
     ids = [dag_unit_ids(m, net[1], (net[2], net[3])) for m, net in zip(models, nets, strict=True)]
     for path, (rows_c, cols_c) in ids[2].items():
@@ -199,8 +228,11 @@ def test_a_to_b_to_c_equals_a_to_c_on_every_value_copied_both_ways(chain):
         rows, cols = _common(rows_a, rows_b, rows_c), _common(cols_a, cols_b, cols_c)
         old = trees[0]["params"][path]
         for leaf, at_c, at_a in (
-            ("kernel", np.ix_(_at(rows_c, rows), _at(cols_c, cols)),
-             np.ix_(_at(rows_a, rows), _at(cols_a, cols))),
+            (
+                "kernel",
+                np.ix_(_at(rows_c, rows), _at(cols_c, cols)),
+                np.ix_(_at(rows_a, rows), _at(cols_a, cols)),
+            ),
             ("bias", _at(cols_c, cols), _at(cols_a, cols)),
         ):
             got = np.asarray(via_b["params"][path][leaf])[at_c]

@@ -87,8 +87,7 @@ def test_params_only_path_refuses_or_agrees_with_the_traced_path(case):
     """Contract: without `apply`, make_plan raises a PlanError or transplants the same values."""
     built, _, traced = _surgery(case)
     try:
-        plan = jsurgery.make_plan(built.old_vars, built.new_template,
-                                  **built.params_only_kwargs())
+        plan = jsurgery.make_plan(built.old_vars, built.new_template, **built.params_only_kwargs())
     except jsurgery.PlanError:
         return
     direct = jsurgery.transplant(built.old_vars, built.new_template, plan)
@@ -107,21 +106,25 @@ DUELING_CHANGES = {"action-added": (A2, A3), "action-removed": (A3, ["right", "l
 @pytest.mark.parametrize("change", list(DUELING_CHANGES))
 def test_dueling_mean_over_actions_is_named_in_the_warnings(change):
     old_ids, new_ids = DUELING_CHANGES[change]
-    case = Case(change, DuelingQ(len(old_ids)), DuelingQ(len(new_ids)), ((4,),),
-                outputs=(old_ids, new_ids))
+    case = Case(
+        change, DuelingQ(len(old_ids)), DuelingQ(len(new_ids)), ((4,),), outputs=(old_ids, new_ids)
+    )
     built, plan, out = _surgery(case)
-    assert any(word in w.lower() for w in plan.warnings for word in ("mean", "reduce")), \
+    assert any(word in w.lower() for w in plan.warnings for word in ("mean", "reduce")), (
         plan.warnings
+    )
     # mean(A) moved, by the same amount for every action: the old Q-values' order is kept.
     new_pos, old_pos = kept(old_ids, new_ids)
-    shift = (np.asarray(built.new_outputs(out))[:, new_pos]
-             - np.asarray(built.old_outputs())[:, old_pos])
+    shift = (
+        np.asarray(built.new_outputs(out))[:, new_pos] - np.asarray(built.old_outputs())[:, old_pos]
+    )
     np.testing.assert_allclose(shift, np.broadcast_to(shift[:, :1], shift.shape), atol=1e-5)
 
 
 def test_dueling_new_action_at_the_mean_is_exact():
-    case = Case("mean", DuelingQ(2), DuelingQ(3), ((4,),), outputs=(A2, A3),
-                options={"new_outputs": "mean"})
+    case = Case(
+        "mean", DuelingQ(2), DuelingQ(3), ((4,),), outputs=(A2, A3), options={"new_outputs": "mean"}
+    )
     built, _, out = _surgery(case)
     y_old, y_new = np.asarray(built.old_outputs()), np.asarray(built.new_outputs(out))
     compare_outputs(y_old, y_new, built.outputs, 1e-5)
@@ -170,8 +173,7 @@ def test_layers_none_keeps_that_layer_at_the_template_and_touches_nothing_else(p
     for layer in ("Dense_0", "Dense_1", "Dense_2"):
         source = built.new_template if layer == "Dense_1" else built.old_vars
         for leaf in ("kernel", "bias"):
-            np.testing.assert_array_equal(out["params"][layer][leaf],
-                                          source["params"][layer][leaf])
+            np.testing.assert_array_equal(out["params"][layer][leaf], source["params"][layer][leaf])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -193,8 +195,9 @@ def test_check_preservation_reports_a_broken_head(head):
     apply = forward(built.case.old)
     report = jsurgery.check_preservation(apply, built.old_vars, apply, out, built.x_old, plan)
     assert report.ok(1e-5), str(report)
-    broken = jsurgery.check_preservation(apply, built.old_vars, apply, _break(out, head),
-                                         built.x_old, plan)
+    broken = jsurgery.check_preservation(
+        apply, built.old_vars, apply, _break(out, head), built.x_old, plan
+    )
     assert not broken.ok(1e-5), str(broken)
 
 
@@ -237,13 +240,15 @@ def test_transplant_state_moves_split_torso_actor_critic_params_and_adam_moments
     built, plan, out = _surgery(case)
     old, model = built.old_vars, case.old
     old_state = {
-        "train": train_state.TrainState(step=2, apply_fn=model.apply, params=old, tx=TX,
-                                        opt_state=_adam_state(old)),
+        "train": train_state.TrainState(
+            step=2, apply_fn=model.apply, params=old, tx=TX, opt_state=_adam_state(old)
+        ),
         "target_params": jax.tree.map(lambda x: 0.5 * x, old),
     }
     fresh = {
-        "train": train_state.TrainState.create(apply_fn=case.new.apply,
-                                               params=built.new_template, tx=TX),
+        "train": train_state.TrainState.create(
+            apply_fn=case.new.apply, params=built.new_template, tx=TX
+        ),
         "target_params": built.new_template,
     }
     state = jsurgery.transplant_state(old_state, fresh, plan)
@@ -262,8 +267,14 @@ def test_transplant_state_moves_batch_stats_beside_params():
     old = built.old_vars
 
     def make(variables, model, opt, step):
-        return BNTrainState(step=step, apply_fn=model.apply, params=variables["params"],
-                            batch_stats=variables["batch_stats"], tx=TX, opt_state=opt)
+        return BNTrainState(
+            step=step,
+            apply_fn=model.apply,
+            params=variables["params"],
+            batch_stats=variables["batch_stats"],
+            tx=TX,
+            opt_state=opt,
+        )
 
     old_state = make(old, case.old, _adam_state(old["params"]), 2)
     fresh = make(built.new_template, case.new, TX.init(built.new_template["params"]), 0)

@@ -15,8 +15,13 @@ def test_nnx_widen_insert_and_add_inputs_preserves_function(as_module):
     new_m = NnxMLP(3, (8, 8), 3, nnx.Rngs(1))
     old = old_m if as_module else nnx.state(old_m)
     new = new_m if as_module else nnx.state(new_m)
-    plan = jsurgery.make_plan(old, new, inputs=(["a", "b"], ["b", "c", "a"]),
-                              outputs=(["l", "r"], ["l", "n", "r"]), **jsurgery.PRESERVING)
+    plan = jsurgery.make_plan(
+        old,
+        new,
+        inputs=(["a", "b"], ["b", "c", "a"]),
+        outputs=(["l", "r"], ["l", "n", "r"]),
+        **jsurgery.PRESERVING,
+    )
     assert plan.layer_map == {"layers/0": "layers/0", "layers/1": None, "head": "head"}
     out = jsurgery.transplant(old, new, plan)
     if as_module:

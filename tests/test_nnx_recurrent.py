@@ -22,8 +22,7 @@ def _perturbed(module, seed):
     """Every parameter moved off its init (biases non-zero) so every copy shows."""
     rng = np.random.default_rng(seed)
     graphdef, state = nnx.split(module)
-    state = jax.tree.map(lambda v: v + jnp.asarray(0.3 * rng.normal(size=v.shape), v.dtype),
-                         state)
+    state = jax.tree.map(lambda v: v + jnp.asarray(0.3 * rng.normal(size=v.shape), v.dtype), state)
     return nnx.merge(graphdef, state)
 
 
@@ -34,9 +33,13 @@ def test_nnx_cell_widened_with_a_new_observation_matches_every_step(cell):
     c4 = old.initialize_carry((BATCH, 3), nnx.Rngs(0))
     c6 = new.initialize_carry((BATCH, 4), nnx.Rngs(0))
     n = len(jax.tree.leaves(c4))
-    plan = jsurgery.make_plan(old, new, example=((c4, jnp.zeros((BATCH, 3))),
-                                                 (c6, jnp.zeros((BATCH, 4)))),
-                              inputs={n: (OBS3, OBS4)}, **jsurgery.PRESERVING)
+    plan = jsurgery.make_plan(
+        old,
+        new,
+        example=((c4, jnp.zeros((BATCH, 3))), (c6, jnp.zeros((BATCH, 4)))),
+        inputs={n: (OBS3, OBS4)},
+        **jsurgery.PRESERVING,
+    )
     assert plan.carry is not None and len(plan.carry.input_leaves) == n
     out = jsurgery.transplant(old, new, plan)
     assert isinstance(out, CELLS[cell])
@@ -58,8 +61,9 @@ class Entities(nnx.Module):
 
     def __init__(self, heads: int, rngs: nnx.Rngs, width: int = 8, head_dim: int = 4):
         self.embed = nnx.Linear(3, width, rngs=rngs)
-        self.attn = nnx.MultiHeadAttention(heads, width, qkv_features=heads * head_dim,
-                                           decode=False, rngs=rngs)
+        self.attn = nnx.MultiHeadAttention(
+            heads, width, qkv_features=heads * head_dim, decode=False, rngs=rngs
+        )
         self.pi = nnx.Linear(width, 2, rngs=rngs)
 
     def __call__(self, ents):

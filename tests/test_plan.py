@@ -46,8 +46,9 @@ def test_experiment_recipes_are_one_liners(exp, arm):
     options = jsurgery.TRANSPLANT if arm == "transplant" else jsurgery.PRESERVING
     plan = jsurgery.make_plan(old, new, **kwargs, **options)
     out = jsurgery.transplant(old, new, plan)
-    report = jsurgery.check_preservation(apply_fn(old_m), old, apply_fn(new_m), out,
-                                         rand((16, n_old)), plan)
+    report = jsurgery.check_preservation(
+        apply_fn(old_m), old, apply_fn(new_m), out, rand((16, n_old)), plan
+    )
     # On the old input subspace only new hidden units with template init change the function.
     if arm == "preserving" or exp[0] != "b-hidden-4-to-16":
         assert report.ok(1e-5), str(report)
@@ -75,8 +76,13 @@ def test_experiment_f_copies_only_the_convs(arm):
     old_m, new_m = MnistCNN(4, 16), MnistCNN(6, 16)
     old, new = init(old_m, (8, 8, 1), 0), init(new_m, (8, 8, 1), 1)
     options = jsurgery.TRANSPLANT if arm == "transplant" else jsurgery.PRESERVING
-    plan = jsurgery.make_plan(old, new, outputs=([0, 1, 2, 3], [4, 5, 6, 7, 8, 9]),
-                              layers={"Dense_0": None, "Dense_1": None}, **options)
+    plan = jsurgery.make_plan(
+        old,
+        new,
+        outputs=([0, 1, 2, 3], [4, 5, 6, 7, 8, 9]),
+        layers={"Dense_0": None, "Dense_1": None},
+        **options,
+    )
     out = jsurgery.transplant(old, new, plan)
     for layer in ("Conv_0", "Conv_1"):
         for leaf in ("kernel", "bias"):
@@ -91,23 +97,36 @@ def test_experiment_f_copies_only_the_convs(arm):
 def test_experiment_f_full_size_plan_from_shapes_only():
     old = jax.eval_shape(MnistCNN(4).init, jax.random.key(0), jnp.ones((1, 28, 28, 1)))
     new = jax.eval_shape(MnistCNN(6).init, jax.random.key(0), jnp.ones((1, 28, 28, 1)))
-    plan = jsurgery.make_plan(old, new, outputs=([0, 1, 2, 3], list(range(4, 10))),
-                              layers={"Dense_0": None, "Dense_1": None})
+    plan = jsurgery.make_plan(
+        old,
+        new,
+        outputs=([0, 1, 2, 3], list(range(4, 10))),
+        layers={"Dense_0": None, "Dense_1": None},
+    )
     assert [lp.source for lp in plan.leaves] == ["old"] * 4 + ["template"] * 4
 
 
 def test_report_shows_shapes_units_and_warnings():
     old, new = init(MLP((4,), 2), 2, 0), init(MLP((6,), 3), 4, 1)
-    plan = jsurgery.make_plan(old, new, inputs=CARTPOLE, outputs=(["l", "r"], ["l", "r", "n"]),
-                              new_outputs="zeros", new_hidden="zero_fanout")
+    plan = jsurgery.make_plan(
+        old,
+        new,
+        inputs=CARTPOLE,
+        outputs=(["l", "r"], ["l", "r", "n"]),
+        new_outputs="zeros",
+        new_hidden="zero_fanout",
+    )
     text = str(plan)
     assert "params/Dense_0/kernel" in text and "(2, 4) -> (4, 6)" in text
     assert "in: 2 copied, 2 new (template); out: 4 copied, 2 new (template in, zero out)" in text
     assert "in: 4 copied, 2 new (zeros); out: 2 copied, 1 new (zeros)" in text
-    assert "zero-initialised new Q-output is likely to be picked by argmax under negative " \
-           "rewards" in text
-    shrink = jsurgery.make_plan(new, old, inputs=CARTPOLE[::-1],
-                                outputs=(["l", "r", "n"], ["r", "l"]))
+    assert (
+        "zero-initialised new Q-output is likely to be picked by argmax under negative "
+        "rewards" in text
+    )
+    shrink = jsurgery.make_plan(
+        new, old, inputs=CARTPOLE[::-1], outputs=(["l", "r", "n"], ["r", "l"])
+    )
     assert "2 dropped" in str(shrink)
     widened = jsurgery.make_plan(old, init(MLP((8,), 2), 2, 1), new_hidden="net2net")
     assert "in: 4 copied, 4 new (net2net, fan-out shared)" in str(widened)
@@ -123,8 +142,9 @@ def test_layers_override_maps_renamed_layers():
     old, new = init(MLP((4,), 2), 3, 0), init(Named(), 3, 1)
     plan = jsurgery.make_plan(old, new, layers={"body": "Dense_0", "head": "Dense_1"})
     out = jsurgery.transplant(old, new, plan)
-    np.testing.assert_array_equal(out["params"]["head"]["kernel"],
-                                  old["params"]["Dense_1"]["kernel"])
+    np.testing.assert_array_equal(
+        out["params"]["head"]["kernel"], old["params"]["Dense_1"]["kernel"]
+    )
 
 
 def test_layer_removed_from_the_middle():
@@ -140,14 +160,17 @@ def test_transplant_chain_through_three_architectures():
     a, b, c = init(MLP((4,), 2), 2, 0), init(MLP((6,), 3), 3, 1), init(MLP((9,), 3), 4, 2)
     ids_a, ids_b, ids_c = ["p", "q"], ["q", "r", "p"], ["s", "q", "p", "r"]
     kw = dict(new_hidden="net2net", new_inputs="zeros", new_outputs="mean")
-    ab = jsurgery.make_plan(a, b, inputs=(ids_a, ids_b), outputs=(["u", "v"], ["u", "v", "w"]),
-                            **kw)
+    ab = jsurgery.make_plan(
+        a, b, inputs=(ids_a, ids_b), outputs=(["u", "v"], ["u", "v", "w"]), **kw
+    )
     bc = jsurgery.make_plan(b, c, inputs=(ids_b, ids_c), outputs=(["u", "v", "w"],) * 2, **kw)
     x = rand((7, 2))
     via_b = jsurgery.transplant(jsurgery.transplant(a, b, ab), c, bc)
-    ac = jsurgery.make_plan(a, c, inputs=(ids_a, ids_c), outputs=(["u", "v"], ["u", "v", "w"]),
-                            **kw)
+    ac = jsurgery.make_plan(
+        a, c, inputs=(ids_a, ids_c), outputs=(["u", "v"], ["u", "v", "w"]), **kw
+    )
     direct = jsurgery.transplant(a, c, ac)
     m_c = apply_fn(MLP((9,), 3))
-    np.testing.assert_allclose(m_c(via_b, ac.embed_inputs(x)), m_c(direct, ac.embed_inputs(x)),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        m_c(via_b, ac.embed_inputs(x)), m_c(direct, ac.embed_inputs(x)), atol=1e-5
+    )

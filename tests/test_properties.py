@@ -22,8 +22,12 @@ def surgery(draw):
     hidden_new = [h + g for h, g in zip(hidden_old, grow, strict=True)]
     in_old, in_new = draw(ids_strategy), draw(ids_strategy)
     out_old = draw(ids_strategy)
-    out_new = draw(st.permutations(out_old + draw(st.lists(
-        st.sampled_from([p.upper() for p in POOL]), max_size=2, unique=True))))
+    out_new = draw(
+        st.permutations(
+            out_old
+            + draw(st.lists(st.sampled_from([p.upper() for p in POOL]), max_size=2, unique=True))
+        )
+    )
     hidden_init = draw(st.sampled_from(["zero_fanout", "net2net"]))
     output_init = draw(st.sampled_from(["zeros", "mean", "pessimistic"]))
     seed = draw(st.integers(0, 2**16))
@@ -37,8 +41,15 @@ def test_preserving_options_keep_the_old_function_on_kept_features(case):
     rng = np.random.default_rng(seed)
     old = mlp(rng, len(in_old), hidden_old, len(out_old))
     new = mlp(rng, len(in_new), hidden_new, len(out_new))
-    plan = jsurgery.make_plan(old, new, inputs=(in_old, in_new), outputs=(out_old, out_new),
-                              new_inputs="zeros", new_hidden=h_init, new_outputs=o_init)
+    plan = jsurgery.make_plan(
+        old,
+        new,
+        inputs=(in_old, in_new),
+        outputs=(out_old, out_new),
+        new_inputs="zeros",
+        new_hidden=h_init,
+        new_outputs=o_init,
+    )
     out = jsurgery.transplant(old, new, plan)
     x = rng.normal(size=(6, len(in_old))).astype(np.float32)
     kept = np.asarray([i in in_new for i in in_old])
@@ -50,8 +61,9 @@ def test_preserving_options_keep_the_old_function_on_kept_features(case):
     if o_init == "zeros" and fresh:
         np.testing.assert_allclose(y_new[:, fresh], 0.0, atol=1e-6)
     if o_init == "mean" and fresh:
-        np.testing.assert_allclose(y_new[:, fresh], y_old.mean(1, keepdims=True).repeat(
-            len(fresh), 1), atol=1e-4)
+        np.testing.assert_allclose(
+            y_new[:, fresh], y_old.mean(1, keepdims=True).repeat(len(fresh), 1), atol=1e-4
+        )
 
 
 @SETTINGS
@@ -62,8 +74,9 @@ def test_a_to_b_to_c_equals_a_to_c(data):
     widths.sort()
     in_a, in_b = data.draw(ids_strategy, label="in_a"), data.draw(ids_strategy, label="in_b")
     allowed = [i for i in POOL if not (i in in_a and i not in in_b)]
-    in_c = data.draw(st.lists(st.sampled_from(allowed), min_size=1, max_size=5, unique=True),
-                     label="in_c")
+    in_c = data.draw(
+        st.lists(st.sampled_from(allowed), min_size=1, max_size=5, unique=True), label="in_c"
+    )
     h_init = data.draw(st.sampled_from(["zero_fanout", "net2net"]), label="hidden_init")
     seed = data.draw(st.integers(0, 2**16), label="seed")
     rng = np.random.default_rng(seed)
@@ -73,7 +86,8 @@ def test_a_to_b_to_c_equals_a_to_c(data):
     kw = dict(new_inputs="zeros", new_hidden=h_init)
     via_b = jsurgery.transplant(
         jsurgery.transplant(a, b, jsurgery.make_plan(a, b, inputs=(in_a, in_b), **kw)),
-        c, jsurgery.make_plan(b, c, inputs=(in_b, in_c), **kw),
+        c,
+        jsurgery.make_plan(b, c, inputs=(in_b, in_c), **kw),
     )
     ac = jsurgery.make_plan(a, c, inputs=(in_a, in_c), **kw)
     direct = jsurgery.transplant(a, c, ac)

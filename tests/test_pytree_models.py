@@ -56,9 +56,14 @@ def _eqx(model):
 def _eqx_surgery(old_model, new_model, x_old, x_new_shape, preset, **kw):
     old, old_apply = _eqx(old_model)
     new, new_apply = _eqx(new_model)
-    plan = jsurgery.make_plan(old, new, apply=(old_apply, new_apply),
-                              example=((x_old,), (jax.ShapeDtypeStruct(x_new_shape, "float32"),)),
-                              **preset, **kw)
+    plan = jsurgery.make_plan(
+        old,
+        new,
+        apply=(old_apply, new_apply),
+        example=((x_old,), (jax.ShapeDtypeStruct(x_new_shape, "float32"),)),
+        **preset,
+        **kw,
+    )
     return old, new, old_apply, new_apply, plan, jsurgery.transplant(old, new, plan)
 
 
@@ -76,8 +81,14 @@ def _np_mlp(p, x):
 def test_equinox_mlp_inputs_actions_widened_is_exact():
     x = _rand((7, 3), 0)
     old, _, old_apply, new_apply, plan, out = _eqx_surgery(
-        _mlp(3, 4, 2, 0), _mlp(4, 6, 3, 1), x, (7, 4), jsurgery.PRESERVING,
-        inputs=(OBS3, OBS4), outputs=(ACT2, ACT3))
+        _mlp(3, 4, 2, 0),
+        _mlp(4, 6, 3, 1),
+        x,
+        (7, 4),
+        jsurgery.PRESERVING,
+        inputs=(OBS3, OBS4),
+        outputs=(ACT2, ACT3),
+    )
     x_new = embed(x, OBS3, OBS4)
     compare_outputs(_np_mlp(old, x), _np_mlp(out, x_new), {0: (ACT2, ACT3)}, 1e-5)
     compare_outputs(old_apply(old, x), new_apply(out, x_new), {0: (ACT2, ACT3)}, 1e-5)
@@ -89,21 +100,32 @@ def test_equinox_mlp_inputs_actions_widened_is_exact():
 def test_equinox_mlp_transplant_moves_weights_by_ids_on_out_in_axes():
     x = _rand((7, 3), 0)
     old, new, _, _, _, out = _eqx_surgery(
-        _mlp(3, 4, 2, 0), _mlp(4, 6, 3, 1), x, (7, 4), jsurgery.TRANSPLANT,
-        inputs=(OBS3, OBS4), outputs=(ACT2, ACT3))
+        _mlp(3, 4, 2, 0),
+        _mlp(4, 6, 3, 1),
+        x,
+        (7, 4),
+        jsurgery.TRANSPLANT,
+        inputs=(OBS3, OBS4),
+        outputs=(ACT2, ACT3),
+    )
     layer = lambda k, leaf: ("net", "layers", k, leaf)  # noqa: E731
-    for check in (LeafCheck(layer(0, "weight"), {0: pos(4, 6), 1: (OBS3, OBS4)}),
-                  LeafCheck(layer(1, "weight"), {0: pos(4, 6), 1: pos(4, 6)}),
-                  LeafCheck(layer(2, "weight"), {0: (ACT2, ACT3), 1: pos(4, 6)}),
-                  LeafCheck(layer(2, "bias"), {0: (ACT2, ACT3)})):
+    for check in (
+        LeafCheck(layer(0, "weight"), {0: pos(4, 6), 1: (OBS3, OBS4)}),
+        LeafCheck(layer(1, "weight"), {0: pos(4, 6), 1: pos(4, 6)}),
+        LeafCheck(layer(2, "weight"), {0: (ACT2, ACT3), 1: pos(4, 6)}),
+        LeafCheck(layer(2, "bias"), {0: (ACT2, ACT3)}),
+    ):
         check_leaf(check, _tree(old), _tree(out), _tree(new))
 
 
 def _tree(p):
     """An Equinox params tree as nested dicts, for `check_leaf` paths."""
     layers = p["net"].layers
-    return {"net": {"layers": {k: {"weight": lay.weight, "bias": lay.bias}
-                               for k, lay in enumerate(layers)}}}
+    return {
+        "net": {
+            "layers": {k: {"weight": lay.weight, "bias": lay.bias} for k, lay in enumerate(layers)}
+        }
+    }
 
 
 def _np_cnn(p, x):
@@ -116,21 +138,28 @@ def _np_cnn(p, x):
         out = np.zeros((x.shape[0], w.shape[0], h, h))
         for i in range(h):
             for j in range(h):
-                patch = x[:, :, i * stride:i * stride + 3, j * stride:j * stride + 3]
+                patch = x[:, :, i * stride : i * stride + 3, j * stride : j * stride + 3]
                 out[:, :, i, j] = np.einsum("bchw,ochw->bo", patch, w)
         return out + np.asarray(layer.bias, np.float64)[None]
 
     x = np.maximum(conv(net.c1, np.asarray(x, np.float64), 2, 0), 0.0)
     x = np.maximum(conv(net.c2, x, 1, 1), 0.0)
-    return x.reshape(len(x), -1) @ np.asarray(net.fc.weight, np.float64).T + \
-        np.asarray(net.fc.bias, np.float64)
+    return x.reshape(len(x), -1) @ np.asarray(net.fc.weight, np.float64).T + np.asarray(
+        net.fc.bias, np.float64
+    )
 
 
 def test_equinox_cnn_channel_added_widened_action_added_is_exact():
     x = _rand((5, 3, 7, 7), 2)
     old, _, old_apply, new_apply, plan, out = _eqx_surgery(
-        EqxCNN(3, (4, 4), 2, jax.random.key(0)), EqxCNN(4, (6, 5), 3, jax.random.key(1)),
-        x, (5, 4, 7, 7), jsurgery.PRESERVING, inputs=(RGB, RGBD), outputs=(ACT2, ACT3))
+        EqxCNN(3, (4, 4), 2, jax.random.key(0)),
+        EqxCNN(4, (6, 5), 3, jax.random.key(1)),
+        x,
+        (5, 4, 7, 7),
+        jsurgery.PRESERVING,
+        inputs=(RGB, RGBD),
+        outputs=(ACT2, ACT3),
+    )
     assert plan.input_specs[0][0] == 1  # channels: axis 1 of NCHW, found by the trace
     x_new = np.moveaxis(embed(np.moveaxis(x, 1, -1), RGB, RGBD), -1, 1)
     compare_outputs(_np_cnn(old, x), _np_cnn(out, x_new), {0: (ACT2, ACT3)}, 1e-5)
@@ -142,12 +171,17 @@ def test_equinox_cnn_flatten_moves_channel_rows_together():
     """Linear rows are (channel, h, w): a channel's 9 rows move with it."""
     x = _rand((2, 3, 7, 7), 2)
     old, new, *_, out = _eqx_surgery(
-        EqxCNN(3, (4, 4), 2, jax.random.key(0)), EqxCNN(3, (4, 5), 2, jax.random.key(1)),
-        x, (2, 3, 7, 7), jsurgery.TRANSPLANT)
+        EqxCNN(3, (4, 4), 2, jax.random.key(0)),
+        EqxCNN(3, (4, 5), 2, jax.random.key(1)),
+        x,
+        (2, 3, 7, 7),
+        jsurgery.TRANSPLANT,
+    )
     w_old, w_new = np.asarray(old["net"].fc.weight), np.asarray(out["net"].fc.weight)
     np.testing.assert_array_equal(w_new.reshape(2, 5, 9)[:, :4], w_old.reshape(2, 4, 9))
-    np.testing.assert_array_equal(w_new.reshape(2, 5, 9)[:, 4],
-                                  np.asarray(new["net"].fc.weight).reshape(2, 5, 9)[:, 4])
+    np.testing.assert_array_equal(
+        w_new.reshape(2, 5, 9)[:, 4], np.asarray(new["net"].fc.weight).reshape(2, 5, 9)[:, 4]
+    )
 
 
 def test_equinox_module_itself_as_the_tree():
@@ -158,8 +192,13 @@ def test_equinox_module_itself_as_the_tree():
         return lambda p, x: jax.vmap(eqx.combine(p, static))(x)
 
     x = _rand((4, 3), 0)
-    plan = jsurgery.make_plan(old, new, apply=(applier(old_static), applier(new_static)),
-                              example=((x,), (x,)), **jsurgery.PRESERVING)
+    plan = jsurgery.make_plan(
+        old,
+        new,
+        apply=(applier(old_static), applier(new_static)),
+        example=((x,), (x,)),
+        **jsurgery.PRESERVING,
+    )
     out = jsurgery.transplant(old, new, plan)
     assert isinstance(out, eqx.nn.MLP)
     np.testing.assert_allclose(applier(new_static)(out, x), jax.vmap(old_m)(x), atol=1e-5)
@@ -174,9 +213,13 @@ def test_equinox_module_itself_as_the_tree():
 
 def _haiku(sizes, seed):
     rng = np.random.default_rng(seed)
-    return {f"mlp/~/linear_{k}": {"w": (rng.normal(size=(a, b)) / np.sqrt(a)).astype(np.float32),
-                                  "b": (0.3 * rng.normal(size=(b,))).astype(np.float32)}
-            for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=False))}
+    return {
+        f"mlp/~/linear_{k}": {
+            "w": (rng.normal(size=(a, b)) / np.sqrt(a)).astype(np.float32),
+            "b": (0.3 * rng.normal(size=(b,))).astype(np.float32),
+        }
+        for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=False))
+    }
 
 
 def _haiku_apply(p, x, xp=jax.numpy):
@@ -198,18 +241,27 @@ def test_haiku_dict_inputs_actions_widened(preset):
     old, new = _haiku([3, 4, 5, 2], 0), _haiku([4, 6, 5, 3], 1)
     x = _rand((6, 3), 3)
     options = jsurgery.PRESERVING if preset == "preserving" else jsurgery.TRANSPLANT
-    plan = jsurgery.make_plan(old, new, apply=_haiku_apply,
-                              example=((x,), (jax.ShapeDtypeStruct((6, 4), "float32"),)),
-                              inputs=(OBS3, OBS4), outputs=(ACT2, ACT3), **options)
+    plan = jsurgery.make_plan(
+        old,
+        new,
+        apply=_haiku_apply,
+        example=((x,), (jax.ShapeDtypeStruct((6, 4), "float32"),)),
+        inputs=(OBS3, OBS4),
+        outputs=(ACT2, ACT3),
+        **options,
+    )
     out = jsurgery.transplant(old, new, plan)
     if preset == "preserving":
-        compare_outputs(_np_haiku(old, x), _np_haiku(out, embed(x, OBS3, OBS4)),
-                        {0: (ACT2, ACT3)}, 1e-5)
+        compare_outputs(
+            _np_haiku(old, x), _np_haiku(out, embed(x, OBS3, OBS4)), {0: (ACT2, ACT3)}, 1e-5
+        )
         return
-    for check in (LeafCheck(("mlp/~/linear_0", "w"), {0: (OBS3, OBS4), 1: pos(4, 6)}),
-                  LeafCheck(("mlp/~/linear_1", "w"), {0: pos(4, 6)}),
-                  LeafCheck(("mlp/~/linear_2", "w"), {1: (ACT2, ACT3)}),
-                  LeafCheck(("mlp/~/linear_2", "b"), {0: (ACT2, ACT3)})):
+    for check in (
+        LeafCheck(("mlp/~/linear_0", "w"), {0: (OBS3, OBS4), 1: pos(4, 6)}),
+        LeafCheck(("mlp/~/linear_1", "w"), {0: pos(4, 6)}),
+        LeafCheck(("mlp/~/linear_2", "w"), {1: (ACT2, ACT3)}),
+        LeafCheck(("mlp/~/linear_2", "b"), {0: (ACT2, ACT3)}),
+    ):
         check_leaf(check, old, out, new)
 
 
@@ -229,16 +281,21 @@ def _flat_apply(p, x):
 def test_plain_dict_of_arrays_inputs_actions_widened_is_exact():
     old, new = _flat([3, 4, 2], 0), _flat([4, 7, 3], 1)
     x = _rand((6, 3), 4)
-    plan = jsurgery.make_plan(old, new, apply=_flat_apply,
-                              example=((x,), (jax.ShapeDtypeStruct((6, 4), "float32"),)),
-                              inputs=(OBS3, OBS4), outputs=(ACT2, ACT3), **jsurgery.PRESERVING)
+    plan = jsurgery.make_plan(
+        old,
+        new,
+        apply=_flat_apply,
+        example=((x,), (jax.ShapeDtypeStruct((6, 4), "float32"),)),
+        inputs=(OBS3, OBS4),
+        outputs=(ACT2, ACT3),
+        **jsurgery.PRESERVING,
+    )
     out = jsurgery.transplant(old, new, plan)
 
     def np_apply(p, x):
         p = {k: np.asarray(v, np.float64) for k, v in p.items()}
         return np.tanh(x @ p["w0"] + p["b0"]) @ p["w1"] + p["b1"]
 
-    compare_outputs(np_apply(old, x), np_apply(out, embed(x, OBS3, OBS4)), {0: (ACT2, ACT3)},
-                    1e-5)
+    compare_outputs(np_apply(old, x), np_apply(out, embed(x, OBS3, OBS4)), {0: (ACT2, ACT3)}, 1e-5)
     w0 = np.asarray(out["w0"])
     np.testing.assert_array_equal(w0[OBS4.index("d")], 0.0)

@@ -16,8 +16,12 @@ import jsurgery
 
 OBS3, OBS4 = ["x", "theta", "omega"], ["x", "x_dot", "theta", "omega"]
 A2, A3 = ["left", "right"], ["left", "noop", "right"]
-CELLS = {"lstm": nn.LSTMCell, "optimized-lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell,
-         "simple": nn.SimpleCell}
+CELLS = {
+    "lstm": nn.LSTMCell,
+    "optimized-lstm": nn.OptimizedLSTMCell,
+    "gru": nn.GRUCell,
+    "simple": nn.SimpleCell,
+}
 STEPS, BATCH = 16, 3
 
 
@@ -57,9 +61,15 @@ def _surgery(cell, old_h, new_h, preset=jsurgery.PRESERVING, new_actions=True, n
     old = _variables(old_m, c_old, x_old, 0)
     new = _variables(new_m, c_new, x_new, 1)
     n = len(jax.tree.leaves(c_old))
-    plan = jsurgery.make_plan(old, new, apply=(old_m.apply, new_m.apply),
-                              example=((c_old, x_old), (c_new, x_new)),
-                              inputs={n: obs_ids}, outputs={n: act_ids}, **preset)
+    plan = jsurgery.make_plan(
+        old,
+        new,
+        apply=(old_m.apply, new_m.apply),
+        example=((c_old, x_old), (c_new, x_new)),
+        inputs={n: obs_ids},
+        outputs={n: act_ids},
+        **preset,
+    )
     return old_m, new_m, old, new, plan, jsurgery.transplant(old, new, plan), obs_ids, act_ids
 
 
@@ -128,8 +138,7 @@ def test_small_random_gru_scales_every_weight_of_a_new_unit_in_every_gate():
         want = np.array(tmpl)
         grown = np.zeros(tmpl.shape, bool)
         for a in axes:
-            grown |= np.reshape(np.arange(6) >= 4, [-1 if b == a else 1
-                                                    for b in range(tmpl.ndim)])
+            grown |= np.reshape(np.arange(6) >= 4, [-1 if b == a else 1 for b in range(tmpl.ndim)])
         old_leaf = np.asarray(flat_old[kp], np.float64)
         want[tuple(slice(0, n) for n in old_leaf.shape)] = old_leaf
         want = np.where(grown, tmpl * scale, want)
@@ -151,8 +160,12 @@ def test_small_random_gru_rollout_moves_in_proportion_to_the_scale():
             c_old, (y_old, _) = old_m.apply(old, c_old, obs)
             c_new, (y_new, _) = new_m.apply(out, c_new, embed(obs, *obs_ids))
             kept_new, kept_old = kept(*act_ids)
-            worst = max(worst, float(np.abs(np.asarray(y_new)[:, kept_new]
-                                            - np.asarray(y_old)[:, kept_old]).max()))
+            worst = max(
+                worst,
+                float(
+                    np.abs(np.asarray(y_new)[:, kept_new] - np.asarray(y_old)[:, kept_old]).max()
+                ),
+            )
         diffs.append(worst)
     assert diffs[0] > 0
     assert diffs[1] <= diffs[0] / 10 * 1.01, diffs
@@ -163,20 +176,30 @@ def test_narrowed_gru_keeps_the_surviving_units():
     gate's kernels (TRANSPLANT: copies by position)."""
     *_, old, new, _, out, _, _ = _surgery("gru", 6, 4, jsurgery.TRANSPLANT, False, False)
     for gate in ("r", "z", "n"):
-        check_leaf(LeafCheck(("params", "cell", f"h{gate}", "kernel"),
-                             {0: pos(6, 4), 1: pos(6, 4)}), old, out, new)
-        check_leaf(LeafCheck(("params", "cell", f"i{gate}", "kernel"), {1: pos(6, 4)}), old,
-                   out, new)
+        check_leaf(
+            LeafCheck(("params", "cell", f"h{gate}", "kernel"), {0: pos(6, 4), 1: pos(6, 4)}),
+            old,
+            out,
+            new,
+        )
+        check_leaf(
+            LeafCheck(("params", "cell", f"i{gate}", "kernel"), {1: pos(6, 4)}), old, out, new
+        )
     check_leaf(LeafCheck(("params", "pi", "kernel"), {0: pos(6, 4)}), old, out, new)
 
 
 def test_transplant_keeps_template_for_new_units_and_copies_old_ones():
     *_, old, new, _, out, obs_ids, act_ids = _surgery("optimized-lstm", 4, 5, jsurgery.TRANSPLANT)
     for gate in "ifgo":
-        check_leaf(LeafCheck(("params", "cell", f"i{gate}", "kernel"), {1: pos(4, 5)}), old,
-                   out, new)
-        check_leaf(LeafCheck(("params", "cell", f"h{gate}", "kernel"),
-                             {0: pos(4, 5), 1: pos(4, 5)}), old, out, new)
+        check_leaf(
+            LeafCheck(("params", "cell", f"i{gate}", "kernel"), {1: pos(4, 5)}), old, out, new
+        )
+        check_leaf(
+            LeafCheck(("params", "cell", f"h{gate}", "kernel"), {0: pos(4, 5), 1: pos(4, 5)}),
+            old,
+            out,
+            new,
+        )
     check_leaf(LeafCheck(("params", "encoder", "kernel"), {0: obs_ids}), old, out, new)
     check_leaf(LeafCheck(("params", "pi", "kernel"), {0: pos(4, 5), 1: act_ids}), old, out, new)
 
@@ -228,8 +251,12 @@ def test_carry_on_one_side_only_is_refused():
     old = old_m.init(jax.random.key(0), h3, x)
     new = new_m.init(jax.random.key(1), jnp.zeros((2, 5)), x)
     with pytest.raises(jsurgery.PlanError, match="carry"):
-        jsurgery.make_plan(old, new, apply=(old_m.apply, lambda v, h, x: new_m.apply(v, h, x)[1]),
-                           example=((h3, x), (jnp.zeros((2, 5)), x)))
+        jsurgery.make_plan(
+            old,
+            new,
+            apply=(old_m.apply, lambda v, h, x: new_m.apply(v, h, x)[1]),
+            example=((h3, x), (jnp.zeros((2, 5)), x)),
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -257,10 +284,15 @@ def test_scanned_rnn_widened_with_new_inputs_and_actions_matches_every_step(cell
     obs = np.random.default_rng(1).normal(size=(BATCH, STEPS, 3)).astype(np.float32)
     old = _scan_vars(old_m, obs, 0)
     new = _scan_vars(new_m, np.zeros((BATCH, STEPS, 4), np.float32), 1)
-    plan = jsurgery.make_plan(old, new, apply=(old_m.apply, new_m.apply),
-                              example=((obs,), (jax.ShapeDtypeStruct((BATCH, STEPS, 4),
-                                                                     "float32"),)),
-                              inputs=(OBS3, OBS4), outputs=(A2, A3), **jsurgery.PRESERVING)
+    plan = jsurgery.make_plan(
+        old,
+        new,
+        apply=(old_m.apply, new_m.apply),
+        example=((obs,), (jax.ShapeDtypeStruct((BATCH, STEPS, 4), "float32"),)),
+        inputs=(OBS3, OBS4),
+        outputs=(A2, A3),
+        **jsurgery.PRESERVING,
+    )
     out = jsurgery.transplant(old, new, plan)
     y_old = np.asarray(old_m.apply(old, obs))
     y_new = np.asarray(new_m.apply(out, embed(obs, OBS3, OBS4)))
@@ -305,8 +337,9 @@ def test_carry_false_plans_a_function_whose_first_argument_only_looks_like_a_car
     m = TwoInputs()
     x3, x4, z = jnp.ones((2, 3)), jnp.ones((2, 4)), jnp.ones((2, 2))
     old, new = m.init(jax.random.key(0), x3, z), m.init(jax.random.key(1), x4, z)
-    kw = dict(apply=m.apply, example=((x3, z), (x4, z)), inputs={0: (OBS3, OBS4)},
-              **jsurgery.PRESERVING)
+    kw = dict(
+        apply=m.apply, example=((x3, z), (x4, z)), inputs={0: (OBS3, OBS4)}, **jsurgery.PRESERVING
+    )
     with pytest.raises(jsurgery.PlanError, match="carry=False"):
         jsurgery.make_plan(old, new, **kw)  # detected on the old side only
     plan = jsurgery.make_plan(old, new, carry=False, **kw)
@@ -332,8 +365,11 @@ def test_carry_named_by_argument_and_output_index_matches_every_step():
     old_m, new_m = CellPolicy("lstm", 4, 2), CellPolicy("lstm", 6, 2)
     c4, c6, x3 = zero_carry("lstm", 4), zero_carry("lstm", 6), jnp.zeros((BATCH, 3))
     old, new = _variables(old_m, c4, x3, 0), _variables(new_m, c6, x3, 1)
-    kw = dict(apply=(_swapped(old_m), _swapped(new_m)), example=((x3, c4), (x3, c6)),
-              **jsurgery.PRESERVING)
+    kw = dict(
+        apply=(_swapped(old_m), _swapped(new_m)),
+        example=((x3, c4), (x3, c6)),
+        **jsurgery.PRESERVING,
+    )
     assert jsurgery.make_plan(old, new, **kw).carry is None  # not the (carry, x) convention
     plan = jsurgery.make_plan(old, new, carry=(1, 1), **kw)
     assert (plan.carry.argument, plan.carry.output) == (1, 1)
@@ -351,11 +387,15 @@ def test_carry_named_by_argument_and_output_index_matches_every_step():
         np.testing.assert_array_equal(np.asarray(c_new[1])[:, 4:], 0.0)
 
 
-@pytest.mark.parametrize("carry, words", [
-    ((1, 0), ["argument 1", "output 0", "same structure"]),
-    ((2, 1), ["argument 2", "takes 2"]),
-    ("h", ["carry", "arg_index"]),
-], ids=["does-not-come-back", "out-of-range", "not-a-pair"])
+@pytest.mark.parametrize(
+    "carry, words",
+    [
+        ((1, 0), ["argument 1", "output 0", "same structure"]),
+        ((2, 1), ["argument 2", "takes 2"]),
+        ("h", ["carry", "arg_index"]),
+    ],
+    ids=["does-not-come-back", "out-of-range", "not-a-pair"],
+)
 def test_a_named_carry_that_does_not_fit_is_refused(carry, words):
     m = CellPolicy("gru", 4, 2)
     c4, x3 = zero_carry("gru", 4), jnp.zeros((BATCH, 3))

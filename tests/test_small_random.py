@@ -39,8 +39,9 @@ def _models(seed=0):
 def _plan(old_m, new_m, old, new, traced: bool, scale: float):
     kw = {}
     if traced:
-        kw = dict(apply=(old_m.apply, new_m.apply),
-                  example=((jnp.ones((1, 3)),), (jnp.ones((1, 4)),)))
+        kw = dict(
+            apply=(old_m.apply, new_m.apply), example=((jnp.ones((1, 3)),), (jnp.ones((1, 4)),))
+        )
     return jsurgery.make_plan(old, new, inputs=(OBS3, OBS4), init_scale=scale, **kw, **SMALL)
 
 
@@ -75,8 +76,9 @@ def test_new_positions_are_template_times_scale_and_old_ones_are_copied(traced):
     for layer, (rows, new_rows, new_cols) in cases.items():
         for leaf in ("kernel", "bias"):
             want = _expected(o[layer][leaf], t[layer][leaf], rows, new_rows, new_cols, scale)
-            np.testing.assert_allclose(p[layer][leaf], want, rtol=1e-6, atol=0,
-                                       err_msg=f"{layer}/{leaf}")
+            np.testing.assert_allclose(
+                p[layer][leaf], want, rtol=1e-6, atol=0, err_msg=f"{layer}/{leaf}"
+            )
 
 
 def test_the_plan_names_the_option_and_its_scale():

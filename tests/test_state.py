@@ -18,7 +18,10 @@ def _setup():
     old = init(old_m, 2, 0)["params"]
     new = init(new_m, 4, 1)["params"]
     plan = jsurgery.make_plan(
-        old, new, inputs=(["x_dot", "theta"], IN4), outputs=(["l", "r"], ["l", "r", "n"]),
+        old,
+        new,
+        inputs=(["x_dot", "theta"], IN4),
+        outputs=(["l", "r"], ["l", "r", "n"]),
         **jsurgery.PRESERVING,
     )
     tx = optax.adam(1e-3)
@@ -47,8 +50,9 @@ def test_adam_moments_move_with_params_and_count_is_kept():
 def test_train_state_and_target_params_in_one_call():
     old_m, new_m, old, new, plan, tx, opt = _setup()
     old_state = {
-        "train": train_state.TrainState(step=7, apply_fn=old_m.apply, params=old, tx=tx,
-                                        opt_state=opt),
+        "train": train_state.TrainState(
+            step=7, apply_fn=old_m.apply, params=old, tx=tx, opt_state=opt
+        ),
         "target_params": jax.tree.map(lambda x: x * 0.5, old),
         "epsilon": jnp.float32(0.3),
     }
@@ -59,8 +63,10 @@ def test_train_state_and_target_params_in_one_call():
     }
     out = jsurgery.transplant_state(old_state, fresh, plan)
     assert out["train"].step == 7 and out["train"].apply_fn == new_m.apply
-    np.testing.assert_allclose(out["train"].params["Dense_0"]["kernel"],
-                               jsurgery.transplant(old, new, plan)["Dense_0"]["kernel"])
+    np.testing.assert_allclose(
+        out["train"].params["Dense_0"]["kernel"],
+        jsurgery.transplant(old, new, plan)["Dense_0"]["kernel"],
+    )
     np.testing.assert_allclose(
         out["target_params"]["Dense_0"]["kernel"][1:3, :4],
         0.5 * old["Dense_0"]["kernel"],
@@ -88,8 +94,9 @@ def test_plan_on_variables_applies_to_the_inner_params_dict_and_back():
     np.testing.assert_array_equal(inner["Dense_0"]["kernel"], outer["params"]["Dense_0"]["kernel"])
     plan_inner = jsurgery.make_plan(old["params"], new["params"], new_hidden="net2net")
     wrapped = jsurgery.transplant(old, new, plan_inner)
-    np.testing.assert_array_equal(wrapped["params"]["Dense_1"]["kernel"],
-                                  outer["params"]["Dense_1"]["kernel"])
+    np.testing.assert_array_equal(
+        wrapped["params"]["Dense_1"]["kernel"], outer["params"]["Dense_1"]["kernel"]
+    )
 
 
 def test_state_without_matching_params_is_an_error():
@@ -107,6 +114,9 @@ def test_transplant_state_under_vmap_over_seeds():
     out = jax.vmap(lambda s: jsurgery.transplant_state(s, fresh, plan))(old_states)
     assert out["params"]["Dense_0"]["kernel"].shape == (seeds, 4, 8)
     for i in range(seeds):
-        np.testing.assert_allclose(out["params"]["Dense_0"]["kernel"][i, 1:3, :4],
-                                   (i + 1) * old["Dense_0"]["kernel"], rtol=1e-6)
+        np.testing.assert_allclose(
+            out["params"]["Dense_0"]["kernel"][i, 1:3, :4],
+            (i + 1) * old["Dense_0"]["kernel"],
+            rtol=1e-6,
+        )
     assert out["opt_state"][0].count.shape == (seeds,)

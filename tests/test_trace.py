@@ -37,8 +37,9 @@ def _check(mode):
     x = jax.random.normal(jax.random.key(0), (5, 3))
     old = old_m.init(jax.random.key(1), x)
     new = new_m.init(jax.random.key(2), x)
-    plan = jsurgery.make_plan(old, new, apply=(old_m.apply, new_m.apply), example=((x,), (x,)),
-                              **jsurgery.PRESERVING)
+    plan = jsurgery.make_plan(
+        old, new, apply=(old_m.apply, new_m.apply), example=((x,), (x,)), **jsurgery.PRESERVING
+    )
     out = jsurgery.transplant(old, new, plan)
     np.testing.assert_allclose(new_m.apply(out, x), old_m.apply(old, x), atol=1e-5)
     square = np.asarray(out["params"]["square"])
@@ -46,8 +47,7 @@ def _check(mode):
     # torso's replica map (new units 4, 5 copy units 0, 1; their rows share the fan-out)
     old_sq = np.asarray(old["params"]["square"])
     np.testing.assert_allclose(square[0, :4], old_sq[0] / 2, rtol=1e-6)
-    np.testing.assert_allclose(square[:4, 4], old_sq[:, 0] * np.array([0.5, 0.5, 1, 1]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(square[:4, 4], old_sq[:, 0] * np.array([0.5, 0.5, 1, 1]), rtol=1e-6)
 
 
 def test_scan_carry_is_one_space():
@@ -75,16 +75,21 @@ def test_embedding_rows_follow_token_ids():
     toks = jnp.array([[0, 1, 2, 1]])
     old = old_m.init(jax.random.key(0), toks)
     new = new_m.init(jax.random.key(1), toks)
-    plan = jsurgery.make_plan(old, new, apply=(old_m.apply, new_m.apply),
-                              example=((toks,), (toks,)),
-                              inputs=(["a", "b", "c"], ["c", "new", "a", "b"]))
+    plan = jsurgery.make_plan(
+        old,
+        new,
+        apply=(old_m.apply, new_m.apply),
+        example=((toks,), (toks,)),
+        inputs=(["a", "b", "c"], ["c", "new", "a", "b"]),
+    )
     out = jsurgery.transplant(old, new, plan)
     emb = np.asarray(out["params"]["Embed_0"]["embedding"])
     old_emb = np.asarray(old["params"]["Embed_0"]["embedding"])
     np.testing.assert_array_equal(emb[[0, 2, 3]], old_emb[[2, 0, 1]])
     np.testing.assert_array_equal(emb[1], new["params"]["Embed_0"]["embedding"][1])
-    np.testing.assert_allclose(new_m.apply(out, plan.embed_inputs(toks)), old_m.apply(old, toks),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        new_m.apply(out, plan.embed_inputs(toks)), old_m.apply(old, toks), atol=1e-6
+    )
 
 
 def test_nnx_module_is_its_own_function():
@@ -102,10 +107,14 @@ def test_nnx_module_is_its_own_function():
 
     old_m, new_m = Net(3, 4, nnx.Rngs(0)), Net(4, 6, nnx.Rngs(1))
     x = jax.random.normal(jax.random.key(2), (5, 3))
-    plan = jsurgery.make_plan(old_m, new_m, example=((x,), (jnp.zeros((5, 4)),)),
-                              inputs=([0, 1, 2], [0, 1, 2, 3]), **jsurgery.PRESERVING)
+    plan = jsurgery.make_plan(
+        old_m,
+        new_m,
+        example=((x,), (jnp.zeros((5, 4)),)),
+        inputs=([0, 1, 2], [0, 1, 2, 3]),
+        **jsurgery.PRESERVING,
+    )
     out = jsurgery.transplant(old_m, new_m, plan)
     assert isinstance(out, Net)
-    report = jsurgery.check_preservation(lambda m, x: m(x), old_m, lambda m, x: m(x), out, x,
-                                         plan)
+    report = jsurgery.check_preservation(lambda m, x: m(x), old_m, lambda m, x: m(x), out, x, plan)
     assert report.ok(1e-5) and len(report.compared) == 3, report

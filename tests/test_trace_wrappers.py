@@ -38,8 +38,7 @@ class Wrapped(nn.Module):
         if self.wrap == "custom_vjp":
             h = clipped_relu(h)
         elif self.wrap == "checkpoint":
-            kernel = self.param("square", nn.initializers.lecun_normal(),
-                                (self.width, self.width))
+            kernel = self.param("square", nn.initializers.lecun_normal(), (self.width, self.width))
             h = jax.checkpoint(lambda a, k: nn.relu(a @ k))(h, kernel)
         else:
             h = nn.remat(nn.Dense)(self.width)(nn.relu(h))
@@ -53,12 +52,18 @@ def test_wrapped_blocks_are_widened_and_given_new_inputs_exactly(wrap):
     x_new = jnp.zeros((6, 3))
     old = old_m.init(jax.random.key(1), x_old)
     new = new_m.init(jax.random.key(2), x_new)
-    plan = jsurgery.make_plan(old, new, apply=(old_m.apply, new_m.apply),
-                              example=((x_old,), (x_new,)), inputs=(["a", "b"], ["a", "n", "b"]),
-                              **jsurgery.PRESERVING)
+    plan = jsurgery.make_plan(
+        old,
+        new,
+        apply=(old_m.apply, new_m.apply),
+        example=((x_old,), (x_new,)),
+        inputs=(["a", "b"], ["a", "n", "b"]),
+        **jsurgery.PRESERVING,
+    )
     out = jsurgery.transplant(old, new, plan)
-    np.testing.assert_allclose(new_m.apply(out, plan.embed_inputs(x_old)),
-                               old_m.apply(old, x_old), atol=1e-5)
+    np.testing.assert_allclose(
+        new_m.apply(out, plan.embed_inputs(x_old)), old_m.apply(old, x_old), atol=1e-5
+    )
     first = np.asarray(out["params"]["Dense_0"]["kernel"])
     old_first = np.asarray(old["params"]["Dense_0"]["kernel"])
     # new input "n" reads nothing; new hidden units 4, 5, 6 replicate units 0, 1, 2

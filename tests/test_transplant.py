@@ -23,57 +23,203 @@ IN4 = ["x", "x_dot", "theta", "theta_dot"]
 
 # (id, old model, new model, old input shape, new input shape, make_plan kwargs, exact)
 CASES = [
-    ("mlp-inputs-added-zeros", MLP((16,), 2), MLP((16,), 2), 2, 4,
-     dict(inputs=(["x_dot", "theta"], IN4), new_inputs="zeros"), True),
-    ("mlp-inputs-permuted", MLP((8,), 2), MLP((8,), 2), 4, 4,
-     dict(inputs=(IN4, IN4[::-1])), True),
-    ("mlp-inputs-removed-and-added", MLP((8,), 2), MLP((8,), 2), 3, 3,
-     dict(inputs=(["a", "b", "c"], ["c", "d", "a"]), new_inputs="zeros"), False),
-    ("mlp-hidden-zero-fanout", MLP((4, 4), 2), MLP((16, 16), 2), 3, 3,
-     dict(new_hidden="zero_fanout"), True),
-    ("mlp-hidden-net2net", MLP((4, 4), 2), MLP((16, 16), 2), 3, 3,
-     dict(new_hidden="net2net"), True),
-    ("mlp-hidden-net2net-noise", MLP((4, 4), 2), MLP((16, 16), 2), 3, 3,
-     dict(new_hidden="net2net", net2net_noise=0.01), False),
-    ("mlp-hidden-template", MLP((4, 4), 2), MLP((16, 16), 2), 3, 3,
-     dict(new_hidden="template"), False),
-    ("mlp-hidden-permuted-by-ids", MLP((4,), 2), MLP((4,), 2), 3, 3,
-     dict(hidden={"Dense_0": ([0, 1, 2, 3], [3, 1, 0, 2])}), True),
+    (
+        "mlp-inputs-added-zeros",
+        MLP((16,), 2),
+        MLP((16,), 2),
+        2,
+        4,
+        dict(inputs=(["x_dot", "theta"], IN4), new_inputs="zeros"),
+        True,
+    ),
+    ("mlp-inputs-permuted", MLP((8,), 2), MLP((8,), 2), 4, 4, dict(inputs=(IN4, IN4[::-1])), True),
+    (
+        "mlp-inputs-removed-and-added",
+        MLP((8,), 2),
+        MLP((8,), 2),
+        3,
+        3,
+        dict(inputs=(["a", "b", "c"], ["c", "d", "a"]), new_inputs="zeros"),
+        False,
+    ),
+    (
+        "mlp-hidden-zero-fanout",
+        MLP((4, 4), 2),
+        MLP((16, 16), 2),
+        3,
+        3,
+        dict(new_hidden="zero_fanout"),
+        True,
+    ),
+    (
+        "mlp-hidden-net2net",
+        MLP((4, 4), 2),
+        MLP((16, 16), 2),
+        3,
+        3,
+        dict(new_hidden="net2net"),
+        True,
+    ),
+    (
+        "mlp-hidden-net2net-noise",
+        MLP((4, 4), 2),
+        MLP((16, 16), 2),
+        3,
+        3,
+        dict(new_hidden="net2net", net2net_noise=0.01),
+        False,
+    ),
+    (
+        "mlp-hidden-template",
+        MLP((4, 4), 2),
+        MLP((16, 16), 2),
+        3,
+        3,
+        dict(new_hidden="template"),
+        False,
+    ),
+    (
+        "mlp-hidden-permuted-by-ids",
+        MLP((4,), 2),
+        MLP((4,), 2),
+        3,
+        3,
+        dict(hidden={"Dense_0": ([0, 1, 2, 3], [3, 1, 0, 2])}),
+        True,
+    ),
     ("mlp-hidden-removed", MLP((8,), 2), MLP((5,), 2), 3, 3, {}, False),
-    ("mlp-outputs-added-zeros", MLP((8,), 2), MLP((8,), 4), 3, 3,
-     dict(outputs=(["left", "right"], ["noop", "left", "main", "right"]), new_outputs="zeros"),
-     True),
-    ("mlp-outputs-added-pessimistic", MLP((8,), 2), MLP((8,), 3), 3, 3,
-     dict(outputs=(["torque+1", "noop"], ["torque-1", "noop", "torque+1"]),
-          new_outputs="pessimistic"), True),
-    ("mlp-outputs-removed", MLP((8,), 3), MLP((8,), 2), 3, 3,
-     dict(outputs=(["a", "b", "c"], ["c", "a"])), True),
+    (
+        "mlp-outputs-added-zeros",
+        MLP((8,), 2),
+        MLP((8,), 4),
+        3,
+        3,
+        dict(outputs=(["left", "right"], ["noop", "left", "main", "right"]), new_outputs="zeros"),
+        True,
+    ),
+    (
+        "mlp-outputs-added-pessimistic",
+        MLP((8,), 2),
+        MLP((8,), 3),
+        3,
+        3,
+        dict(
+            outputs=(["torque+1", "noop"], ["torque-1", "noop", "torque+1"]),
+            new_outputs="pessimistic",
+        ),
+        True,
+    ),
+    (
+        "mlp-outputs-removed",
+        MLP((8,), 3),
+        MLP((8,), 2),
+        3,
+        3,
+        dict(outputs=(["a", "b", "c"], ["c", "a"])),
+        True,
+    ),
     ("mlp-layer-inserted-identity", MLP((8,), 2), MLP((8, 8), 2), 3, 3, {}, True),
     ("mlp-layer-inserted-two", MLP((8,), 2), MLP((8, 8, 8), 2), 3, 3, {}, True),
-    ("mlp-layer-inserted-widened", MLP((4,), 2), MLP((8, 8), 2), 3, 3,
-     dict(new_hidden="net2net"), True),
+    (
+        "mlp-layer-inserted-widened",
+        MLP((4,), 2),
+        MLP((8, 8), 2),
+        3,
+        3,
+        dict(new_hidden="net2net"),
+        True,
+    ),
     ("mlp-layer-removed", MLP((8, 8), 2), MLP((8,), 2), 3, 3, {}, False),
-    ("mlp-layernorm-permuted", MLP((6,), 2, "layer"), MLP((6,), 2, "layer"), 3, 3,
-     dict(hidden={"Dense_0": (list("abcdef"), list("fedcba"))}), True),
-    ("mlp-batchnorm-net2net", MLP((4,), 2, "batch"), MLP((9,), 2, "batch"), 3, 3,
-     dict(new_hidden="net2net"), True),
-    ("cnn-input-channel-added", CNN((4,), (), 3), CNN((4,), (), 3), (6, 6, 2), (6, 6, 3),
-     dict(inputs=(["r", "g"], ["r", "g", "b"]), new_inputs="zeros"), True),
-    ("cnn-channels-net2net-flatten", CNN((3, 4), (8,), 3), CNN((5, 7), (8,), 3),
-     (6, 6, 1), (6, 6, 1), dict(new_hidden="net2net"), True),
-    ("cnn-channels-permuted-flatten", CNN((4,), (), 2), CNN((4,), (), 2), (5, 5, 1), (5, 5, 1),
-     dict(hidden={"Conv_0": ([0, 1, 2, 3], [2, 0, 3, 1])}), True),
-    ("cnn-channels-removed-flatten", CNN((4,), (), 2), CNN((3,), (), 2), (5, 5, 1), (5, 5, 1),
-     {}, False),
-    ("cnn-conv-inserted-dirac", CNN((4,), (6,), 2), CNN((4, 4), (6,), 2), (5, 5, 2), (5, 5, 2),
-     {}, True),
-    ("cnn-conv-inserted-corner", CNN((4,), (6,), 2), CNN((4, 4), (6,), 2), (5, 5, 2), (5, 5, 2),
-     dict(new_layers="identity_corner"), False),
-    ("cnn-conv1d-net2net", CNN((3,), (), 2, window=(3,)), CNN((6,), (), 2, window=(3,)),
-     (7, 2), (7, 2), dict(new_hidden="net2net"), True),
-    ("cnn-conv3d-zero-fanout", CNN((2,), (), 2, window=(3, 3, 3)),
-     CNN((4,), (), 2, window=(3, 3, 3)), (3, 3, 3, 1), (3, 3, 3, 1),
-     dict(new_hidden="zero_fanout"), True),
+    (
+        "mlp-layernorm-permuted",
+        MLP((6,), 2, "layer"),
+        MLP((6,), 2, "layer"),
+        3,
+        3,
+        dict(hidden={"Dense_0": (list("abcdef"), list("fedcba"))}),
+        True,
+    ),
+    (
+        "mlp-batchnorm-net2net",
+        MLP((4,), 2, "batch"),
+        MLP((9,), 2, "batch"),
+        3,
+        3,
+        dict(new_hidden="net2net"),
+        True,
+    ),
+    (
+        "cnn-input-channel-added",
+        CNN((4,), (), 3),
+        CNN((4,), (), 3),
+        (6, 6, 2),
+        (6, 6, 3),
+        dict(inputs=(["r", "g"], ["r", "g", "b"]), new_inputs="zeros"),
+        True,
+    ),
+    (
+        "cnn-channels-net2net-flatten",
+        CNN((3, 4), (8,), 3),
+        CNN((5, 7), (8,), 3),
+        (6, 6, 1),
+        (6, 6, 1),
+        dict(new_hidden="net2net"),
+        True,
+    ),
+    (
+        "cnn-channels-permuted-flatten",
+        CNN((4,), (), 2),
+        CNN((4,), (), 2),
+        (5, 5, 1),
+        (5, 5, 1),
+        dict(hidden={"Conv_0": ([0, 1, 2, 3], [2, 0, 3, 1])}),
+        True,
+    ),
+    (
+        "cnn-channels-removed-flatten",
+        CNN((4,), (), 2),
+        CNN((3,), (), 2),
+        (5, 5, 1),
+        (5, 5, 1),
+        {},
+        False,
+    ),
+    (
+        "cnn-conv-inserted-dirac",
+        CNN((4,), (6,), 2),
+        CNN((4, 4), (6,), 2),
+        (5, 5, 2),
+        (5, 5, 2),
+        {},
+        True,
+    ),
+    (
+        "cnn-conv-inserted-corner",
+        CNN((4,), (6,), 2),
+        CNN((4, 4), (6,), 2),
+        (5, 5, 2),
+        (5, 5, 2),
+        dict(new_layers="identity_corner"),
+        False,
+    ),
+    (
+        "cnn-conv1d-net2net",
+        CNN((3,), (), 2, window=(3,)),
+        CNN((6,), (), 2, window=(3,)),
+        (7, 2),
+        (7, 2),
+        dict(new_hidden="net2net"),
+        True,
+    ),
+    (
+        "cnn-conv3d-zero-fanout",
+        CNN((2,), (), 2, window=(3, 3, 3)),
+        CNN((4,), (), 2, window=(3, 3, 3)),
+        (3, 3, 3, 1),
+        (3, 3, 3, 1),
+        dict(new_hidden="zero_fanout"),
+        True,
+    ),
 ]
 
 
@@ -150,8 +296,12 @@ def _dense_chain(o, t, layers, maps, zero_in=(), scales=None):
     expected = {}
     for k, layer in enumerate(layers):
         expected[f"{layer}/kernel"] = place(
-            t[f"{layer}/kernel"], o[f"{layer}/kernel"], maps[k], maps[k + 1],
-            zero_in=k in zero_in, scale_in=scales.get(k),
+            t[f"{layer}/kernel"],
+            o[f"{layer}/kernel"],
+            maps[k],
+            maps[k + 1],
+            zero_in=k in zero_in,
+            scale_in=scales.get(k),
         )
         expected[f"{layer}/bias"] = place_vec(t[f"{layer}/bias"], o[f"{layer}/bias"], maps[k + 1])
     return expected
@@ -161,6 +311,7 @@ def expect_mlp_inputs(in_map):
     def expect(o, t):
         e = _dense_chain(o, t, ["Dense_0"], [in_map, None], zero_in=(0,))
         return {**e, **_same(o, t, ["Dense_1/kernel", "Dense_1/bias"])}
+
     return expect
 
 
@@ -172,8 +323,15 @@ def expect_widened(n_old, n_new, how):
             src, share = np.where(np.arange(n_new) < n_old, np.arange(n_new), -1), None
         scales = {1: share, 2: share} if how == "net2net" else {}
         zero = (1, 2) if how == "zero_fanout" else ()
-        return _dense_chain(o, t, ["Dense_0", "Dense_1", "Dense_2"], [None, src, src, None],
-                            zero_in=zero, scales=scales)
+        return _dense_chain(
+            o,
+            t,
+            ["Dense_0", "Dense_1", "Dense_2"],
+            [None, src, src, None],
+            zero_in=zero,
+            scales=scales,
+        )
+
     return expect
 
 
@@ -183,6 +341,7 @@ def expect_hidden_map(src, extra=()):
         for name in extra:
             e[name] = place_vec(t[name], o[name], src)
         return e
+
     return expect
 
 
@@ -192,6 +351,7 @@ def expect_outputs(out_map, extra=None):
         for j, (kernel, bias) in (extra or (lambda o: {}))(o).items():
             e["Dense_1/kernel"][:, j], e["Dense_1/bias"][j] = kernel, bias
         return e
+
     return expect
 
 
@@ -207,24 +367,36 @@ def renamed(o, pairs):
 def expect_batchnorm(o, t):
     src, share = round_robin(4, 9)
     e = _dense_chain(o, t, ["Dense_0", "Dense_1"], [None, src, None], scales={1: share})
-    for name in ("BatchNorm_0/scale", "BatchNorm_0/bias", "batch_stats/BatchNorm_0/mean",
-                 "batch_stats/BatchNorm_0/var"):
+    for name in (
+        "BatchNorm_0/scale",
+        "BatchNorm_0/bias",
+        "batch_stats/BatchNorm_0/mean",
+        "batch_stats/BatchNorm_0/var",
+    ):
         e[name] = place_vec(t[name], o[name], src)
     return e
 
 
 def expect_cnn_channels(src, positions, n_old, scale=None, zero=False):
     """One conv layer whose channels follow `src`, then a Dense layer reading them flattened."""
+
     def expect(o, t):
         rows = flattened(np.asarray(src), positions, n_old)
         row_scale = None if scale is None else np.tile(scale, positions)
         return {
             "Conv_0/kernel": place(t["Conv_0/kernel"], o["Conv_0/kernel"], None, src),
             "Conv_0/bias": place_vec(t["Conv_0/bias"], o["Conv_0/bias"], src),
-            "Dense_0/kernel": place(t["Dense_0/kernel"], o["Dense_0/kernel"], rows, None,
-                                    zero_in=zero, scale_in=row_scale),
+            "Dense_0/kernel": place(
+                t["Dense_0/kernel"],
+                o["Dense_0/kernel"],
+                rows,
+                None,
+                zero_in=zero,
+                scale_in=row_scale,
+            ),
             "Dense_0/bias": o["Dense_0/bias"],
         }
+
     return expect
 
 
@@ -236,8 +408,13 @@ def expect_cnn_net2net_flatten(o, t):
         "Conv_0/bias": place_vec(t["Conv_0/bias"], o["Conv_0/bias"], src0),
         "Conv_1/kernel": place(t["Conv_1/kernel"], o["Conv_1/kernel"], src0, src1, scale_in=share0),
         "Conv_1/bias": place_vec(t["Conv_1/bias"], o["Conv_1/bias"], src1),
-        "Dense_0/kernel": place(t["Dense_0/kernel"], o["Dense_0/kernel"],
-                                flattened(src1, 36, 4), None, scale_in=np.tile(share1, 36)),
+        "Dense_0/kernel": place(
+            t["Dense_0/kernel"],
+            o["Dense_0/kernel"],
+            flattened(src1, 36, 4),
+            None,
+            scale_in=np.tile(share1, 36),
+        ),
         **_same(o, t, ["Dense_0/bias", "Dense_1/kernel", "Dense_1/bias"]),
     }
 
@@ -254,6 +431,7 @@ def expect_dirac(at):
             "Dense_0/kernel": o["Dense_0/kernel"],
             "Dense_0/bias": o["Dense_0/bias"],
         }
+
     return expect
 
 
@@ -264,8 +442,7 @@ def _mean_output(o, pessimism):
 def _widened_then_identity(o, t):
     src, share = round_robin(4, 8)
     e = _dense_chain(o, t, ["Dense_0"], [None, src])
-    e["Dense_2/kernel"] = place(t["Dense_2/kernel"], o["Dense_1/kernel"], src, None,
-                                scale_in=share)
+    e["Dense_2/kernel"] = place(t["Dense_2/kernel"], o["Dense_1/kernel"], src, None, scale_in=share)
     e["Dense_2/bias"] = o["Dense_1/bias"]
     return {**e, **identity_layer(o, t, "Dense_1", 8)}
 
@@ -310,8 +487,9 @@ EXPECTED = {
     ),
     "mlp-batchnorm-net2net": expect_batchnorm,
     "cnn-input-channel-added": lambda o, t: {
-        "Conv_0/kernel": place(t["Conv_0/kernel"], o["Conv_0/kernel"], [0, 1, -1], None,
-                               zero_in=True),
+        "Conv_0/kernel": place(
+            t["Conv_0/kernel"], o["Conv_0/kernel"], [0, 1, -1], None, zero_in=True
+        ),
         **_same(o, t, ["Conv_0/bias", "Dense_0/kernel", "Dense_0/bias"]),
     },
     "cnn-channels-net2net-flatten": expect_cnn_net2net_flatten,
@@ -362,8 +540,9 @@ def test_function_preserved_where_promised(case):
     for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(new), strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype
     shape = (8, *old_in) if isinstance(old_in, tuple) else (8, old_in)
-    report = jsurgery.check_preservation(apply_fn(old_m), old, apply_fn(new_m), out, rand(shape),
-                                         plan)
+    report = jsurgery.check_preservation(
+        apply_fn(old_m), old, apply_fn(new_m), out, rand(shape), plan
+    )
     if exact:
         assert report.max_abs_diff < 1e-5, str(report)
     else:  # the values are checked in test_transplanted_values_follow_the_unit_ids
@@ -443,15 +622,17 @@ def test_vmap_over_seeds_with_batched_template():
     olds = jax.jit(jax.vmap(lambda s: old_m.init(jax.random.key(s), jnp.ones((1, 2)))))(seeds)
     news = jax.jit(jax.vmap(lambda s: new_m.init(jax.random.key(s + 10), jnp.ones((1, 4)))))(seeds)
     one = lambda t: jax.tree.map(lambda x: x[0], t)
-    plan = jsurgery.make_plan(one(olds), one(news), **jsurgery.PRESERVING,
-                              inputs=(["x_dot", "theta"], IN4))
+    plan = jsurgery.make_plan(
+        one(olds), one(news), **jsurgery.PRESERVING, inputs=(["x_dot", "theta"], IN4)
+    )
     batched = jax.vmap(lambda o, t: jsurgery.transplant(o, t, plan))(olds, news)
     fixed = jax.vmap(lambda o: jsurgery.transplant(o, one(news), plan))(olds)
     for s in range(3):
         pick = lambda t, s=s: jax.tree.map(lambda x: x[s], t)
         single = jsurgery.transplant(pick(olds), pick(news), plan)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), pick(batched),
-                     single)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), pick(batched), single
+        )
     assert jax.tree.structure(fixed) == jax.tree.structure(batched)
     x = rand((5, 2))
     for s in range(3):
@@ -468,9 +649,9 @@ def test_linen_inner_params_dict_and_frozen_dict():
     out = jsurgery.transplant(old, new, plan)
     assert isinstance(out, dict) and set(out) == {"Dense_0", "Dense_1"}
     x = rand((4, 3))
-    np.testing.assert_allclose(apply_fn(new_m)({"params": out}, x),
-                               apply_fn(old_m)({"params": old}, x),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        apply_fn(new_m)({"params": out}, x), apply_fn(old_m)({"params": old}, x), atol=1e-5
+    )
     from flax.core import freeze
 
     out_frozen = jsurgery.transplant(freeze(old), freeze(new), plan)

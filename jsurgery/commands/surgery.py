@@ -111,9 +111,7 @@ def surgery_command(
             fit (its message says why); ValueError for unknown IDs.
     """
     if recipe not in RECIPES:
-        raise CommandError(
-            f"--recipe {recipe}: unknown recipe; choose one of {', '.join(RECIPES)}"
-        )
+        raise CommandError(f"--recipe {recipe}: unknown recipe; choose one of {', '.join(RECIPES)}")
     if Path(out).absolute() == Path(run_dir).absolute():
         raise CommandError(
             f"--out {out}: is the run being read; write the new run to another directory"
@@ -161,7 +159,5 @@ def surgery_command(
     for seed, old, new in zip(run.seeds, old_return, new_return, strict=True):
         print(f"{seed:>6} {old:>9.1f} {new:>9.1f}")
     print(f"{'mean':>6} {old_return.mean():>9.1f} {new_return.mean():>9.1f}")
-    print(
-        f"wrote {out}/; continue with 'jsurgery train {env.env_id} --init {out} --out NEW_DIR'"
-    )
+    print(f"wrote {out}/; continue with 'jsurgery train {env.env_id} --init {out} --out NEW_DIR'")
     return summary

@@ -29,6 +29,7 @@ __all__ = [
 class CommandError(ValueError):
     """A bad command-line argument; the message names it and says the fix, on one line."""
 
+
 MAX_CURVE_POINTS = 1000
 
 
@@ -147,8 +148,10 @@ def _check_init_view(
             f"--init {init}: the run was trained on {run.env.env_id}, not {env_id}; "
             f"train it with 'jsurgery train {run.env.env_id} --init {init}'"
         )
-    for flag, given, saved in (("--obs", obs, run.env.obs_ids), ("--actions", actions,
-                                                                  run.env.action_ids)):
+    for flag, given, saved in (
+        ("--obs", obs, run.env.obs_ids),
+        ("--actions", actions, run.env.action_ids),
+    ):
         if given is not None and tuple(given) != tuple(saved):
             raise CommandError(
                 f"{flag} {','.join(given)}: the run under --init {init} sees "
@@ -203,9 +206,7 @@ def train_command(
         CommandError: a bad argument, with the fix (also ValueError for unknown IDs).
     """
     if seeds is not None and seeds <= 0:
-        raise CommandError(
-            f"--seeds {seeds}: expected a positive number of seeds, e.g. --seeds 4"
-        )
+        raise CommandError(f"--seeds {seeds}: expected a positive number of seeds, e.g. --seeds 4")
     run = None
     if init is not None:
         run = load_init_run(init)

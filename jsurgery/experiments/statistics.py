@@ -73,7 +73,8 @@ def compare(a, b, *, level: float = 0.95, resamples: int = RESAMPLES, seed: int 
     The difference is called significant when the interval excludes zero.
 
     Args:
-        a, b: per-seed values, ``(n_a,)`` and ``(n_b,)``.
+        a: per-seed values of the first arm, ``(n_a,)``.
+        b: per-seed values of the arm it is compared with, ``(n_b,)``.
 
     Returns:
         ``{"mean_difference", "ci_low", "ci_high", "level", "significant"}`` with plain floats.

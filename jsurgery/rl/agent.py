@@ -145,7 +145,7 @@ class Agent:
         (the environment's own observation shape: features, a board or an image)."""
         obs = np.asarray(obs, np.float32)
         raw = self.env.raw_obs_shape
-        if obs.ndim < len(raw) or obs.shape[obs.ndim - len(raw):] != raw:
+        if obs.ndim < len(raw) or obs.shape[obs.ndim - len(raw) :] != raw:
             raise ValueError(
                 f"`obs`: expected full observations of the environment's shape {raw} "
                 f"(features {list(self.env.all_obs_ids)} on the last axis), got shape {obs.shape}"

@@ -338,14 +338,13 @@ def make_train(
         ``train(key, init=None) -> (state, metrics)``. ``init`` optionally holds ``"params"`` (the
         network's ``{"params": {"Dense_0": ...}}``), ``"target_params"`` (default: ``params``) and
         ``"opt_state"`` (default: fresh), so a transplanted network continues training.
-        ``state`` has the same three keys, so it can be passed back as ``init``. ``metrics``:
-
-        - ``episode_return`` ``(num_blocks,)``: return of the last finished episode (mean over
-          environments), one point per training block; ``episode_valid`` is False before any
-          episode has finished; ``episode_steps`` the steps at each point; ``loss`` the mean loss of
-          the block's training phase (NaN before ``learning_starts``).
-        - ``eval_return`` ``(num_evals,)``: mean greedy return over ``eval_episodes`` episodes at
-          ``eval_steps`` = 0, eval_every, ..., total_steps.
+        ``state`` has the same three keys, so it can be passed back as ``init``. ``metrics``
+        holds ``episode_return`` ``(num_blocks,)``, the return of the last finished episode (mean
+        over environments), one point per training block, with ``episode_valid`` (False before
+        any episode has finished), ``episode_steps`` (the steps at each point) and ``loss`` (the
+        mean loss of the block's training phase, NaN before ``learning_starts``); and
+        ``eval_return`` ``(num_evals,)``, the mean greedy return over ``eval_episodes`` episodes
+        at ``eval_steps`` = 0, eval_every, ..., total_steps.
 
         ``jax.jit(jax.vmap(train))(keys, init)`` trains one seed per key; the leaves of ``init``
         then carry a leading seed axis.

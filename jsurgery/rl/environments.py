@@ -208,9 +208,7 @@ class IdEnv:
             )
         self.obs_ids = _pick("obs", obs, self.all_obs_ids)
         self.action_ids = _pick("actions", actions, self.all_action_ids)
-        self.obs_index = np.array(
-            [self.all_obs_ids.index(n) for n in self.obs_ids], dtype=np.int32
-        )
+        self.obs_index = np.array([self.all_obs_ids.index(n) for n in self.obs_ids], dtype=np.int32)
         self.action_index = np.array(
             [self.all_action_ids.index(n) for n in self.action_ids], dtype=np.int32
         )

@@ -66,8 +66,11 @@ def test_a_new_channel_is_a_surgery_by_channel_ids():
     moved = jsurgery.transplant(old_params, new_params, plan)
     image = np.asarray(make_env("Breakout-MinAtar").env.reset(
         jax.random.PRNGKey(2), new.env_params)[0], np.float32)  # fmt: skip
-    np.testing.assert_allclose(new_net.apply(moved, new.select_obs(image)),
-                               old_net.apply(old_params, old.select_obs(image)), atol=1e-5)
+    np.testing.assert_allclose(
+        new_net.apply(moved, new.select_obs(image)),
+        old_net.apply(old_params, old.select_obs(image)),
+        atol=1e-5,
+    )
 
 
 def test_continuous_actions_are_refused():

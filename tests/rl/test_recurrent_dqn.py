@@ -51,9 +51,17 @@ def filled_buffer(num_envs=3, rows=40, iterations=100, seed=0):
         terminated = done & (rng.random(num_envs) < 0.5)
         obs = np.stack([episode, step], axis=1).astype(np.float32)
         next_obs = np.stack([episode, step + 1], axis=1).astype(np.float32)
-        buffer = add(buffer, jnp.int32(i), obs, jnp.asarray(rng.integers(0, 2, num_envs)),
-                            jnp.asarray(rng.random(num_envs), jnp.float32), next_obs,
-                            jnp.asarray(terminated), jnp.asarray(done), jnp.asarray(first))
+        buffer = add(
+            buffer,
+            jnp.int32(i),
+            obs,
+            jnp.asarray(rng.integers(0, 2, num_envs)),
+            jnp.asarray(rng.random(num_envs), jnp.float32),
+            next_obs,
+            jnp.asarray(terminated),
+            jnp.asarray(done),
+            jnp.asarray(first),
+        )
         episode = np.where(done, episode.max() + 1 + np.arange(num_envs), episode)
         step = np.where(done, 0, step + 1)
         first = done
@@ -62,8 +70,9 @@ def filled_buffer(num_envs=3, rows=40, iterations=100, seed=0):
 
 def test_windows_never_cross_an_episode_boundary_unmasked():
     buffer, iterations = filled_buffer()
-    window = jax.tree.map(np.asarray, buffer.sample(jax.random.key(0), jnp.int32(iterations),
-                                                    500, 12))
+    window = jax.tree.map(
+        np.asarray, buffer.sample(jax.random.key(0), jnp.int32(iterations), 500, 12)
+    )
     episode, step = window.obs[..., 0], window.obs[..., 1]
     assert (episode > 0).all(), "a window reached rows never written"
     assert len(np.unique(episode[:, 0])) > 5
@@ -85,8 +94,9 @@ def test_the_carry_after_a_reset_in_a_window_is_a_fresh_episodes():
     """From each episode start inside a window to the next, the Q-values are those of the episode
     unrolled alone from a zero carry, whatever the window's carry was before."""
     buffer, iterations = filled_buffer(seed=1)
-    window = jax.tree.map(np.asarray, buffer.sample(jax.random.key(1), jnp.int32(iterations),
-                                                    64, 12))
+    window = jax.tree.map(
+        np.asarray, buffer.sample(jax.random.key(1), jnp.int32(iterations), 64, 12)
+    )
     net = RecurrentQNetwork(hidden=(6, 5), num_actions=2)
     params = net.init(jax.random.key(2), net.initial_carry((1,)), jnp.zeros((1, 2)))
     run = jax.jit(lambda carry, obs, first: unroll(net.apply, params, carry, obs, first)[1])
@@ -125,18 +135,28 @@ def test_n_step_targets_stop_at_episode_and_window_ends():
     done = rng.random((5, 10)) < 0.3
     terminated = done & (rng.random((5, 10)) < 0.5)
     value = rng.normal(size=(5, 10)).astype(np.float32)
-    got = n_step_targets(jnp.asarray(reward), jnp.asarray(done), jnp.asarray(terminated),
-                         jnp.asarray(value), gamma=0.9, n_step=3)
-    np.testing.assert_allclose(got, reference_targets(reward, done, terminated, value, 0.9, 3),
-                               rtol=1e-5, atol=1e-5)
+    got = n_step_targets(
+        jnp.asarray(reward),
+        jnp.asarray(done),
+        jnp.asarray(terminated),
+        jnp.asarray(value),
+        gamma=0.9,
+        n_step=3,
+    )
+    np.testing.assert_allclose(
+        got, reference_targets(reward, done, terminated, value, 0.9, 3), rtol=1e-5, atol=1e-5
+    )
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"burn_in": 8}, "burn_in"),
-    ({"sequence_length": 0}, "sequence_length"),
-    ({"learning_starts": 8}, "learning_starts"),
-    ({"buffer_size": 12}, "buffer_size"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"burn_in": 8}, "burn_in"),
+        ({"sequence_length": 0}, "sequence_length"),
+        ({"learning_starts": 8}, "learning_starts"),
+        ({"buffer_size": 12}, "buffer_size"),
+    ],
+)
 def test_config_errors_name_the_field(change, message):
     with pytest.raises(ValueError, match=message):
         TINY.replace(**change)
@@ -170,9 +190,13 @@ def test_preserving_surgery_keeps_q_values_over_a_rollout(tiny_run):
     x_old, x_new = jnp.zeros((3, 2)), jnp.zeros((3, 4))
     template = new_net.init(jax.random.key(5), c_new, x_new)
     plan = jsurgery.make_plan(
-        old_vars, template, apply=(old_net.apply, new_net.apply),
-        example=((c_old, x_old), (c_new, x_new)), inputs={1: (OLD_OBS, NEW_OBS)},
-        outputs={1: (("left", "right"), ("left", "right"))}, **jsurgery.PRESERVING,
+        old_vars,
+        template,
+        apply=(old_net.apply, new_net.apply),
+        example=((c_old, x_old), (c_new, x_new)),
+        inputs={1: (OLD_OBS, NEW_OBS)},
+        outputs={1: (("left", "right"), ("left", "right"))},
+        **jsurgery.PRESERVING,
     )
     new_vars = jsurgery.transplant(old_vars, template, plan)
     rng = np.random.default_rng(0)
@@ -192,5 +216,6 @@ def test_init_of_another_shape_is_refused(tiny_run):
     train = make_train(TINY.replace(total_steps=200), env)
     with pytest.raises(ValueError, match="parameter shapes"):
         wrong = RecurrentQNetwork((8, 5), 2).init(
-            jax.random.key(0), jnp.zeros((1, 5)), jnp.zeros((1, 2)))
+            jax.random.key(0), jnp.zeros((1, 5)), jnp.zeros((1, 2))
+        )
         train(jax.random.key(0), {"params": wrong})

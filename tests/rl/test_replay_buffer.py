@@ -102,9 +102,7 @@ def test_n_step_returns_follow_ordinals_across_the_wrap():
     starts = np.asarray(batch.obs[:, 0]).astype(int)
     assert set(starts.tolist()) == set(range(4, 10))
     for i, t in enumerate(starts):
-        reward, next_obs, discount = _expected_return(
-            t, rewards, done, terminated, 10, gamma, n, 1
-        )
+        reward, next_obs, discount = _expected_return(t, rewards, done, terminated, 10, gamma, n, 1)
         np.testing.assert_allclose(batch.reward[i], reward, rtol=1e-6, err_msg=f"start {t}")
         assert float(batch.next_obs[i, 0]) == next_obs
         np.testing.assert_allclose(batch.discount[i], discount, rtol=1e-6)

@@ -59,14 +59,21 @@ def test_load_agent_acts_on_a_board_observation(tmp_path):
     config = DQNConfig(hidden=(5,))
     network = QNetwork.for_config(config, env.num_actions)
     params = jax.vmap(lambda k: network.init(k, jnp.zeros((1, env.num_obs))))(
-        jax.random.split(jax.random.PRNGKey(0), 1))
+        jax.random.split(jax.random.PRNGKey(0), 1)
+    )
     opt_state = jax.vmap(make_optimizer(config).init)(params)
-    save_agent(tmp_path / "run", config, env,
-               {"params": params, "target_params": params, "opt_state": opt_state}, seeds=(0,))
+    save_agent(
+        tmp_path / "run",
+        config,
+        env,
+        {"params": params, "target_params": params, "opt_state": opt_state},
+        seeds=(0,),
+    )
     agent = load_agent(tmp_path / "run")
     boards = np.random.default_rng(0).integers(0, 2, (8, *env.raw_obs_shape)).astype(np.float32)
     q = network.apply(jax.tree.map(lambda x: x[0], params), boards.reshape(8, -1))
-    np.testing.assert_array_equal(agent.act(boards),
-                                  env.action_index[np.argmax(np.asarray(q), axis=-1)])
+    np.testing.assert_array_equal(
+        agent.act(boards), env.action_index[np.argmax(np.asarray(q), axis=-1)]
+    )
     with pytest.raises(ValueError, match="environment's shape"):
         agent.act(boards.reshape(8, -1))

@@ -57,8 +57,25 @@ def test_train_surgery_and_train_on(tmp_path, tiny_cartpole, capsys):
         np.testing.assert_array_equal(load_agent(new, seed).act(full),
                                       load_agent(old, seed).act(full))  # fmt: skip
 
-    assert main(["train", "CartPole-v1", "--init", str(new), "--steps", "500",
-                 "--exploration-start", "0.1", "--learning-rate", "1e-3", "--out", str(on)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "CartPole-v1",
+                "--init",
+                str(new),
+                "--steps",
+                "500",
+                "--exploration-start",
+                "0.1",
+                "--learning-rate",
+                "1e-3",
+                "--out",
+                str(on),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((on / "metrics.json").read_text())
     assert metrics["obs_ids"] == ["x", "x_dot", "theta", "theta_dot"] and metrics["seeds"] == [0, 1]
     assert metrics["config"]["exploration_start"] == 0.1
