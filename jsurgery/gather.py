@@ -93,20 +93,22 @@ def _undefined(am: AxisMap, moments: bool) -> np.ndarray:
 
 
 def _masks(lp: LeafPlan, last: AxisMap | None, sl: slice, moments: bool, blocked) -> dict:
-    """Per-axis position masks (undefined, zero, noise) of a segment, as `(axis, vector)` lists;
-    the undefined positions of `blocked` axes are written afterwards, as blocks."""
+    """Per-axis position masks (undefined, zero, noise, scaled) of a segment of the last axis,
+    as `(axis, vector)` lists; the undefined positions of `blocked` axes are written afterwards,
+    as blocks."""
     ndim = len(lp.shape)
-    out: dict = {"undefined": [], "zero": [], "noise": [], "scaled": []}
-    for am in lp.axes:
-        axis = am.axis % ndim
-        cut = sl if am is last else slice(None)
-        if axis not in blocked:
-            out["undefined"].append((axis, _undefined(am, moments)[cut]))
-        if not moments:
-            for name in ("zero", "noise", "scaled"):
-                m = getattr(am, name)
-                out[name].append((axis, None if m is None else m[cut]))
-    return out
+    undefined = [
+        (am.axis % ndim, _undefined(am, moments)[sl if am is last else slice(None)])
+        for am in lp.axes
+        if am.axis % ndim not in blocked
+    ]
+    if moments:
+        return {"undefined": undefined, "zero": [], "noise": [], "scaled": []}
+    cut = {name: _restrict(lp, name, ndim - 1, sl.start, sl.stop) for name in _VALUE_MASKS}
+    return {"undefined": undefined, **cut}
+
+
+_VALUE_MASKS = ("zero", "noise", "scaled")
 
 
 def _scaled(block, lp: LeafPlan, axis_masks: list):
