@@ -42,6 +42,8 @@ class Graph:
             its outputs, a recurrent cell's step), or None.
         carried: the nodes of the carry's axes, once tied across the step
             (`jsurgery.carry.tie_carry`).
+        split: nodes made by a reshape that splits one axis into several (GroupNorm's groups and
+            group width, heads and head width), as opposed to axes merged by a flatten.
     """
 
     parent: list = field(default_factory=list)
@@ -59,6 +61,7 @@ class Graph:
     out_tree: object = None
     carry: object = None
     carried: list = field(default_factory=list)
+    split: set = field(default_factory=set)
 
     @property
     def carry_leaves(self) -> int:

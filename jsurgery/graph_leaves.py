@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jsurgery import ids, policies, trees
+from jsurgery import factors, ids, policies, trees
 from jsurgery.errors import PlanError
 from jsurgery.graph import READ, WINDOW, WRITE
 from jsurgery.leaves import AxisMap, LeafPlan, summary
@@ -33,6 +33,7 @@ class UnitMaps:
         self.outputs = set(output_roots)
         self.carried = set(carried_roots)
         self.units = g.param_spaces() | self.inputs | self.outputs | set(given_new) | self.carried
+        self.units |= factors.unit_factors(g, self.units)
         self.maps: dict = {}
         self.labels: dict = {}
 
@@ -72,7 +73,7 @@ class UnitMaps:
     ) -> AxisMap:
         root = self.new.root(node)
         parts = self.new.graph.parts(root)
-        if parts is not None:
+        if parts is not None and root not in self.given_new:
             maps = [self.axis_map(p, role, axis, kernel, label, weight) for p in parts[1]]
             old_sizes = [self.old.graph.size[self.corr.to_old[self.new.root(p)]] for p in parts[1]]
             return combine(parts[0], maps, old_sizes, axis)
@@ -82,11 +83,18 @@ class UnitMaps:
         if n_new != n_old:
             raise PlanError(
                 f"{label}: a factor of a reshaped axis changed from {n_old} to {n_new} entries "
-                "(a feature map's height or width before a flatten, or a GroupNorm's number of "
-                "groups, which the planner cannot widen); keep that size or give this layer "
-                "layers={...: None}."
+                "(a feature map's height or width before a flatten, which the planner cannot "
+                "widen); keep that size or give this layer layers={...: None}."
             )
         return identity_map(n_new, axis)
+
+    def how(self, root: int) -> str:
+        """How the new units of a space start, for the plan's notes."""
+        if root in self.maps:
+            return self.maps[root].how
+        roots = factors.part_roots(self.new.graph, root, self.maps)
+        hows = {self.maps[r].how for r in roots if r in self.maps and factors.changed(self.maps[r])}
+        return ", ".join(sorted(hows)) or "flattened or concatenated"
 
     def cross_warnings(self) -> None:
         g = self.new.graph
@@ -101,6 +109,10 @@ class UnitMaps:
                     f"which has {n_new} new and {n_drop} dropped units, so old outputs may move "
                     "unless the new units leave it unchanged."
                 )
+            broken = factors.broken_groups(g, self.old.graph, root, self.corr.to_old[root], sm)
+            if broken:
+                self.warnings.append(f"{self.labels[root]}: {broken}")
+        self.warnings.extend(factors.mixed_composites(g, self.maps, self.labels))
 
 
 def matched_leaf(
@@ -122,7 +134,7 @@ def matched_leaf(
             continue
         am = units.axis_map(node, role, axis, len(shape) >= 2, label, weight)
         root = units.new.root(node)
-        how = units.maps[root].how if root in units.maps else "flattened or concatenated"
+        how = units.how(root)
         notes.append(f"{'in' if role == READ else 'out'}: {summary(am.src, old_shape[axis], how)}")
         if not am.is_copy(old_shape[axis]):
             maps.append(am)

@@ -251,6 +251,8 @@ def _conv(w: _Walker, eqn, where: str) -> None:
     w.set_role(rhs, rs[1], READ)
     for a in rs[2:]:
         w.set_role(rhs, a, WINDOW)
+    for a in ls[2:]:
+        w.g.mark_cross(ln[a], "conv_general_dilated (a window over this axis)", where)
     out = w.fresh(eqn.outvars[0])
     w.g.tie(out[os_[0]], ln[ls[0]], where)
     w.g.tie(out[os_[1]], rn[rs[0]], where)

@@ -75,6 +75,7 @@ def _group(w: _Walker, ins: list, outs: list, where: str, eqn) -> None:
         w.g.define(outs[0], "product", ins, where)
     elif len(ins) == 1:
         w.g.define(ins[0], "product", outs, where)
+        w.g.split.update(outs)
     else:
         for n in ins + outs:
             w.g.mark_opaque(n, eqn.primitive.name, where)

@@ -1,0 +1,103 @@
+"""Composite unit spaces seen whole: the factors of a split axis as unit spaces, and the
+operations that mix a composite's units.
+
+A reshape that splits one axis of units into several (a GroupNorm's `(groups, group width)`, a
+projection reshaped to `(heads, head width)`) makes a `product` space whose factors hold no
+parameter axis of their own. Planning each factor by position lets such a space grow by whole
+groups or heads: a new group is a new entry of the leading factor, and the statistics of every
+old group (or the dot products of every old head) see the same units as before.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jsurgery.graph import Graph
+
+
+def unit_factors(graph: Graph, units: set) -> set:
+    """The factor roots of every product space that is a unit space, was split out of one axis,
+    and has no factor that is a unit space itself (a flatten's `(height, width, channel)` keeps
+    its spatial factors as data)."""
+    split = {graph.find(n) for n in graph.split}
+    found: set = set()
+    for root, (kind, parts) in graph.composite.items():
+        roots = {graph.find(p) for p in parts}
+        if kind == "product" and root in units and roots <= split and not roots & units:
+            found |= roots
+    return found
+
+
+def changed(sm) -> bool:
+    """Whether a space map adds or drops units."""
+    kept = set(sm.src[sm.src >= 0].tolist())
+    return bool((sm.src < 0).any()) or len(kept) < sm.n_old
+
+
+def part_roots(graph: Graph, root: int, planned) -> list:
+    """The roots of a composite's parts, nested composites opened unless `planned` (a space
+    planned whole, its IDs given) holds them."""
+    root = graph.find(root)
+    parts = graph.parts(root)
+    if parts is None or root in planned:
+        return [root]
+    return [r for p in parts[1] for r in part_roots(graph, p, planned)]
+
+
+def mixed_composites(graph: Graph, maps: dict, labels: dict) -> list[str]:
+    """Warnings for operations over a whole composite space (a LayerNorm over a concatenation)
+    one of whose parts gains or loses units."""
+    found = []
+    for root in graph.composite:
+        if root in maps:
+            continue
+        ops = graph.crosses(root)
+        parts = [labels[r] for r in part_roots(graph, root, maps) if r in maps and changed(maps[r])]
+        if ops and parts:
+            names = sorted({f"{p} ({s})" for p, s in ops})
+            found.append(
+                f"{', '.join(names)} mixes the units of a composite space whose part "
+                f"{parts[0]} has new or dropped units, so old outputs may move unless the new "
+                "units leave it unchanged."
+            )
+    return found
+
+
+def blocks_kept(write_idx: np.ndarray, new_block: int, old_block: int) -> bool:
+    """Whether every run of `new_block` consecutive new units is either all new or exactly the
+    units of one old run of `old_block` (in any order): a GroupNorm's groups kept whole."""
+    if new_block != old_block or len(write_idx) % new_block:
+        return False
+    whole = list(range(old_block))
+    for row in write_idx.reshape(-1, new_block):
+        if (row < 0).all():
+            continue
+        if (row < 0).any() or len(set((row // old_block).tolist())) != 1:
+            return False
+        if sorted((row % old_block).tolist()) != whole:
+            return False
+    return True
+
+
+def broken_groups(new: Graph, old: Graph, root: int, old_root: int, sm) -> str | None:
+    """For a product space planned whole (its IDs given), the operations over its inner factors
+    (a GroupNorm's statistics over each group) when the IDs break its groups apart."""
+    pn, po = new.parts(root), old.parts(old_root)
+    if pn is None or pn[0] != "product":
+        return None
+    ops = sorted({f"{p} ({s})" for n in pn[1][1:] for p, s in new.crosses(n)})
+    if not ops:
+        return None
+    inner_new = int(np.prod([new.size[new.find(n)] for n in pn[1][1:]]))
+    inner_old = (
+        int(np.prod([old.size[old.find(n)] for n in po[1][1:]]))
+        if po is not None and po[0] == "product"
+        else 0
+    )
+    if blocks_kept(sm.write_idx, inner_new, inner_old):
+        return None
+    return (
+        f"{', '.join(ops)} works on groups of {inner_new} units, and the given IDs do not keep "
+        "every group whole (each new group must be one old group, or all new), so old outputs "
+        "may move."
+    )

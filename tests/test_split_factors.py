@@ -1,0 +1,232 @@
+"""Spaces split by a reshape into factors: GroupNorm widened by whole groups (linen and NNX), heads
+added to an attention whose projections are reshaped to `(heads, head_dim)`, and the warnings
+where a change breaks a group (a group width changed, IDs that split a group, a norm over a
+concatenation whose part widened, a convolution window over a widened axis).
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import jsurgery
+
+X = jnp.asarray(np.random.default_rng(5).normal(size=(2, 5, 3)), jnp.float32)
+
+
+def _perturbed(tree, seed):
+    """Every parameter moved off its init (biases non-zero, scales not one) so every copy shows."""
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda v: v + jnp.asarray(0.3 * rng.normal(size=v.shape), v.dtype), tree)
+
+
+class Grouped(nn.Module):
+    """Conv channels under a GroupNorm, flattened into a policy head."""
+
+    channels: int = 4
+    num_groups: int | None = None
+    group_size: int | None = 2
+
+    @nn.compact
+    def __call__(self, x):
+        conv = nn.Conv(self.channels, (3,), name="conv")(x)
+        h = nn.GroupNorm(num_groups=self.num_groups, group_size=self.group_size, name="gn")(conv)
+        return nn.Dense(2, name="pi")(nn.relu(h).reshape(x.shape[0], -1))
+
+
+def _surgery(old_m, new_m, **kw):
+    old = _perturbed(old_m.init(jax.random.key(0), X), 0)
+    new = new_m.init(jax.random.key(1), X)
+    kw = {**jsurgery.PRESERVING, **kw}
+    plan = jsurgery.make_plan(
+        old, new, apply=(old_m.apply, new_m.apply), example=((X,), (X,)), **kw
+    )
+    out = jsurgery.transplant(old, new, plan)
+    return old, plan, out
+
+
+def _gap(old_m, old, new_m, out) -> float:
+    return float(np.abs(np.asarray(new_m.apply(out, X)) - np.asarray(old_m.apply(old, X))).max())
+
+
+def _channels(tree, path) -> np.ndarray:
+    """A leaf with its channel axis first."""
+    for k in path:
+        tree = tree[k]
+    return np.moveaxis(np.asarray(tree), -1, 0)
+
+
+@pytest.mark.parametrize("new_hidden", ["net2net", "zero_fanout"])
+def test_groupnorm_widened_by_a_whole_group_is_exact_and_copies_whole_groups(new_hidden):
+    old_m, new_m = Grouped(), Grouped(6)
+    old, plan, out = _surgery(old_m, new_m, new_hidden=new_hidden)
+    assert _gap(old_m, old, new_m, out) < 1e-5
+    assert not plan.warnings, plan.warnings
+    kernel_old = _channels(old, ("params", "conv", "kernel"))
+    kernel_new = _channels(out, ("params", "conv", "kernel"))
+    # the group the new channels (4, 5) replicate; -1 when they start fresh
+    g = next(
+        (g for g in (0, 1) if np.array_equal(kernel_new[4:], kernel_old[2 * g : 2 * g + 2])), -1
+    )
+    assert (g >= 0) == (new_hidden == "net2net")
+    for path in (("params", "conv", "bias"), ("params", "gn", "scale"), ("params", "gn", "bias")):
+        o, n = _channels(old, path), _channels(out, path)
+        np.testing.assert_array_equal(n[:4], o)
+        if g >= 0:
+            np.testing.assert_array_equal(n[4:], o[2 * g : 2 * g + 2])
+    # the flatten reads (position, channel) rows: 5 positions x 6 channels
+    rows_old = np.asarray(old["params"]["pi"]["kernel"]).reshape(5, 4, 2)
+    rows_new = np.asarray(out["params"]["pi"]["kernel"]).reshape(5, 6, 2)
+    expected = np.concatenate([rows_old, np.zeros((5, 2, 2), np.float32)], axis=1)
+    if g >= 0:  # the replicated group and its replica each read half of the old rows
+        half = rows_old[:, 2 * g : 2 * g + 2] / 2
+        expected[:, 2 * g : 2 * g + 2], expected[:, 4:] = half, half
+    np.testing.assert_allclose(rows_new, expected, rtol=1e-6, atol=0)
+
+
+def test_a_changed_group_width_is_named_in_the_warnings_and_is_not_exact():
+    """Two groups of 2 become two groups of 3: each group's statistics gain a unit."""
+    old_m, new_m = Grouped(num_groups=2, group_size=None), Grouped(6, 2, None)
+    old, plan, out = _surgery(old_m, new_m)
+    assert any("reduce_sum" in w and "1 new" in w for w in plan.warnings), plan.warnings
+    assert _gap(old_m, old, new_m, out) > 1e-3
+
+
+@pytest.mark.parametrize(
+    "new_ids, kept",
+    [("cdab", True), ("badc", True), ("acbd", False), ("abcdef", True), ("abcedf", False)],
+)
+def test_hidden_ids_on_grouped_channels_are_followed_and_split_groups_are_named(new_ids, kept):
+    old_m, new_m = Grouped(), Grouped(len(new_ids))
+    hidden = {"conv": (list("abcd"), list(new_ids))}
+    old, plan, out = _surgery(old_m, new_m, hidden=hidden)
+    o, n = (
+        _channels(old, ("params", "conv", "kernel")),
+        _channels(out, ("params", "conv", "kernel")),
+    )
+    for p, unit in enumerate(new_ids):
+        if unit in "abcd":
+            np.testing.assert_array_equal(n[p], o["abcd".index(unit)])
+    warned = any("groups of 2" in w for w in plan.warnings)
+    assert warned != kept, plan.warnings
+    assert (_gap(old_m, old, new_m, out) < 1e-5) == kept
+
+
+class GroupedNNX(nnx.Module):
+    def __init__(self, channels: int, rngs: nnx.Rngs):
+        self.conv = nnx.Conv(3, channels, (3,), rngs=rngs)
+        self.gn = nnx.GroupNorm(channels, num_groups=None, group_size=2, rngs=rngs)
+        self.pi = nnx.Linear(5 * channels, 2, rngs=rngs)
+
+    def __call__(self, x):
+        return self.pi(nnx.relu(self.gn(self.conv(x))).reshape(x.shape[0], -1))
+
+
+def test_nnx_groupnorm_widened_by_a_whole_group_is_exact():
+    graphdef, state = nnx.split(GroupedNNX(4, nnx.Rngs(0)))
+    old = nnx.merge(graphdef, _perturbed(state, 0))
+    new = GroupedNNX(6, nnx.Rngs(1))
+    plan = jsurgery.make_plan(old, new, example=((X,), (X,)), **jsurgery.PRESERVING)
+    out = jsurgery.transplant(old, new, plan)
+    np.testing.assert_allclose(out(X), old(X), atol=1e-5, rtol=0)
+    assert not plan.warnings, plan.warnings
+
+
+def attention_policy(head_dim: int = 4):
+    """Plain-JAX self-attention whose projections are reshaped to (heads, head_dim)."""
+
+    def apply(p, x):
+        b, n, _ = x.shape
+        s = jnp.einsum("bnf,fd->bnd", x, p["embed"])
+
+        def heads(w):
+            return (s @ w).reshape(b, n, -1, head_dim)
+
+        q, k, v = heads(p["q"]), heads(p["k"]), heads(p["v"])
+        att = jax.nn.softmax(jnp.einsum("bnhd,bmhd->bhnm", q, k) / np.sqrt(head_dim), axis=-1)
+        o = jnp.einsum("bhnm,bmhd->bnhd", att, v).reshape(b, n, -1)
+        return jax.nn.relu(s + o @ p["o"]).mean(axis=1) @ p["pi"]
+
+    return apply
+
+
+def _attention_params(n_heads, seed, head_dim=4, width=6):
+    rng = np.random.default_rng(seed)
+    qkv = n_heads * head_dim
+    shapes = {"embed": (3, width), "q": (width, qkv), "k": (width, qkv), "v": (width, qkv)}
+    shapes |= {"o": (qkv, width), "pi": (width, 2)}
+    return {k: jnp.asarray(0.5 * rng.normal(size=s), jnp.float32) for k, s in shapes.items()}
+
+
+def test_a_head_added_to_a_reshaped_projection_is_exact_and_replicates_a_whole_head():
+    old, new, apply = _attention_params(2, 0), _attention_params(3, 1), attention_policy()
+    plan = jsurgery.make_plan(old, new, apply=apply, example=((X,), (X,)), **jsurgery.PRESERVING)
+    out = jsurgery.transplant(old, new, plan)
+    np.testing.assert_allclose(apply(out, X), apply(old, X), atol=1e-5, rtol=0)
+    assert not plan.warnings, plan.warnings
+    q_old = np.asarray(old["q"]).reshape(6, 2, 4)
+    q_new = np.asarray(out["q"]).reshape(6, 3, 4)
+    np.testing.assert_array_equal(q_new[:, :2], q_old)
+    assert any(np.array_equal(q_new[:, 2], q_old[:, h]) for h in (0, 1))
+
+
+def test_a_changed_head_width_in_a_reshaped_projection_is_named():
+    """Head width 4 -> 6 with two heads kept: q.k sums over the widened axis."""
+    old, new = _attention_params(2, 0), _attention_params(2, 1, head_dim=6)
+    plan = jsurgery.make_plan(
+        old,
+        new,
+        apply=(attention_policy(4), attention_policy(6)),
+        example=((X,), (X,)),
+        **jsurgery.PRESERVING,
+    )
+    assert any("dot_general of two activations" in w for w in plan.warnings), plan.warnings
+
+
+class NormedConcat(nn.Module):
+    """A LayerNorm over the concatenation of two encoders."""
+
+    a: int = 3
+
+    @nn.compact
+    def __call__(self, x):
+        h = jnp.concatenate([nn.Dense(self.a, name="enc_a")(x), nn.Dense(2, name="enc_b")(x)], -1)
+        return nn.Dense(2, name="pi")(nn.LayerNorm(name="ln")(h))
+
+
+def test_a_norm_over_a_concatenation_whose_part_widened_is_named():
+    x = X[:, 0]
+    old_m, new_m = NormedConcat(), NormedConcat(5)
+    old = _perturbed(old_m.init(jax.random.key(0), x), 0)
+    new = new_m.init(jax.random.key(1), x)
+    plan = jsurgery.make_plan(
+        old, new, apply=(old_m.apply, new_m.apply), example=((x,), (x,)), **jsurgery.PRESERVING
+    )
+    assert any("composite" in w and "enc_a" in w for w in plan.warnings), plan.warnings
+    out = jsurgery.transplant(old, new, plan)
+    assert float(np.abs(new_m.apply(out, x) - old_m.apply(old, x)).max()) > 1e-3
+
+
+class Decoder(nn.Module):
+    """A Dense output reshaped into a (rows, 4) map that a convolution slides over."""
+
+    rows: int = 3
+
+    @nn.compact
+    def __call__(self, x):
+        grid = nn.Dense(self.rows * 4, name="grid")(x).reshape(x.shape[0], self.rows, 4, 1)
+        return nn.Dense(2, name="pi")(nn.Conv(2, (3, 3), name="conv")(grid).mean(axis=(1, 2)))
+
+
+def test_a_convolution_window_over_a_widened_split_axis_is_named():
+    """New rows of the map are new units of a split factor, and the window mixes them in."""
+    x = X[:, 0]
+    old_m, new_m = Decoder(), Decoder(4)
+    old = _perturbed(old_m.init(jax.random.key(0), x), 0)
+    new = new_m.init(jax.random.key(1), x)
+    plan = jsurgery.make_plan(
+        old, new, apply=(old_m.apply, new_m.apply), example=((x,), (x,)), **jsurgery.PRESERVING
+    )
+    assert any("conv_general_dilated" in w for w in plan.warnings), plan.warnings
