@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jsurgery.errors import PlanError
 from jsurgery.graph import Graph
 
 
@@ -101,3 +102,42 @@ def broken_groups(new: Graph, old: Graph, root: int, old_root: int, sm) -> str |
         "every group whole (each new group must be one old group, or all new), so old outputs "
         "may move."
     )
+
+
+def inherit_segments(graph: Graph, old: Graph, to_old: dict, given: tuple, kinds: list) -> None:
+    """The segments of a concatenated input, output or named space (an observation sliced between
+    two encoders, logits concatenated from two heads) take the space's kind (each set in `kinds`)
+    and their slice of its IDs (`given`: the new and the old side's given IDs), so each segment's
+    leaves follow the IDs the user gave for the whole."""
+    given_new, given_old = given
+    pending = [r for r, (kind, _) in graph.composite.items() if kind == "concat"]
+    for root in pending:
+        parts = [graph.find(p) for p in graph.composite[root][1]]
+        for kind in kinds:
+            if root in kind:
+                kind.update(parts)
+        _slice_ids(graph, root, parts, given_new)
+        old_root = to_old.get(root)
+        old_parts = old.parts(old_root) if old_root is not None else None
+        if old_parts is not None:
+            _slice_ids(old, old_root, [old.find(p) for p in old_parts[1]], given_old)
+        pending.extend(
+            p for p in parts if p in graph.composite and graph.composite[p][0] == "concat"
+        )
+
+
+def _slice_ids(graph: Graph, root: int, parts: list, given: dict) -> None:
+    if root not in given:
+        return
+    ids, label = given[root]
+    offset = 0
+    for p in parts:
+        size = graph.size[p]
+        piece = (tuple(ids[offset : offset + size]), f"{label}[{offset}:{offset + size}]")
+        if p in given and tuple(given[p][0]) != piece[0]:
+            raise PlanError(
+                f"`{piece[1]}` and `{given[p][1]}` give different IDs to one segment "
+                f"({list(piece[0])[:8]} and {list(given[p][0])[:8]}); they must be the same units."
+            )
+        given.setdefault(p, piece)
+        offset += size

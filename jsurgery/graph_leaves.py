@@ -32,6 +32,13 @@ class UnitMaps:
         self.inputs = set(input_roots)
         self.outputs = set(output_roots)
         self.carried = set(carried_roots)
+        factors.inherit_segments(
+            g,
+            self.old.graph,
+            corr.to_old,
+            (given_new, given_old),
+            [self.inputs, self.outputs, self.carried],
+        )
         self.units = g.param_spaces() | self.inputs | self.outputs | set(given_new) | self.carried
         self.units |= factors.unit_factors(g, self.units)
         self.maps: dict = {}

@@ -168,9 +168,22 @@ def input_axis(side: Side, k: int):
     if not axes:
         return None, None
     spaces = g.param_spaces()
-    hits = [a for a, n in enumerate(axes) if g.find(n) in spaces]
+    hits = [a for a, n in enumerate(axes) if _holds_units(g, n, spaces)]
     a = hits[0] if len(hits) == 1 else len(axes) - 1
     return axes[a], a
+
+
+def _holds_units(g, node: int, spaces: set) -> bool:
+    """Whether an axis is a parameter's space, or a concatenation of such spaces (an observation
+    sliced between encoders, logits concatenated from two heads)."""
+    if g.find(node) in spaces:
+        return True
+    parts = g.parts(node)
+    return (
+        parts is not None
+        and parts[0] == "concat"
+        and any(_holds_units(g, p, spaces) for p in parts[1])
+    )
 
 
 def output_axis(side: Side, k: int):
@@ -179,7 +192,7 @@ def output_axis(side: Side, k: int):
     g = side.graph
     axes = g.output_axes[k]
     spaces = g.param_spaces()
-    hits = [a for a, n in enumerate(axes) if g.find(n) in spaces]
+    hits = [a for a, n in enumerate(axes) if _holds_units(g, n, spaces)]
     if not hits:
         return None, None
     a = hits[0] if len(hits) == 1 else len(axes) - 1

@@ -50,3 +50,19 @@ def test_docstring_examples(name):
         raise
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
+
+
+def test_the_readme_example_prints_what_the_readme_shows(capsys):
+    """The README's surgery example runs, and every line of the output it shows (all but the
+    elided one) is printed."""
+    import re
+
+    text = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    example = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "ActorCritic" in b)
+    shown = re.search(r"\nprints\n\n```\n(.*?)```", text, re.S).group(1).splitlines()
+    exec(compile(example, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    expected = [line for line in shown if not line.lstrip().startswith("...")]
+    assert len(expected) == len(shown) - 1
+    missing = [line for line in expected if line not in printed]
+    assert not missing, missing

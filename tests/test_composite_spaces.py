@@ -1,7 +1,9 @@
-"""Spaces split by a reshape into factors: GroupNorm widened by whole groups (linen and NNX), heads
-added to an attention whose projections are reshaped to `(heads, head_dim)`, and the warnings
-where a change breaks a group (a group width changed, IDs that split a group, a norm over a
-concatenation whose part widened, a convolution window over a widened axis).
+"""Composite spaces. Axes split by a reshape into factors: GroupNorm widened by whole groups (linen
+and NNX), heads added to an attention whose projections are reshaped to `(heads, head_dim)`, and
+the warnings where a change breaks a group (a group width changed, IDs that split a group, a norm
+over a concatenation whose part widened, a convolution window over a widened axis).
+Concatenations: an observation sliced between two encoders and logits concatenated from two heads
+follow the IDs given for the whole.
 """
 
 import flax.linen as nn
@@ -230,3 +232,95 @@ def test_a_convolution_window_over_a_widened_split_axis_is_named():
         old, new, apply=(old_m.apply, new_m.apply), example=((x,), (x,)), **jsurgery.PRESERVING
     )
     assert any("conv_general_dilated" in w for w in plan.warnings), plan.warnings
+
+
+def sliced_policy(p, x):
+    """Two encoders, each reading its own slice of the observation."""
+    cut = p["wa"].shape[0]
+    h = jnp.concatenate([jnp.tanh(x[..., :cut] @ p["wa"]), jnp.tanh(x[..., cut:] @ p["wb"])], -1)
+    return h @ p["pi"]
+
+
+def _sliced(n_a, n_b, seed):
+    rng = np.random.default_rng(seed)
+    shapes = {"wa": (n_a, 3), "wb": (n_b, 3), "pi": (6, 2)}
+    return {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in shapes.items()}
+
+
+@pytest.mark.parametrize(
+    "new_ids, n_a",
+    [("abecd", 3), ("baecd", 3), ("abcde", 2), ("abdce", 2), (None, 2), ("acbde", 3)],
+)
+def test_a_sliced_observation_follows_the_input_ids_in_every_slice(new_ids, n_a):
+    """New features read with zero weights, permuted ones where the IDs put them, per slice."""
+    old, new = _sliced(2, 2, 0), _sliced(n_a, 5 - n_a, 1)
+    ids = None if new_ids is None else (list("abcd"), list(new_ids))
+    new_ids = new_ids or "abcde"  # by position: the new feature is the last
+    x4 = jnp.asarray(np.random.default_rng(2).normal(size=(6, 4)), jnp.float32)
+    x5 = np.zeros((6, 5), np.float32)
+    for i, u in enumerate(new_ids):
+        if u in "abcd":
+            x5[:, i] = x4[:, "abcd".index(u)]
+    kw = {} if ids is None else {"inputs": ids}
+    plan = jsurgery.make_plan(
+        old, new, apply=sliced_policy, example=((x4,), (x5,)), **kw, **jsurgery.PRESERVING
+    )
+    out = jsurgery.transplant(old, new, plan)
+    rows_old = np.concatenate([old["wa"], np.zeros((1, 3)), old["wb"]])  # a, b, _, c, d
+    rows_new = dict(zip(new_ids, np.concatenate([out["wa"], out["wb"]]), strict=True))
+    in_a_old, in_a_new = set("ab"), set(new_ids[:n_a])
+    for u, row in rows_new.items():
+        kept = u in "abcd" and ((u in in_a_old) == (u in in_a_new))
+        expected = rows_old["ab_cd".index(u)] if kept else np.zeros(3)
+        np.testing.assert_array_equal(row, expected, err_msg=u)
+    moved = [u for u in "abcd" if (u in in_a_old) != (u in in_a_new)]
+    gap = float(np.abs(sliced_policy(out, x5) - sliced_policy(old, x4)).max())
+    assert (gap < 1e-5) == (not moved), gap
+
+
+class TwoHeads(nn.Module):
+    """Logits concatenated from two heads (two groups of actions)."""
+
+    a: int = 2
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.tanh(nn.Dense(4, name="torso")(x))
+        return jnp.concatenate([nn.Dense(self.a, name="pa")(h), nn.Dense(2, name="pb")(h)], -1)
+
+
+def _two_heads(**kw):
+    x = X[:, 0]
+    old_m, new_m = TwoHeads(), TwoHeads(3)
+    old = _perturbed(old_m.init(jax.random.key(0), x), 0)
+    new = new_m.init(jax.random.key(1), x)
+    plan = jsurgery.make_plan(
+        old,
+        new,
+        apply=(old_m.apply, new_m.apply),
+        example=((x,), (x,)),
+        **kw,
+        **jsurgery.PRESERVING,
+    )
+    return x, old, plan, jsurgery.transplant(old, new, plan)
+
+
+ACTIONS = (["left", "right", "up", "down"], ["left", "noop", "right", "up", "down"])
+
+
+def test_ids_on_concatenated_logits_reach_each_head():
+    x, old, plan, out = _two_heads(outputs=ACTIONS)
+    y_old, y_new = np.asarray(TwoHeads().apply(old, x)), np.asarray(TwoHeads(3).apply(out, x))
+    np.testing.assert_allclose(y_new[:, [0, 2, 3, 4]], y_old, atol=1e-5, rtol=0)
+    # the new action is pessimistic within its head: the mean of that head's old columns, lowered
+    o, n = old["params"]["pa"], out["params"]["pa"]
+    np.testing.assert_allclose(n["kernel"][:, 1], np.mean(o["kernel"], axis=1), rtol=1e-6)
+    assert float(n["bias"][1]) < float(np.mean(o["bias"]))
+
+
+def test_conflicting_ids_for_one_head_of_concatenated_logits_are_refused():
+    hidden = {"pa": (["left", "right"], ["left", "right", "noop"])}
+    with pytest.raises(jsurgery.PlanError) as info:
+        _two_heads(outputs=ACTIONS, hidden=hidden)
+    for word in ("outputs[0][1]", "hidden['pa'][1]", "noop"):
+        assert word in str(info.value), (word, str(info.value))
