@@ -38,19 +38,20 @@ class Grouped(nn.Module):
         return nn.Dense(2, name="pi")(nn.relu(h).reshape(x.shape[0], -1))
 
 
-def _surgery(old_m, new_m, **kw):
-    old = _perturbed(old_m.init(jax.random.key(0), X), 0)
-    new = new_m.init(jax.random.key(1), X)
+def _surgery(old_m, new_m, x=X, **kw):
+    """Perturbed old variables, the plan (PRESERVING unless `kw` says otherwise), the result."""
+    old = _perturbed(old_m.init(jax.random.key(0), x), 0)
+    new = new_m.init(jax.random.key(1), x)
     kw = {**jsurgery.PRESERVING, **kw}
     plan = jsurgery.make_plan(
-        old, new, apply=(old_m.apply, new_m.apply), example=((X,), (X,)), **kw
+        old, new, apply=(old_m.apply, new_m.apply), example=((x,), (x,)), **kw
     )
     out = jsurgery.transplant(old, new, plan)
     return old, plan, out
 
 
-def _gap(old_m, old, new_m, out) -> float:
-    return float(np.abs(np.asarray(new_m.apply(out, X)) - np.asarray(old_m.apply(old, X))).max())
+def _gap(old_m, old, new_m, out, x=X) -> float:
+    return float(np.abs(np.asarray(new_m.apply(out, x)) - np.asarray(old_m.apply(old, x))).max())
 
 
 def _channels(tree, path) -> np.ndarray:
@@ -199,16 +200,10 @@ class NormedConcat(nn.Module):
 
 
 def test_a_norm_over_a_concatenation_whose_part_widened_is_named():
-    x = X[:, 0]
     old_m, new_m = NormedConcat(), NormedConcat(5)
-    old = _perturbed(old_m.init(jax.random.key(0), x), 0)
-    new = new_m.init(jax.random.key(1), x)
-    plan = jsurgery.make_plan(
-        old, new, apply=(old_m.apply, new_m.apply), example=((x,), (x,)), **jsurgery.PRESERVING
-    )
+    old, plan, out = _surgery(old_m, new_m, X[:, 0])
     assert any("composite" in w and "enc_a" in w for w in plan.warnings), plan.warnings
-    out = jsurgery.transplant(old, new, plan)
-    assert float(np.abs(new_m.apply(out, x) - old_m.apply(old, x)).max()) > 1e-3
+    assert _gap(old_m, old, new_m, out, X[:, 0]) > 1e-3
 
 
 class Decoder(nn.Module):
@@ -224,13 +219,7 @@ class Decoder(nn.Module):
 
 def test_a_convolution_window_over_a_widened_split_axis_is_named():
     """New rows of the map are new units of a split factor, and the window mixes them in."""
-    x = X[:, 0]
-    old_m, new_m = Decoder(), Decoder(4)
-    old = _perturbed(old_m.init(jax.random.key(0), x), 0)
-    new = new_m.init(jax.random.key(1), x)
-    plan = jsurgery.make_plan(
-        old, new, apply=(old_m.apply, new_m.apply), example=((x,), (x,)), **jsurgery.PRESERVING
-    )
+    _, plan, _ = _surgery(Decoder(), Decoder(4), X[:, 0])
     assert any("conv_general_dilated" in w for w in plan.warnings), plan.warnings
 
 
@@ -290,19 +279,8 @@ class TwoHeads(nn.Module):
 
 
 def _two_heads(**kw):
-    x = X[:, 0]
-    old_m, new_m = TwoHeads(), TwoHeads(3)
-    old = _perturbed(old_m.init(jax.random.key(0), x), 0)
-    new = new_m.init(jax.random.key(1), x)
-    plan = jsurgery.make_plan(
-        old,
-        new,
-        apply=(old_m.apply, new_m.apply),
-        example=((x,), (x,)),
-        **kw,
-        **jsurgery.PRESERVING,
-    )
-    return x, old, plan, jsurgery.transplant(old, new, plan)
+    old, plan, out = _surgery(TwoHeads(), TwoHeads(3), X[:, 0], **kw)
+    return X[:, 0], old, plan, out
 
 
 ACTIONS = (["left", "right", "up", "down"], ["left", "noop", "right", "up", "down"])
