@@ -1,5 +1,6 @@
-"""Traced plans for models that are not Flax: Equinox modules (weights `(out, in)`, NCHW convs),
-Haiku-style `{"w", "b"}` dicts and a plain dict of arrays, each with its own apply function.
+"""Traced plans for models that are not Flax: Equinox modules (weights `(out, in)`, NCHW convs,
+attention with a head added), Haiku-style `{"w", "b"}` dicts and a plain dict of arrays, each with
+its own apply function.
 
 The trace alone gives the axis roles (no layout table); references are NumPy forward passes and
 the index arithmetic of `graph_zoo` (`embed`, `kept`, `check_leaf`).
@@ -204,6 +205,37 @@ def test_equinox_module_itself_as_the_tree():
     np.testing.assert_allclose(applier(new_static)(out, x), jax.vmap(old_m)(x), atol=1e-5)
     # hidden units 4, 5 of the first layer replicate units 0, 1 (rows of the (out, in) weight)
     np.testing.assert_array_equal(out.layers[0].weight[4:], old_m.layers[0].weight[:2])
+
+
+def _mha(heads, seed):
+    return eqx.nn.MultiheadAttention(
+        heads, 6, qk_size=4, vo_size=4, use_query_bias=True, key=jax.random.key(seed)
+    )
+
+
+def test_equinox_attention_head_added_is_exact_and_replicates_a_whole_head():
+    """Equinox projects to `heads * size` and reshapes to `(heads, size)`: a split axis."""
+    old_m, new_m = _mha(2, 0), _mha(3, 1)
+    (old, old_static), (new, new_static) = (eqx.partition(m, eqx.is_array) for m in (old_m, new_m))
+
+    def applier(static):
+        return lambda p, x: eqx.combine(p["net"], static)(x, x, x)
+
+    x = _rand((5, 6), 0)
+    plan = jsurgery.make_plan(
+        {"net": old},
+        {"net": new},
+        apply=(applier(old_static), applier(new_static)),
+        example=((x,), (x,)),
+        **jsurgery.PRESERVING,
+    )
+    out = jsurgery.transplant({"net": old}, {"net": new}, plan)
+    np.testing.assert_allclose(applier(new_static)(out, x), old_m(x, x, x), atol=1e-5, rtol=0)
+    assert not plan.warnings, plan.warnings
+    q_old = np.asarray(old_m.query_proj.weight).reshape(2, 4, 6)  # (heads, size, features)
+    q_new = np.asarray(out["net"].query_proj.weight).reshape(3, 4, 6)
+    np.testing.assert_array_equal(q_new[:2], q_old)
+    assert any(np.array_equal(q_new[2], q_old[h]) for h in (0, 1))
 
 
 # ----------------------------------------------------------------------------------------------
