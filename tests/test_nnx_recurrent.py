@@ -1,7 +1,8 @@
-"""The NNX equivalents of the recurrent and attention checks: `nnx.GRUCell`, `nnx.LSTMCell` and
-`nnx.SimpleCell` (one step per call, `cell(carry, x) -> (carry, y)`) widened with a new
-observation, checked over 16-step rollouts to 1e-5 with new hidden units at exactly zero;
-`nnx.MultiHeadAttention` with a head added, exact. An NNX module is its own apply function.
+"""The NNX equivalents of the recurrent and attention checks: `nnx.GRUCell`, `nnx.LSTMCell`,
+`nnx.OptimizedLSTMCell` and `nnx.SimpleCell` (one step per call, `cell(carry, x) -> (carry, y)`)
+widened with a new observation, checked over 16-step rollouts to 1e-5 with new hidden units at
+exactly zero; `nnx.MultiHeadAttention` with a head added, exact. An NNX module is its own apply
+function.
 """
 
 import jax
@@ -14,7 +15,12 @@ from graph_zoo import embed
 import jsurgery
 
 OBS3, OBS4 = ["x", "theta", "omega"], ["x", "x_dot", "theta", "omega"]
-CELLS = {"gru": nnx.GRUCell, "lstm": nnx.LSTMCell, "simple": nnx.SimpleCell}
+CELLS = {
+    "gru": nnx.GRUCell,
+    "lstm": nnx.LSTMCell,
+    "optimized-lstm": nnx.OptimizedLSTMCell,
+    "simple": nnx.SimpleCell,
+}
 STEPS, BATCH = 16, 3
 
 
