@@ -170,6 +170,50 @@ def make_plan(
         >>> jsurgery.transplant(old, new, plan)["params"]["kernel"].shape
         (3, 2)
     """
+    options = _options(new_inputs, new_hidden, new_layers, new_outputs, init_scale)
+    if carry is not None and carry is not False:
+        check_carry_arg(carry)
+    common = dict(
+        inputs=inputs,
+        outputs=outputs,
+        layers=layers,
+        hidden=hidden,
+        allow_dtype_change=allow_dtype_change,
+    )
+    if apply is not None or example is not None:
+        if example is None:
+            raise PlanError("`example`: a traced plan needs example inputs ((x_old,), (x_new,)).")
+        from jsurgery import graph_plan
+
+        fields = graph_plan.build(
+            old,
+            new_template,
+            apply=apply,
+            example=example,
+            options=dict(options, pessimism=pessimism, net2net_noise=net2net_noise),
+            carry=carry,
+            **common,
+        )
+    elif carry:
+        raise PlanError(
+            f"`carry`: {carry!r} names a recurrent state of a traced function; pass apply= and "
+            "example= with it."
+        )
+    else:
+        fields = chain.build(
+            old,
+            new_template,
+            order=order,
+            options=options,
+            pessimism=pessimism,
+            net2net_noise=net2net_noise,
+            **common,
+        )
+    return Plan(options=options, noise=float(net2net_noise), seed=int(seed), **fields)
+
+
+def _options(new_inputs, new_hidden, new_layers, new_outputs, init_scale) -> dict:
+    """The initialisation options, each checked against its choices."""
     init.check_choice("new_inputs", new_inputs, init.NEW_INPUTS)
     init.check_choice("new_hidden", new_hidden, init.NEW_HIDDEN)
     init.check_choice("new_layers", new_layers, init.NEW_LAYERS)
@@ -183,77 +227,4 @@ def make_plan(
     }
     if new_hidden == "small_random":
         options["init_scale"] = init.check_scale(init_scale)
-    if carry is not None and carry is not False:
-        check_carry_arg(carry)
-    if apply is not None or example is not None:
-        return _traced_plan(
-            old,
-            new_template,
-            apply,
-            example,
-            inputs,
-            outputs,
-            layers,
-            hidden,
-            options,
-            pessimism,
-            net2net_noise,
-            seed,
-            allow_dtype_change,
-            carry,
-        )
-    if carry:
-        raise PlanError(
-            f"`carry`: {carry!r} names a recurrent state of a traced function; pass apply= and "
-            "example= with it."
-        )
-    fields = chain.build(
-        old,
-        new_template,
-        inputs=inputs,
-        outputs=outputs,
-        layers=layers,
-        hidden=hidden,
-        order=order,
-        options=options,
-        pessimism=pessimism,
-        net2net_noise=net2net_noise,
-        allow_dtype_change=allow_dtype_change,
-    )
-    return Plan(options=options, noise=float(net2net_noise), seed=int(seed), **fields)
-
-
-def _traced_plan(
-    old,
-    new_template,
-    apply,
-    example,
-    inputs,
-    outputs,
-    layers,
-    hidden,
-    options,
-    pessimism,
-    net2net_noise,
-    seed,
-    allow_dtype_change,
-    carry,
-) -> Plan:
-    from jsurgery import graph_plan
-
-    if example is None:
-        raise PlanError("`example`: a traced plan needs example inputs ((x_old,), (x_new,)).")
-    fields = graph_plan.build(
-        old,
-        new_template,
-        apply=apply,
-        example=example,
-        inputs=inputs,
-        outputs=outputs,
-        layers=layers,
-        hidden=hidden,
-        allow_dtype_change=allow_dtype_change,
-        options=dict(options, pessimism=pessimism, net2net_noise=net2net_noise),
-        carry=carry,
-    )
-    return Plan(options=options, noise=float(net2net_noise), seed=int(seed), **fields)
+    return options
