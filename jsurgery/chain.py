@@ -224,6 +224,10 @@ def _plan_norm(b: _Builder, layer: Layer, old_layer: Layer | None, stream: Strea
         )
     if old_layer is None:
         b.template_leaves(layer)
+        b.warnings.append(
+            f"{layer.path}: an inserted norm layer starts at its template init and is not an "
+            "identity, so the new network is not exact."
+        )
         return stream
     old_in = b.unit_ids.old_in[old_layer.path]
     src = ids.index_of(stream.new_ids, old_in)

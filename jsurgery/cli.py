@@ -32,6 +32,20 @@ def _widths(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _layer_pairs(text: str) -> dict[str, str | None]:
+    """``NEW=OLD,...`` -> ``{NEW: OLD}``; ``NEW=`` (nothing after ``=``) maps to None."""
+    pairs: dict[str, str | None] = {}
+    for item in _comma_list(text):
+        new, sep, old = (part.strip() for part in item.partition("="))
+        if not sep or not new:
+            raise argparse.ArgumentTypeError(
+                f"--layers: expected NEW=OLD pairs such as Dense_2=Dense_1 (NEW= keeps a new "
+                f"layer's fresh init), got {item!r}"
+            )
+        pairs[new] = old or None
+    return pairs
+
+
 def _probability(text: str) -> float:
     try:
         value = float(text)
@@ -116,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     surgery.add_argument("--actions", type=_comma_list, default=None, help="new action IDs")
     surgery.add_argument("--hidden", type=_widths, default=None, help="new hidden widths")
     surgery.add_argument(
+        "--layers",
+        type=_layer_pairs,
+        default=None,
+        metavar="NEW=OLD,...",
+        help="which old layer each new layer continues, where the widths leave it open "
+        "(a PlanError lists the pairs); NEW= keeps that layer's fresh init",
+    )
+    surgery.add_argument(
         "--recipe",
         choices=("preserving", "transplant"),
         default="preserving",
@@ -173,6 +195,7 @@ def _run(args: argparse.Namespace) -> None:
             obs=args.obs,
             actions=args.actions,
             hidden=args.hidden,
+            layers=args.layers,
             recipe=args.recipe,
             out=args.out,
         )

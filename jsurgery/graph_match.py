@@ -185,14 +185,18 @@ def candidate_matchings(old: list, new: list, layers) -> tuple[list, str]:
 
 
 def ambiguity(choices: list) -> PlanError:
-    """The error for two or more equally good matchings: shows the first two and the override
-    that would settle on the first."""
+    """The error for two or more equally good matchings: shows the first two and the overrides
+    that settle on the first (its pairs wherever any other matching differs; `error.layers`)."""
     a, b = choices[0], choices[1]
-    settle = {n: o for n, o in a.items() if o is not None and b.get(n) != o}
+    settle = {
+        n: o for n, o in a.items() if o is not None and any(c.get(n) != o for c in choices[1:])
+    }
     differ = {n: f"{a[n]} or {b[n]}" for n in a if a[n] != b[n]}
-    return PlanError(
-        f"the layers can be matched in more than one equally small way; they differ at {differ} "
-        f"(None: inserted). Pass layers= with the pairs that settle it, e.g. layers={settle} "
-        "(a new layer left out of the matching is an inserted layer and starts as "
-        "`new_layers` says; a layer mapped to None keeps the template's init)."
+    error = PlanError(
+        f"the layers can be matched in more than one equally small way ({len(choices)} found); "
+        f"the first two differ at {differ} (None: inserted). Pass layers= with the pairs that "
+        f"settle it, e.g. layers={settle} (a new layer left out of the matching is an inserted "
+        "layer and starts as `new_layers` says; a layer mapped to None keeps the template's init)."
     )
+    error.layers = settle
+    return error

@@ -156,6 +156,36 @@ def test_layer_removed_from_the_middle():
     assert any("Dense_2" in w for w in plan.warnings)
 
 
+def test_the_error_of_a_tied_matching_carries_layers_that_settle_it():
+    old, new = init(MLP((8, 8, 8), 2), 3, 0), init(MLP((8, 8, 8, 8), 2), 3, 1)
+    with pytest.raises(jsurgery.PlanError) as info:
+        jsurgery.make_plan(old, new)
+    settle = info.value.layers
+    assert settle and str(settle) in str(info.value)
+    plan = jsurgery.make_plan(old, new, layers=settle)
+    assert settle.items() <= plan.layer_map.items()
+
+
+class MaybeNormed(nn.Module):
+    norm: bool
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Dense(4)(x)
+        return nn.Dense(2)(nn.relu(nn.LayerNorm()(x) if self.norm else x))
+
+
+def test_an_inserted_norm_layer_on_the_params_only_path_is_named_in_the_warnings():
+    old, new = init(MaybeNormed(False), 3, 0), init(MaybeNormed(True), 3, 1)
+    plan = jsurgery.make_plan(old, new, **jsurgery.PRESERVING)
+    assert plan.layer_map["LayerNorm_0"] is None
+    assert any("LayerNorm_0" in w and "not exact" in w for w in plan.warnings), plan.warnings
+    x = rand((5, 3), 2)
+    out = jsurgery.transplant(old, new, plan)
+    gap = np.abs(MaybeNormed(True).apply(out, x) - MaybeNormed(False).apply(old, x)).max()
+    assert float(gap) > 1e-3  # the warning is warranted
+
+
 def test_transplant_chain_through_three_architectures():
     a, b, c = init(MLP((4,), 2), 2, 0), init(MLP((6,), 3), 3, 1), init(MLP((9,), 3), 4, 2)
     ids_a, ids_b, ids_c = ["p", "q"], ["q", "r", "p"], ["s", "q", "p", "r"]

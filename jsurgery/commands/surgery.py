@@ -44,12 +44,14 @@ def transplant_run(
     env: IdEnv,
     hidden: Sequence[int],
     recipe: str = "preserving",
+    layers: dict[str, str | None] | None = None,
 ) -> tuple[Any, Any, Any]:
     """The run's state moved into a network with ``hidden`` widths on the view ``env``.
 
-    The plan is made once from the first seed's shapes (inputs by ``env.feature_ids``, outputs by
-    action IDs) and applied to every seed's params, target params and optimizer state under
-    ``vmap``; each seed's new template is initialised from its own key.
+    The plan is made once from the first seed, tracing both networks (inputs by
+    ``env.feature_ids``, outputs by action IDs), and applied to every seed's params, target
+    params and optimizer state under ``vmap``; each seed's new template is initialised from its
+    own key.
 
     Returns:
         ``(config, state, plan)``: the new run's config, its batched state and the plan.
@@ -64,11 +66,15 @@ def transplant_run(
 
     new_state = jax.vmap(template)(seed_keys(run.seeds))
     old_state = jax.tree.map(jnp.asarray, run.state)
+    old_network = QNetwork.for_config(run.config, run.env.num_actions)
     plan = jsurgery.make_plan(
         _first(old_state["params"]),
         _first(new_state["params"]),
+        apply=(old_network.apply, network.apply),
+        example=((jnp.zeros((1, run.env.num_obs)),), (jnp.zeros((1, env.num_obs)),)),
         inputs=(run.env.feature_ids, env.feature_ids),
         outputs=(run.env.action_ids, env.action_ids),
+        layers=layers,
         **RECIPES[recipe],
     )
     state = jax.vmap(lambda old, new: jsurgery.transplant_state(old, new, plan))(
@@ -91,6 +97,7 @@ def surgery_command(
     hidden: Sequence[int] | None = None,
     recipe: str = "preserving",
     out: str | os.PathLike = "runs/surgery",
+    layers: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """Move a saved run into a new network and save it as a new run under ``out``.
 
@@ -102,6 +109,8 @@ def surgery_command(
         recipe: ``"preserving"`` or ``"transplant"`` (:data:`RECIPES`).
         out: the new run directory: ``checkpoint/``, ``agent.json`` (``jsurgery train --init``
             reads them) and ``surgery.json`` (plan, greedy returns before and after).
+        layers: ``{new_layer: old_layer or None}`` where the widths leave the matching open
+            (``make_plan``'s ``layers``).
 
     Returns:
         The contents of ``surgery.json``.
@@ -124,14 +133,13 @@ def surgery_command(
     )
     hidden = run.config.hidden if hidden is None else tuple(hidden)
     try:
-        config, state, plan = transplant_run(run, env, hidden, recipe)
+        config, state, plan = transplant_run(run, env, hidden, recipe, layers)
     except jsurgery.PlanError as error:
         reason = " ".join(str(error).split())
-        raise CommandError(
-            f"--recipe {recipe} does not fit this change: {reason} (the command line passes no "
-            "make_plan options: change --hidden so that one layer matching is the smallest, "
-            "e.g. insert a layer of a width the others do not have, or plan in Python)"
-        ) from None
+        if error.layers:
+            pairs = ",".join(f"{new}={old}" for new, old in error.layers.items())
+            reason += f" On the command line: --layers {pairs}"
+        raise CommandError(f"--recipe {recipe} does not fit this change: {reason}") from None
     print(plan)
     save_agent(out, config, env, state, run.seeds)
     old_return = greedy_returns(run.config, run.env, run.state["params"], run.seeds)
@@ -140,6 +148,7 @@ def surgery_command(
         "run": str(run_dir),
         "env_id": env.env_id,
         "recipe": recipe,
+        "layers": layers or {},
         "old": {"obs_ids": list(run.env.obs_ids), "action_ids": list(run.env.action_ids),
                 "hidden": list(run.config.hidden)},
         "new": {"obs_ids": list(env.obs_ids), "action_ids": list(env.action_ids),

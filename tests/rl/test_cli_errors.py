@@ -1,9 +1,11 @@
 """Every bad command-line argument: one line naming the problem and the fix, exit status 2."""
 
+import json
 import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jsurgery.cli import main
@@ -60,6 +62,9 @@ CASES = [
     (["surgery", "{run}", "--hidden", "8,8,8", "--out", "{out}"],
      "does not fit this change: the layers can be matched in more than one"),
     (["surgery", "{run}", "--out", "{run}"], "is the run being read"),
+    (["surgery", "{run}", "--layers", "Dense_2", "--out", "{out}"], "expected NEW=OLD pairs"),
+    (["surgery", "{run}", "--layers", "Dense_9=Dense_0", "--out", "{out}"],
+     "'Dense_9' is not a layer of the new template"),
     (["run", "no-such-experiment"], "unknown experiment 'no-such-experiment'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ]  # fmt: skip
@@ -88,3 +93,20 @@ def test_missing_optional_dependency(module, package, monkeypatch, tmp_path, cap
                         capsys)  # fmt: skip
     assert code == 2 and len(err.splitlines()) == 1, err
     assert f"needs {package}" in err and "pip install 'jsurgery[rl]'" in err, err
+
+
+def test_a_tied_matching_is_settled_by_the_layers_the_error_names(saved_run, tmp_path, capsys):
+    """8, 8 -> 8, 8, 8: the error names a --layers that settles it, and that run is exact."""
+    out = tmp_path / "new"
+    code, err = run_cli(["surgery", str(saved_run), "--hidden", "8,8,8", "--out", str(out)], capsys)
+    assert code == 2 and "On the command line: --layers " in err, err
+    pairs = err.split("--layers ")[-1].split()[0]
+    argv = ["surgery", str(saved_run), "--hidden", "8,8,8", "--layers", pairs, "--out", str(out)]
+    assert main(argv) == 0
+    summary = json.loads((out / "surgery.json").read_text())
+    expected = dict(pair.split("=") for pair in pairs.split(","))
+    assert summary["layers"] == expected
+    for new, old in expected.items():
+        assert f"{new} <- {old}" in summary["plan"], summary["plan"]
+    # an inserted identity layer between ReLU layers: the same greedy policy, the same returns
+    np.testing.assert_array_equal(summary["new_greedy_return"], summary["old_greedy_return"])
