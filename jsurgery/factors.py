@@ -81,20 +81,17 @@ def blocks_kept(write_idx: np.ndarray, new_block: int, old_block: int) -> bool:
 
 
 def broken_groups(new: Graph, old: Graph, root: int, old_root: int, sm) -> str | None:
-    """For a product space planned whole (its IDs given), the operations over its inner factors
-    (a GroupNorm's statistics over each group) when the IDs break its groups apart."""
+    """For a product space planned whole (its IDs given) on both sides, the operations over its
+    inner factors (a GroupNorm's statistics over each group) when the IDs break its groups
+    apart."""
     pn, po = new.parts(root), old.parts(old_root)
-    if pn is None or pn[0] != "product":
-        return None
+    if pn is None or po is None or pn[0] != "product" or po[0] != "product":
+        return None  # a norm on the new side only starts fresh, and its leaves say so
     ops = sorted({f"{p} ({s})" for n in pn[1][1:] for p, s in new.crosses(n)})
     if not ops:
         return None
     inner_new = int(np.prod([new.size[new.find(n)] for n in pn[1][1:]]))
-    inner_old = (
-        int(np.prod([old.size[old.find(n)] for n in po[1][1:]]))
-        if po is not None and po[0] == "product"
-        else 0
-    )
+    inner_old = int(np.prod([old.size[old.find(n)] for n in po[1][1:]]))
     if blocks_kept(sm.write_idx, inner_new, inner_old):
         return None
     return (

@@ -80,7 +80,7 @@ class UnitMaps:
     ) -> AxisMap:
         root = self.new.root(node)
         parts = self.new.graph.parts(root)
-        if parts is not None and root not in self.given_new:
+        if parts is not None and root not in self.given_new and not self._whole_on_old_side(root):
             maps = [self.axis_map(p, role, axis, kernel, label, weight) for p in parts[1]]
             old_sizes = [self.old.graph.size[self.corr.to_old[self.new.root(p)]] for p in parts[1]]
             return combine(parts[0], maps, old_sizes, axis)
@@ -94,6 +94,12 @@ class UnitMaps:
                 "widen); keep that size or give this layer layers={...: None}."
             )
         return identity_map(n_new, axis)
+
+    def _whole_on_old_side(self, root: int) -> bool:
+        """Whether the old counterpart of a composite space is one space (an axis a new
+        GroupNorm splits into groups): the two are then planned whole."""
+        old = self.corr.to_old.get(root)
+        return old is not None and self.old.graph.parts(old) is None
 
     def how(self, root: int) -> str:
         """How the new units of a space start, for the plan's notes."""

@@ -302,3 +302,36 @@ def test_conflicting_ids_for_one_head_of_concatenated_logits_are_refused():
         _two_heads(outputs=ACTIONS, hidden=hidden)
     for word in ("outputs[0][1]", "hidden['pa'][1]", "noop"):
         assert word in str(info.value), (word, str(info.value))
+
+
+class MaybeGrouped(nn.Module):
+    """Conv channels with or without a GroupNorm, flattened into a policy head."""
+
+    norm: bool
+    channels: int = 4
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Conv(self.channels, (3,), name="conv")(x)
+        h = nn.GroupNorm(num_groups=2, name="gn")(h) if self.norm else h
+        return nn.Dense(2, name="pi")(nn.relu(h).reshape(x.shape[0], -1))
+
+
+def test_a_groupnorm_inserted_is_planned_and_named_in_the_warnings():
+    """The new norm splits channels the old network kept whole: they are planned as one space,
+    every old weight copied, and the norm's template scale is named as not exact."""
+    old_m, new_m = MaybeGrouped(False), MaybeGrouped(True, 6)
+    old, plan, out = _surgery(old_m, new_m)
+    assert plan.layer_map["gn"] is None
+    assert [w for w in plan.warnings if "gn/scale" in w and "not exact" in w], plan.warnings
+    kernel_old = _channels(old, ("params", "conv", "kernel"))
+    np.testing.assert_array_equal(_channels(out, ("params", "conv", "kernel"))[:4], kernel_old)
+    assert _gap(old_m, old, new_m, out) > 1e-3
+
+
+def test_a_groupnorm_removed_is_planned_and_named_in_the_warnings():
+    old_m, new_m = MaybeGrouped(True), MaybeGrouped(False)
+    old, plan, out = _surgery(old_m, new_m)
+    assert any("not carried over" in w and "gn" in w for w in plan.warnings), plan.warnings
+    for name in ("kernel", "bias"):
+        np.testing.assert_array_equal(out["params"]["conv"][name], old["params"]["conv"][name])
