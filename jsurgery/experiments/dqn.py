@@ -29,8 +29,9 @@ BASE_ARMS = ("old", "scratch", "transplant", "preserving", "naive-load")
 
 
 @dataclasses.dataclass(frozen=True)
-class DqnSurgery:
-    """One DQN surgery experiment.
+class DqnExperiment:
+    """A surgery experiment on DQN agents, all but how an arm trains (:class:`DqnSurgery` and
+    :class:`~jsurgery.experiments.recurrent.RecurrentDqnSurgery` add that).
 
     Attributes:
         name, description: as listed by ``jsurgery list``.
@@ -98,49 +99,62 @@ class DqnSurgery:
             "surgery": {arm: jsonable(options) for arm, options in self.surgery.items()},
         }
 
-    def run_arm(
-        self, arm: str, *, protocol: str, seeds: int, old_params, progress: bool = False
-    ) -> ArmRun:
-        from jsurgery.rl import seed_keys
-
-        old_env, new_env = self.envs()
-        keys = seed_keys(range(seeds))
-        if arm == "old":
-            config = self.dqn_config(protocol, self.old_hidden)
-            state, metrics = _train(config, old_env, _fold(keys, 0), None, arm, progress)
-            return _arm_run(metrics, state["params"], {"env": _env_notes(old_env)})
-        config = self.dqn_config(protocol, self.new_hidden)
-        template = _templates(config, new_env, _fold(keys, 2))
-        params, notes = start_new_network(
+    def new_network(self, arm: str, old_params, template, **plan_options) -> tuple[Any, dict]:
+        """:func:`~jsurgery.experiments.arms.start_new_network` with this experiment's arms and
+        surgery options; ``plan_options`` (the IDs, ``apply``, ``example``) go to ``make_plan``."""
+        return start_new_network(
             arm,
             old_params,
             template,
             surgery=self.surgery,
             experiment=self.name,
             arms=self.arms,
+            **plan_options,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class DqnSurgery(DqnExperiment):
+    """One DQN surgery experiment: every arm trains a :class:`~jsurgery.rl.QNetwork` agent (the
+    attributes are :class:`DqnExperiment`'s)."""
+
+    def run_arm(
+        self, arm: str, *, protocol: str, seeds: int, old_params, progress: bool = False
+    ) -> ArmRun:
+        from jsurgery.rl import make_train, seed_keys
+
+        old_env, new_env = self.envs()
+        keys = seed_keys(range(seeds))
+        if arm == "old":
+            config = self.dqn_config(protocol, self.old_hidden)
+            run = (fold_keys(keys, 0), None)
+            state, metrics = train_arm(make_train, config, old_env, run, arm, progress)
+            return arm_run(metrics, state["params"], old_env, {})
+        config = self.dqn_config(protocol, self.new_hidden)
+        template = _templates(config, new_env, fold_keys(keys, 2))
+        params, notes = self.new_network(
+            arm,
+            old_params,
+            template,
             inputs=(old_env.obs_ids, new_env.obs_ids),
             outputs=(old_env.action_ids, new_env.action_ids),
         )
-        init = {"params": params}
-        state, metrics = _train(config, new_env, _fold(keys, 1), init, arm, progress)
-        return _arm_run(metrics, None, {**notes, "env": _env_notes(new_env)})
+        run = (fold_keys(keys, 1), {"params": params})
+        state, metrics = train_arm(make_train, config, new_env, run, arm, progress)
+        return arm_run(metrics, None, new_env, notes)
 
 
-def _env_notes(env) -> dict:
-    return {"obs": list(env.obs_ids), "actions": list(env.action_ids)}
-
-
-def _fold(keys, data: int):
+def fold_keys(keys, data: int):
+    """``fold_in(key, data)`` for every seed's key."""
     return jax.vmap(lambda k: jax.random.fold_in(k, data))(keys)
 
 
-def _arm_run(metrics, params, notes) -> ArmRun:
+def arm_run(metrics, params, env, notes: dict) -> ArmRun:
+    """The evaluation curves of a run's ``metrics`` as an :class:`ArmRun`, with ``env``'s
+    observation and action IDs added to ``notes``."""
     steps = np.asarray(metrics["eval_steps"])[0]
+    notes = {**notes, "env": {"obs": list(env.obs_ids), "actions": list(env.action_ids)}}
     return ArmRun(x=steps, curves=np.asarray(metrics["eval_return"]), params=params, notes=notes)
-
-
-def _compiled(config, env):
-    return _compiled_for(config, env.env_id, env.obs_ids, env.action_ids)
 
 
 class _ArmProgress:
@@ -157,8 +171,9 @@ class _ArmProgress:
 _ARM_PROGRESS = _ArmProgress()
 
 
-def _train(config, env, keys, init, arm: str, progress: bool):
-    """All seeds of one arm in the shared compiled run, with a bar over environment steps."""
+def train_arm(make_train, config, env, run: tuple, arm: str, progress: bool):
+    """All seeds of one arm in one compiled ``jax.vmap`` of ``make_train(config, env)``, called
+    with the arguments ``run`` (keys first), with a bar over environment steps."""
     from tqdm.auto import tqdm
 
     bar = tqdm(
@@ -166,15 +181,16 @@ def _train(config, env, keys, init, arm: str, progress: bool):
     )
     _ARM_PROGRESS.bar = bar
     try:
-        return jax.block_until_ready(_compiled(config, env)(keys, init))
+        train = _compiled(make_train, config, env.env_id, env.obs_ids, env.action_ids)
+        return jax.block_until_ready(train(*run))
     finally:
         _ARM_PROGRESS.bar = None
         bar.close()
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled_for(config, env_id, obs, actions):
-    from jsurgery.rl import make_env, make_train
+def _compiled(make_train, config, env_id, obs, actions):
+    from jsurgery.rl import make_env
 
     env = make_env(env_id, obs=obs, actions=actions)
     return jax.jit(jax.vmap(make_train(config, env, on_period=_ARM_PROGRESS)))

@@ -1,11 +1,11 @@
 """DQN as pure functions of arrays: ``make_train(config, env) -> train(key, init=None)``.
 
 A whole run is one ``lax.scan`` over evaluation periods; each period scans over blocks of
-``train_freq`` iterations followed by a training phase. ``jax.jit(jax.vmap(train))(keys)`` trains
-one
-seed per key in a single compiled call. The step counter lives outside the per-seed state, so under
-``vmap`` it stays one scalar shared by all seeds and the ``lax.cond`` that skips training before
-``learning_starts`` stays a real branch rather than computing both sides.
+``train_freq`` iterations followed by a training phase (the loop of :mod:`jsurgery.rl.loop`).
+``jax.jit(jax.vmap(train))(keys)`` trains one seed per key in a single compiled call. The step
+counter lives outside the per-seed state, so under ``vmap`` it stays one scalar shared by all seeds
+and the ``lax.cond`` that skips training before ``learning_starts`` stays a real branch rather than
+computing both sides.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from jsurgery.rl import loop
 from jsurgery.rl.buffer import ReplayBuffer
 from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.environments import IdEnv, make_env
@@ -115,49 +116,17 @@ def make_dqn(
         env = make_env(env)
     network = QNetwork.for_config(config, env.num_actions)
     optimizer = make_optimizer(config)
-    num_envs, num_actions = config.num_envs, env.num_actions
-    blocks_per_period = config.eval_every // config.block_steps
+    num_envs = config.num_envs
     env_reset = jax.vmap(env.reset)
     env_step = jax.vmap(env.step)
-
-    def epsilon(step):
-        if config.exploration_fraction == 0.0:
-            return jnp.float32(config.exploration_end)
-        progress = step.astype(jnp.float32) / (config.exploration_fraction * config.total_steps)
-        progress = jnp.minimum(progress, jnp.float32(1.0))
-        start, end = config.exploration_start, config.exploration_end
-        return jnp.float32(start) + jnp.float32(end - start) * progress
-
-    def rate_scale(step):
-        # The step size as a fraction of `learning_rate`, by environment steps so far (not by the
-        # optimizer's own count, which a transplanted optimizer state carries over).
-        if config.learning_rate_end is None:
-            return jnp.float32(1.0)
-        progress = step.astype(jnp.float32) / config.total_steps
-        end = config.learning_rate_end / config.learning_rate
-        return jnp.float32(1.0) + jnp.float32(end - 1.0) * jnp.minimum(progress, 1.0)
 
     def q_values(params, obs):
         return network.apply(params, obs)
 
-    def evaluate(params, key):
-        n = config.eval_episodes
-        reset_key, run_key = jax.random.split(key)
-        obs, state = env_reset(jax.random.split(reset_key, n))
+    def greedy(params, memory, obs):
+        return memory, jnp.argmax(q_values(params, obs), axis=-1).astype(jnp.int32)
 
-        def step(carry, step_key):
-            obs, state, total, alive = carry
-            action = jnp.argmax(q_values(params, obs), axis=-1).astype(jnp.int32)
-            obs, state, reward, terminated, truncated, _ = env_step(
-                jax.random.split(step_key, n), state, action
-            )
-            total = total + jnp.where(alive, reward, jnp.float32(0.0))
-            alive = alive & ~(terminated | truncated)
-            return (obs, state, total, alive), None
-
-        start = (obs, state, jnp.zeros((n,), jnp.float32), jnp.ones((n,), jnp.bool_))
-        (_, _, total, _), _ = jax.lax.scan(step, start, jax.random.split(run_key, env.max_steps))
-        return total.mean()
+    evaluate = loop.make_evaluate(config, env, greedy, initial_memory=lambda shape: ())
 
     def begin(key, init=None):
         net_key, env_key, eval_key, run_key = jax.random.split(key, 4)
@@ -183,11 +152,9 @@ def make_dqn(
 
     def act_and_store(inner, _):
         carry, step = inner
-        key, action_key, explore_key, env_key = jax.random.split(carry.key, 4)
-        greedy = jnp.argmax(q_values(carry.params, carry.obs), axis=-1).astype(jnp.int32)
-        random = jax.random.randint(action_key, (num_envs,), 0, num_actions, jnp.int32)
-        explore = jax.random.uniform(explore_key, (num_envs,)) < epsilon(step)
-        action = jnp.where(explore, random, greedy)
+        key, action_key, coin_key, env_key = jax.random.split(carry.key, 4)
+        _, greedy_action = greedy(carry.params, (), carry.obs)
+        action = loop.explore(config, greedy_action, step, env.num_actions, action_key, coin_key)
         obs, env_state, reward, terminated, truncated, info = env_step(
             jax.random.split(env_key, num_envs), carry.env_state, action
         )
@@ -197,15 +164,12 @@ def make_dqn(
         buffer = carry.buffer.add(
             step, carry.obs, action, reward, info["final_observation"], terminated, done
         )
-        episode_return = carry.episode_return + reward
         carry = carry.replace(
             buffer=buffer,
             env_state=env_state,
             obs=obs,
-            episode_return=jnp.where(done, jnp.float32(0.0), episode_return),
-            last_return=jnp.where(done, episode_return, carry.last_return),
-            has_return=carry.has_return | done,
             key=key,
+            **loop.episode_returns(carry, reward, done),
         )
         return (carry, step + num_envs), None
 
@@ -221,85 +185,18 @@ def make_dqn(
         target = batch.reward + batch.discount * next_q
         return optax.huber_loss(q_taken, jax.lax.stop_gradient(target), delta=1.0).mean()
 
-    def learn(carry, count):
-        key, *step_keys = jax.random.split(carry.key, config.gradient_steps + 1)
-
-        def gradient_step(state, step_key):
-            params, opt_state = state
-            batch = carry.buffer.sample_returns(
-                step_key,
-                count,
-                config.batch_size,
-                gamma=config.gamma,
-                n_step=config.n_step,
-                stride=num_envs,
-            )
-            loss, grads = jax.value_and_grad(loss_fn)(params, carry.target_params, batch)
-            with jax.numpy_dtype_promotion("standard"):  # optax mixes int32 counts and floats
-                updates, opt_state = optimizer.update(grads, opt_state, params)
-            updates = jax.tree.map(lambda update: update * rate_scale(count), updates)
-            return (optax.apply_updates(params, updates), opt_state), loss
-
-        (params, opt_state), losses = jax.lax.scan(
-            gradient_step, (carry.params, carry.opt_state), jnp.stack(step_keys)
+    def sample(buffer, key, count):
+        return buffer.sample_returns(
+            key, count, config.batch_size, gamma=config.gamma, n_step=config.n_step, stride=num_envs
         )
-        return carry.replace(params=params, opt_state=opt_state, key=key), losses.mean()
 
-    def block(inner, _):
-        carry, step = inner
-        (carry, end), _ = jax.lax.scan(act_and_store, (carry, step), None, length=config.train_freq)
-        # Target updates due during the block all see the same online network (it only changes in
-        # training phases), so k updates of rate tau fold into one of rate 1 - (1 - tau) ** k.
-        interval = config.target_update_interval
-        updates = (end // interval - step // interval).astype(jnp.float32)
-        keep = jnp.float32(1.0 - config.tau) ** updates
-        target_params = jax.tree.map(
-            lambda online, target: keep * target + (1.0 - keep) * online,
-            carry.params,
-            carry.target_params,
-        )
-        carry = carry.replace(target_params=target_params)
-        carry, loss = jax.lax.cond(
-            end > config.learning_starts,
-            learn,
-            lambda carry, count: (carry, jnp.float32(jnp.nan)),
-            carry,
-            end,
-        )
-        finished = carry.has_return.sum()
-        curve = {
-            "episode_return": jnp.where(carry.has_return, carry.last_return, jnp.float32(0.0)).sum()
-            / jnp.maximum(finished, 1).astype(jnp.float32),
-            "episode_valid": finished > 0,
-            "episode_steps": end,
-            "loss": loss,
-        }
-        return (carry, end), curve
-
-    def period(inner, _):
-        carry, step = inner
-        (carry, end), curve = jax.lax.scan(block, (carry, step), None, length=blocks_per_period)
+    def next_eval_key(carry):
         key, eval_key = jax.random.split(carry.key)
-        carry = carry.replace(key=key)
-        eval_return = evaluate(carry.params, eval_key)
-        if on_period is not None:
-            # `end` is shared by all seeds, so under vmap the host sees one call per period.
-            jax.debug.callback(on_period, end)
-        return (carry, end), {**curve, "eval_return": eval_return}
+        return carry.replace(key=key), eval_key
 
-    def run(carry, first_step, num_periods):
-        first_step = jnp.asarray(first_step, jnp.int32)
-        (carry, end), out = jax.lax.scan(period, (carry, first_step), None, length=num_periods)
-        metrics = {
-            name: out[name].reshape(-1)
-            for name in ("episode_return", "episode_valid", "episode_steps", "loss")
-        }
-        metrics["eval_return"] = out["eval_return"]
-        metrics["eval_steps"] = first_step + config.eval_every * jnp.arange(
-            1, num_periods + 1, dtype=jnp.int32
-        )
-        return carry, metrics
-
+    learn = loop.make_learn(config, optimizer, loss_fn, sample)
+    block = loop.make_block(config, act_and_store, learn)
+    run = loop.make_run(config, block, evaluate, next_eval_key, on_period)
     return DQNParts(config, env, network, optimizer, begin, run, evaluate)
 
 

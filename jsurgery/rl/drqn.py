@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jsurgery.rl.config import DQNConfig
+from jsurgery.rl import loop
 from jsurgery.rl.dqn import agent_state, check_init, join_metrics, make_optimizer
 from jsurgery.rl.environments import IdEnv, make_env
 from jsurgery.rl.recurrent import (
@@ -59,26 +59,6 @@ class RecurrentCarry:
     key: jax.Array
 
 
-def _schedule(config: DQNConfig):
-    """``(epsilon(step), rate_scale(step))`` as in :func:`jsurgery.rl.make_dqn`."""
-
-    def epsilon(step):
-        if config.exploration_fraction == 0.0:
-            return jnp.float32(config.exploration_end)
-        progress = step.astype(jnp.float32) / (config.exploration_fraction * config.total_steps)
-        progress = jnp.minimum(progress, jnp.float32(1.0))
-        start, end = config.exploration_start, config.exploration_end
-        return jnp.float32(start) + jnp.float32(end - start) * progress
-
-    def rate_scale(step):
-        if config.learning_rate_end is None:
-            return jnp.float32(1.0)
-        progress = jnp.minimum(step.astype(jnp.float32) / config.total_steps, 1.0)
-        return 1.0 + jnp.float32(config.learning_rate_end / config.learning_rate - 1.0) * progress
-
-    return epsilon, rate_scale
-
-
 def make_train(
     config: RecurrentDQNConfig,
     env: IdEnv | str = "CartPole-v1",
@@ -109,33 +89,14 @@ def make_train(
         env = make_env(env)
     network = RecurrentQNetwork.for_config(config, env.num_actions)
     optimizer = make_optimizer(config)
-    epsilon, rate_scale = _schedule(config)
-    num_envs, num_actions = config.num_envs, env.num_actions
+    num_envs = config.num_envs
     env_reset, env_step = jax.vmap(env.reset), jax.vmap(env.step)
 
     def greedy(params, memory, obs):
         memory, q = network.apply(params, memory, obs)
         return memory, jnp.argmax(q, axis=-1).astype(jnp.int32)
 
-    def evaluate(params, key):
-        n = config.eval_episodes
-        reset_key, run_key = jax.random.split(key)
-        obs, state = env_reset(jax.random.split(reset_key, n))
-
-        def step(carry, step_key):
-            obs, state, memory, total, alive = carry
-            memory, action = greedy(params, memory, obs)
-            obs, state, reward, terminated, truncated, _ = env_step(
-                jax.random.split(step_key, n), state, action
-            )
-            total = total + jnp.where(alive, reward, jnp.float32(0.0))
-            alive = alive & ~(terminated | truncated)
-            return (obs, state, memory, total, alive), None
-
-        start = (obs, state, network.initial_carry((n,)), jnp.zeros((n,), jnp.float32),
-                 jnp.ones((n,), jnp.bool_))  # fmt: skip
-        (*_, total, _), _ = jax.lax.scan(step, start, jax.random.split(run_key, env.max_steps))
-        return total.mean()
+    evaluate = loop.make_evaluate(config, env, greedy, initial_memory=network.initial_carry)
 
     def begin(key, init=None, eval_key=None):
         net_key, env_key, default_eval_key, run_key = jax.random.split(key, 4)
@@ -166,11 +127,9 @@ def make_train(
 
     def act_and_store(inner, _):
         carry, step = inner
-        key, action_key, explore_key, env_key = jax.random.split(carry.key, 4)
+        key, action_key, coin_key, env_key = jax.random.split(carry.key, 4)
         memory, greedy_action = greedy(carry.params, carry.memory, carry.obs)
-        random = jax.random.randint(action_key, (num_envs,), 0, num_actions, jnp.int32)
-        explore = jax.random.uniform(explore_key, (num_envs,)) < epsilon(step)
-        action = jnp.where(explore, random, greedy_action)
+        action = loop.explore(config, greedy_action, step, env.num_actions, action_key, coin_key)
         obs, env_state, reward, terminated, truncated, info = env_step(
             jax.random.split(env_key, num_envs), carry.env_state, action
         )
@@ -179,17 +138,14 @@ def make_train(
             step // num_envs, carry.obs, action, reward, info["final_observation"], terminated,
             done, carry.first,
         )  # fmt: skip
-        episode_return = carry.episode_return + reward
         carry = carry.replace(
             buffer=buffer,
             env_state=env_state,
             obs=obs,
             memory=jnp.where(done[:, None], jnp.zeros_like(memory), memory),
             first=done,
-            episode_return=jnp.where(done, jnp.float32(0.0), episode_return),
-            last_return=jnp.where(done, episode_return, carry.last_return),
-            has_return=carry.has_return | done,
             key=key,
+            **loop.episode_returns(carry, reward, done),
         )
         return (carry, step + num_envs), None
 
@@ -213,73 +169,16 @@ def make_train(
         losses = optax.huber_loss(q_taken, jax.lax.stop_gradient(target), delta=1.0)
         return (losses * weight).sum() / jnp.maximum(weight.sum(), 1.0)
 
-    def learn(carry, count):
-        key, *step_keys = jax.random.split(carry.key, config.gradient_steps + 1)
+    def sample(buffer, key, count):
+        return buffer.sample(key, count // num_envs, config.batch_size, config.sequence_length)
 
-        def gradient_step(state, step_key):
-            params, opt_state = state
-            window = carry.buffer.sample(
-                step_key, count // num_envs, config.batch_size, config.sequence_length
-            )
-            loss, grads = jax.value_and_grad(loss_fn)(params, carry.target_params, window)
-            with jax.numpy_dtype_promotion("standard"):  # optax mixes int32 counts and floats
-                updates, opt_state = optimizer.update(grads, opt_state, params)
-            updates = jax.tree.map(lambda update: update * rate_scale(count), updates)
-            return (optax.apply_updates(params, updates), opt_state), loss
-
-        (params, opt_state), losses = jax.lax.scan(
-            gradient_step, (carry.params, carry.opt_state), jnp.stack(step_keys)
-        )
-        return carry.replace(params=params, opt_state=opt_state, key=key), losses.mean()
-
-    def block(inner, _):
-        carry, step = inner
-        (carry, end), _ = jax.lax.scan(act_and_store, (carry, step), None, length=config.train_freq)
-        interval = config.target_update_interval
-        updates = (end // interval - step // interval).astype(jnp.float32)
-        keep = jnp.float32(1.0 - config.tau) ** updates
-        target_params = jax.tree.map(
-            lambda online, target: keep * target + (1.0 - keep) * online,
-            carry.params,
-            carry.target_params,
-        )
-        carry = carry.replace(target_params=target_params)
-        carry, loss = jax.lax.cond(
-            end > config.learning_starts,
-            learn,
-            lambda carry, count: (carry, jnp.float32(jnp.nan)),
-            carry,
-            end,
-        )
-        finished = carry.has_return.sum()
-        curve = {
-            "episode_return": jnp.where(carry.has_return, carry.last_return, jnp.float32(0.0)).sum()
-            / jnp.maximum(finished, 1).astype(jnp.float32),
-            "episode_valid": finished > 0,
-            "episode_steps": end,
-            "loss": loss,
-        }
-        return (carry, end), curve
-
-    def period(inner, _):
-        carry, step = inner
-        blocks = config.eval_every // config.block_steps
-        (carry, end), curve = jax.lax.scan(block, (carry, step), None, length=blocks)
-        eval_return = evaluate(carry.params, carry.eval_key)
-        if on_period is not None:
-            jax.debug.callback(on_period, end)
-        return (carry, end), {**curve, "eval_return": eval_return}
+    learn = loop.make_learn(config, optimizer, loss_fn, sample)
+    block = loop.make_block(config, act_and_store, learn)
+    run = loop.make_run(config, block, evaluate, lambda carry: (carry, carry.eval_key), on_period)
 
     def train(key: jax.Array, init: dict[str, Any] | None = None, eval_key=None):
         carry, eval_return0 = begin(key, init, eval_key)
-        num_periods = config.total_steps // config.eval_every
-        (carry, _), out = jax.lax.scan(period, (carry, jnp.int32(0)), None, length=num_periods)
-        metrics = {
-            name: out[name].reshape(-1)
-            for name in ("episode_return", "episode_valid", "episode_steps", "loss")
-        }
-        metrics["eval_return"] = out["eval_return"]
-        metrics["eval_steps"] = config.eval_every * jnp.arange(1, num_periods + 1, dtype=jnp.int32)
+        carry, metrics = run(carry, 0, config.total_steps // config.eval_every)
         return agent_state(carry), join_metrics(eval_return0, metrics)
 
     return train
