@@ -138,3 +138,22 @@ def _slice_ids(graph: Graph, root: int, parts: list, given: dict) -> None:
             )
         given.setdefault(p, piece)
         offset += size
+
+
+def check_named_products(graph: Graph, given: dict, units: set) -> None:
+    """Refuses IDs given for a whole axis that a reshape splits into factors which parameters
+    read on their own (a projection reshaped to heads that an output kernel `(heads, head_dim,
+    features)` reads per head): the IDs cannot say where a unit goes in each factor."""
+    for root, (_, label) in given.items():
+        parts = graph.parts(root)
+        if parts is None or parts[0] != "product":
+            continue
+        sizes = [graph.size[graph.find(p)] for p in parts[1]]
+        read = [graph.size[graph.find(p)] for p in parts[1] if graph.find(p) in units]
+        if read:
+            raise PlanError(
+                f"`{label}` names the {graph.size[root]} units of an axis that a reshape splits "
+                f"into factors of sizes {sizes}, and other parameters read the factor(s) of size "
+                f"{read} on their own, so IDs for the whole axis cannot say where a unit goes in "
+                "each factor; leave this axis by position (drop these IDs)."
+            )

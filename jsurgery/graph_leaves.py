@@ -40,6 +40,7 @@ class UnitMaps:
             [self.inputs, self.outputs, self.carried],
         )
         self.units = g.param_spaces() | self.inputs | self.outputs | set(given_new) | self.carried
+        factors.check_named_products(g, given_new, self.units)
         self.units |= factors.unit_factors(g, self.units)
         self.maps: dict = {}
         self.labels: dict = {}

@@ -335,3 +335,31 @@ def test_a_groupnorm_removed_is_planned_and_named_in_the_warnings():
     assert any("not carried over" in w and "gn" in w for w in plan.warnings), plan.warnings
     for name in ("kernel", "bias"):
         np.testing.assert_array_equal(out["params"]["conv"][name], old["params"]["conv"][name])
+
+
+def per_head_output(p, x):
+    """Projections reshaped to (heads, 2) and an output kernel (heads, 2, features) per head."""
+    b, n, _ = x.shape
+    q, k, v = ((x @ p[name]["kernel"]).reshape(b, n, -1, 2) for name in "qkv")
+    att = jax.nn.softmax(jnp.einsum("bnhd,bmhd->bhnm", q, k), axis=-1)
+    o = jnp.einsum("bhnm,bmhd->bnhd", att, v)
+    return jnp.einsum("bnhd,hdf->bnf", o, p["o"]["kernel"]).mean(axis=1)
+
+
+def test_ids_for_a_split_axis_whose_factors_other_kernels_read_are_refused():
+    """IDs on q's 4 units cannot say how to move the output kernel's per-head rows."""
+    rng = np.random.default_rng(0)
+    shapes = {"q": (3, 4), "k": (3, 4), "v": (3, 4), "o": (2, 2, 3)}
+    params = {
+        n: {"kernel": jnp.asarray(rng.normal(size=s), jnp.float32)} for n, s in shapes.items()
+    }
+    with pytest.raises(jsurgery.PlanError) as info:
+        jsurgery.make_plan(
+            params,
+            params,
+            apply=per_head_output,
+            example=((X,), (X,)),
+            hidden={"q": (list("abcd"), list("cdab"))},
+        )
+    for word in ("hidden['q']", "reshape splits", "[2, 2]"):
+        assert word in str(info.value), (word, str(info.value))
