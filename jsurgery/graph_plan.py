@@ -138,6 +138,29 @@ def _refuse_opaque(side: Side) -> None:
         )
 
 
+def _refuse_opaque_ids(old: Traced, new: Traced, in_specs: tuple, out_specs: tuple) -> None:
+    """Refuses changed input or output units whose axis passes through an operation without a
+    rule (features picked by an index array): which unit a parameter reads is then unknown."""
+    for arg, specs, locate in (
+        ("inputs", in_specs, input_axis),
+        ("outputs", out_specs, output_axis),
+    ):
+        for k, spec in enumerate(specs):
+            if spec is None or tuple(spec[1]) == tuple(spec[2]):
+                continue
+            for side in (old.side, new.side):
+                node, _ = locate(side, k)
+                hit = side.graph.opaque_at(node) if node is not None else None
+                if hit is not None:
+                    raise PlanError(
+                        f"`{arg}[{k}]`: in the {side.name} function this axis passes through "
+                        f"`{hit[0]}` ({hit[1]}), which the planner cannot follow, so it cannot "
+                        f"tell which units each parameter reads while they change "
+                        f"({list(spec[1])[:8]} -> {list(spec[2])[:8]}); select them with slices, "
+                        "or keep these units unchanged."
+                    )
+
+
 def _id_pairs(spec, count: int, arg: str) -> dict:
     """`{index: (old_ids, new_ids)}` from a pair (one input / output) or a dict."""
     if spec is None:
@@ -491,6 +514,7 @@ def build(
     new = trace_side(new_tree, new_fn, new_ex, "new_template", "new", carry)
     check_same_carry(old.side, new.side)
     given_old, given_new, in_specs, out_specs = io_ids(old, new, inputs, outputs)
+    _refuse_opaque_ids(old, new, in_specs, out_specs)
     layer_map, how, pairs, corr = _choose_matching(old, new, layers)
     hidden_ids(old, new, layer_map, hidden, given_old, given_new)
     warnings: list = []

@@ -203,3 +203,24 @@ def test_a_flax_cell_given_a_carry_of_the_wrong_size_names_its_kernel_and_the_ca
         jsurgery.make_plan(old, new, apply=(old_c.apply, new_c.apply), example=((h3, X2), (h3, X2)))
     for word in ("kernel", "/ir", "argument 0", "hidden size"):
         assert word in str(info.value), (word, str(info.value))
+
+
+def _picked(p, x):
+    """Features picked by an index array: which ones a kernel reads moves with the layout."""
+    return x[..., jnp.array([0, 2])] @ p["w"]
+
+
+@pytest.mark.parametrize(
+    "ids, refused", [((list("abcd"), list("xabcd")), True), ((list("abcd"), list("abcd")), False)]
+)
+def test_changed_inputs_picked_by_an_index_array_are_refused(ids, refused):
+    params = {"w": jnp.ones((2, 2))}
+    x_old, x_new = jnp.ones((3, 4)), jnp.ones((3, len(ids[1])))
+    kw = dict(apply=_picked, example=((x_old,), (x_new,)), inputs=ids)
+    if not refused:  # unchanged features: nothing to follow, the plan copies
+        assert jsurgery.make_plan(params, params, **kw).leaves[0].source == "old"
+        return
+    with pytest.raises(jsurgery.PlanError) as info:
+        jsurgery.make_plan(params, params, **kw)
+    for word in ("inputs[0]", "gather", "test_graph_errors.py", "'x'"):
+        assert word in str(info.value), (word, str(info.value))
