@@ -41,7 +41,9 @@ class UnitMaps:
         )
         self.units = g.param_spaces() | self.inputs | self.outputs | set(given_new) | self.carried
         factors.check_named_products(g, given_new, self.units)
-        self.units |= factors.unit_factors(g, self.units)
+        split = factors.unit_factors(g, self.units)
+        self.output_factors = split & {g.find(n) for axes in g.output_axes for n in axes}
+        self.units |= split
         self.maps: dict = {}
         self.labels: dict = {}
 
@@ -72,6 +74,13 @@ class UnitMaps:
                 self.warnings,
                 label,
                 scale,
+            )
+        if root in self.output_factors and factors.changed(sm):
+            raise PlanError(
+                f"{label}: an output axis split out of one layer's units by a reshape (a "
+                "distributional head's (actions, atoms)) gains or loses units; such outputs take "
+                "no `outputs` IDs or `new_outputs` start yet: keep this axis, or give the layer "
+                "layers={...: None}."
             )
         self.maps[root], self.labels[root] = sm, label
         return sm

@@ -363,3 +363,25 @@ def test_ids_for_a_split_axis_whose_factors_other_kernels_read_are_refused():
         )
     for word in ("hidden['q']", "reshape splits", "[2, 2]"):
         assert word in str(info.value), (word, str(info.value))
+
+
+class Distributional(nn.Module):
+    """A C51-style head: one Dense output reshaped to (actions, atoms)."""
+
+    actions: int
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.relu(nn.Dense(8, name="torso")(x))
+        return nn.Dense(self.actions * 5, name="head")(h).reshape(x.shape[0], self.actions, 5)
+
+
+def test_an_action_added_to_a_reshaped_distributional_head_is_refused():
+    """The split action axis is an output no `new_outputs` start reaches yet: refused, not
+    planned as if it were hidden units."""
+    _, plan, _ = _surgery(Distributional(2), Distributional(2), X[:, 0])
+    assert not plan.warnings, plan.warnings
+    with pytest.raises(jsurgery.PlanError) as info:
+        _surgery(Distributional(2), Distributional(3), X[:, 0])
+    for word in ("head/kernel", "distributional", "layers="):
+        assert word in str(info.value), (word, str(info.value))
