@@ -20,11 +20,10 @@ def unit_factors(graph: Graph, units: set) -> set:
     """The factor roots of every product space that is a unit space, was split out of one axis,
     and has no factor that is a unit space itself (a flatten's `(height, width, channel)` keeps
     its spatial factors as data)."""
-    split = {graph.find(n) for n in graph.split}
     found: set = set()
-    for root, (kind, parts) in graph.composite.items():
-        roots = {graph.find(p) for p in parts}
-        if kind == "product" and root in units and roots <= split and not roots & units:
+    for root, composite in graph.composite.items():
+        roots = {graph.find(p) for p in composite[1]}
+        if root in units and graph.split_product(composite) and not roots & units:
             found |= roots
     return found
 

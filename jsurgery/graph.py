@@ -129,6 +129,12 @@ class Graph:
     def mark_opaque(self, n: int, primitive: str, source: str) -> None:
         self.opaque.setdefault(self.find(n), (primitive, source))
 
+    def split_product(self, parts) -> bool:
+        """Whether a composite `(kind, parts)` is a product of factors that a reshape split out
+        of one axis (groups x group width, heads x head width), not a flatten."""
+        split = {self.find(n) for n in self.split}
+        return parts[0] == "product" and all(self.find(p) in split for p in parts[1])
+
     def parts(self, n: int):
         """`(kind, part nodes)` of a composite space, or None."""
         return self.composite.get(self.find(n))

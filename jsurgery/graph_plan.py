@@ -518,22 +518,13 @@ def build(
     layer_map, how, pairs, corr = _choose_matching(old, new, layers)
     hidden_ids(old, new, layer_map, hidden, given_old, given_new)
     warnings: list = []
-    input_roots = {
-        new.side.root(n)
-        for n, _ in (input_axis(new.side, k) for k in range(len(new.side.graph.input_axes)))
-        if n is not None
-    }
-    output_roots = {
-        new.side.root(n)
-        for n, _ in (output_axis(new.side, k) for k in range(len(new.side.graph.output_axes)))
-        if n is not None
-    }
+    ends = _end_spaces(new.side)
     units = UnitMaps(
         corr,
         given_old,
         given_new,
-        input_roots,
-        output_roots,
+        ends["input"],
+        ends["output"],
         options,
         warnings,
         carried_roots(new.side),

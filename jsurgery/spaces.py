@@ -62,7 +62,9 @@ class Correspondence:
         pn, po = self.new.graph.parts(rn), self.old.graph.parts(ro)
         if pn is None and po is None:
             return
-        if po is None and _split(self.new.graph, pn) or pn is None and _split(self.old.graph, po):
+        new_only = po is None and self.new.graph.split_product(pn)
+        old_only = pn is None and self.old.graph.split_product(po)
+        if new_only or old_only:
             return  # split on one side only (a GroupNorm added or removed): the axis is one space
         if pn is None or po is None or pn[0] != po[0] or len(pn[1]) != len(po[1]):
             raise PlanError(
@@ -71,12 +73,6 @@ class Correspondence:
             )
         for a, b in zip(pn[1], po[1], strict=True):
             self.add(a, b, where)
-
-
-def _split(graph: Graph, parts) -> bool:
-    """Whether a composite is a product of factors that a reshape split out of one axis."""
-    split = {graph.find(n) for n in graph.split}
-    return parts[0] == "product" and all(graph.find(p) in split for p in parts[1])
 
 
 def _kind(parts) -> str:
