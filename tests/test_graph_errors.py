@@ -4,6 +4,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import pytest
+from surgery_models import MLP
 
 import jsurgery
 
@@ -91,18 +92,8 @@ def test_traced_plan_errors_name_what_is_wrong(case):
         assert word in str(info.value), (word, str(info.value))
 
 
-class Chain(nn.Module):
-    widths: tuple
-
-    @nn.compact
-    def __call__(self, x):
-        for w in self.widths:
-            x = nn.relu(nn.Dense(w)(x))
-        return nn.Dense(2)(x)
-
-
 def test_equally_small_insertions_are_refused_and_settled_by_layers():
-    old_m, new_m = Chain((4, 4)), Chain((4, 4, 4))
+    old_m, new_m = MLP((4, 4), 2), MLP((4, 4, 4), 2)
     with pytest.raises(jsurgery.PlanError, match="equally small.*layers="):
         _plan(old_m, new_m)
     plan = _plan(old_m, new_m, layers={"Dense_2": "Dense_1", "Dense_3": "Dense_2"})
@@ -116,10 +107,11 @@ def test_equally_small_insertions_are_refused_and_settled_by_layers():
 
 def test_unused_leaf_that_changed_shape_is_refused():
     def apply(v, x):
-        return Chain((4,)).apply({"params": {k: v["params"][k] for k in ("Dense_0", "Dense_1")}}, x)
+        params = {k: v["params"][k] for k in ("Dense_0", "Dense_1")}
+        return MLP((4,), 2).apply({"params": params}, x)
 
-    old = {"params": {**_vars(Chain((4,)), X3)["params"], "extra": jnp.zeros(3)}}
-    new = {"params": {**_vars(Chain((4,)), X3)["params"], "extra": jnp.zeros(5)}}
+    old = {"params": {**_vars(MLP((4,), 2), X3)["params"], "extra": jnp.zeros(3)}}
+    new = {"params": {**_vars(MLP((4,), 2), X3)["params"], "extra": jnp.zeros(5)}}
     with pytest.raises(jsurgery.PlanError, match="extra.*never reads it"):
         jsurgery.make_plan(old, new, apply=apply, example=((X3,), (X3,)))
 

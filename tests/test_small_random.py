@@ -4,11 +4,11 @@ a new hidden unit is the template's value times `init_scale`; old units keep the
 Expected leaves are built here by index arithmetic from the unit IDs, never by jsurgery.
 """
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from surgery_models import MLP
 
 import jsurgery
 
@@ -16,18 +16,8 @@ OBS3, OBS4 = ["a", "b", "c"], ["a", "d", "b", "c"]
 SMALL = {**jsurgery.TRANSPLANT, "new_hidden": "small_random"}
 
 
-class Mlp(nn.Module):
-    widths: tuple
-
-    @nn.compact
-    def __call__(self, x):
-        for w in self.widths:
-            x = nn.relu(nn.Dense(w)(x))
-        return nn.Dense(2)(x)
-
-
 def _models(seed=0):
-    old_m, new_m = Mlp((4, 5)), Mlp((6, 7))
+    old_m, new_m = MLP((4, 5), 2), MLP((6, 7), 2)
     rng = np.random.default_rng(seed)
     old = old_m.init(jax.random.key(0), jnp.ones((1, 3)))
     old = jax.tree.map(lambda v: v + jnp.asarray(0.3 * rng.normal(size=v.shape), v.dtype), old)
