@@ -99,12 +99,3 @@ def in_out_sizes(kind: str, leaves: dict[str, tuple]) -> tuple[int, int]:
         return leaves["embedding"]
     size = next(iter(leaves.values()))[0]
     return size, size
-
-
-def roles(kind: str, leaf: str, ndim: int) -> tuple[str, ...]:
-    """The role of each axis of a leaf: "in", "out", "window" or "features" (norm pass-through)."""
-    if kind in ("dense", "conv"):
-        return ("window",) * (ndim - 2) + ("in", "out") if leaf == "kernel" else ("out",)
-    if kind == "embed":
-        return ("in", "out")
-    return ("features",)

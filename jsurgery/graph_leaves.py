@@ -251,7 +251,7 @@ def _identity_leaf(units, path, shape, roles, r, w, roots, corner, label) -> Lea
             if not corner and shape[axis] % 2 == 0:
                 raise PlanError(
                     f"{label}: a centred Dirac kernel needs odd windows, got {shape[axis]} on "
-                    f"axis {axis}; pass new_layers='template' or layers={...: None}."
+                    f"axis {axis}; pass new_layers='template' or layers={{...: None}}."
                 )
             last_window = axis == max(a for a, x in enumerate(roles) if x == WINDOW)
             at = (shape[axis] - 1 if last_window else 0) if corner else shape[axis] // 2

@@ -17,7 +17,7 @@ import numpy as np
 from jsurgery import ids, trees
 from jsurgery.carry import carried_roots, check_same_carry, check_stays_zero, tie_carry
 from jsurgery.errors import PlanError
-from jsurgery.graph import WINDOW
+from jsurgery.graph import READ, WINDOW, WRITE
 from jsurgery.graph_match import GraphLayer, ambiguity, candidate_matchings
 from jsurgery.spaces import Correspondence, Side
 from jsurgery.trace import trace
@@ -238,20 +238,29 @@ def io_ids(old: Traced, new: Traced, inputs, outputs) -> tuple[dict, dict, tuple
     given_old, given_new = {}, {}
     in_pairs = _id_pairs(inputs, len(gn.input_axes), "inputs")
     out_pairs = _id_pairs(outputs, len(gn.output_axes), "outputs")
+    single_in = inputs is not None and not isinstance(inputs, Mapping)
+    single_out = outputs is not None and not isinstance(outputs, Mapping)
     in_specs = []
     for k in range(len(gn.input_axes)):
         (no, _), (nn, axis) = input_axis(old.side, k), input_axis(new.side, k)
-        in_specs.append(_given(k, nn, no, axis, in_pairs, "inputs", old, new, given_old, given_new))
+        in_specs.append(
+            _given(k, nn, no, axis, in_pairs, "inputs", old, new, given_old, given_new, single_in)
+        )
     out_specs = []
     for k in range(len(gn.output_axes)):
         (no, _), (nn, axis) = output_axis(old.side, k), output_axis(new.side, k)
         out_specs.append(
-            _given(k, nn, no, axis, out_pairs, "outputs", old, new, given_old, given_new)
+            _given(
+                k, nn, no, axis, out_pairs, "outputs", old, new, given_old, given_new, single_out
+            )
         )
     return given_old, given_new, tuple(in_specs), tuple(out_specs)
 
 
-def _given(k, nn, no, axis, pairs, arg, old, new, given_old, given_new):
+def _given(k, nn, no, axis, pairs, arg, old, new, given_old, given_new, single=False):
+    """The `(axis, old_ids, new_ids)` spec of input or output `k`; IDs the user named are
+    recorded per space (`given_old`, `given_new`), checked against the space's size and
+    against IDs named for the same space before."""
     if nn is None or no is None:
         if k in pairs:
             raise PlanError(
@@ -259,18 +268,37 @@ def _given(k, nn, no, axis, pairs, arg, old, new, given_old, given_new):
                 "scalar or a squeezed value); it has no units to name."
             )
         return None
+    named = k in pairs
     pair = pairs.get(k, (ids.positions(old.side.size(no)), ids.positions(new.side.size(nn))))
     for given, side, node, j in ((given_old, old.side, no, 0), (given_new, new.side, nn, 1)):
         root = side.root(node)
-        label = f"{arg}[{k}][{j}] ({side.name} IDs)"
-        if root in given and given[root][0] != pair[j]:
+        label = f"{arg}[{j}]" if single else f"{arg}[{k}][{j}]"
+        label += f" ({side.name} IDs)"
+        if named and root in given and given[root][0] != pair[j]:
             raise PlanError(
                 f"`{label}`: this space already has the IDs given as `{given[root][1]}` "
                 f"({list(given[root][0])[:8]}); the two must be the same units."
             )
-        ids.check_count(label, pair[j], side.size(node), f"{arg} {k} of the {side.name} function")
-        given[root] = (pair[j], label)
+        where = f"the {arg} of the {side.name} network" if single else f"{arg} {k}"
+        ids.check_count(label, pair[j], side.size(node), where + _touched_by(side, node, arg))
+        if named:
+            given[root] = (pair[j], label)
     return (axis, pair[0], pair[1])
+
+
+def _touched_by(side: Side, node: int, arg: str) -> str:
+    """`" (read by 'leaf')"`: the first parameter leaf with an axis in the space of `node`."""
+    g = side.graph
+    root = g.find(node)
+    hits = [
+        (g.first_use[i], i)
+        for i, axes in enumerate(g.leaf_axes)
+        if g.first_use[i] is not None and any(g.find(n) == root for n in axes)
+    ]
+    if not hits:
+        return f" of the {side.name} function"
+    verb = "read" if arg == "inputs" else "written"
+    return f" ({verb} by {side.paths[min(hits)[1]]!r})"
 
 
 def hidden_ids(old: Traced, new: Traced, layer_map: dict, hidden, given_old, given_new) -> None:
@@ -306,9 +334,12 @@ def _output_node(t: Traced, layer: GraphLayer) -> int:
     raise PlanError(f"`hidden`: layer {layer.path!r} writes no units.")
 
 
-def correspond(old: Traced, new: Traced, leaf_pairs: list) -> Correspondence:
-    """New space -> old space, from the functions' inputs and outputs and the matched leaves."""
-    corr = Correspondence(old.side, new.side)
+def correspond(
+    old: Traced, new: Traced, leaf_pairs: list, bridged: dict | None = None
+) -> Correspondence:
+    """New space -> old space, from the functions' inputs and outputs and the matched leaves;
+    `bridged` labels the old spaces that removed layers connect (`removed_bridges`)."""
+    corr = Correspondence(old.side, new.side, bridged)
     go, gn = old.side.graph, new.side.graph
     for kind, o_axes, n_axes in (
         ("input", go.input_axes, gn.input_axes),
@@ -447,7 +478,70 @@ def _correspond_matching(old: Traced, new: Traced, layer_map: dict):
         if new.side.graph.first_use[n_index[n]] is not None
         and old.side.graph.first_use[o_index[o]] is not None
     ]
-    return pairs, correspond(old, new, used)
+    return pairs, correspond(old, new, used, removed_bridges(old, layer_map))
+
+
+def _kernel_roots(g, leaf: int) -> tuple | None:
+    """`(read root, write root)` of a leaf that reads one space and writes one (a kernel)."""
+    axes, roles = g.leaf_axes[leaf], g.leaf_roles[leaf]
+    reads = [g.find(n) for n, r in zip(axes, roles, strict=True) if r == READ]
+    writes = [g.find(n) for n, r in zip(axes, roles, strict=True) if r == WRITE]
+    return (reads[0], writes[0]) if len(reads) == 1 and len(writes) == 1 else None
+
+
+def removed_bridges(old: Traced, layer_map: dict) -> dict:
+    """Old space root -> a label shared by the spaces that old layers no new layer continues
+    connect, in to out: with such a layer removed, the new network reads its output space
+    where the old one read the layer's input, unit by unit in order."""
+    g = old.side.graph
+    kept = {v for v in layer_map.values() if v is not None}
+    label: dict = {}
+    for layer in old.layers:
+        if layer.path in kept:
+            continue
+        for i, _, _ in layer.leaves.values():
+            ends = _kernel_roots(g, i)
+            if ends is not None:
+                a, b = (label.get(r, r) for r in ends)
+                label.update({r: a for r, v in list(label.items()) if v == b})
+                label[ends[0]], label[ends[1]] = a, a
+    return label
+
+
+def continue_through_inserted(new: Traced, inserted: set, corr, given_new: dict) -> None:
+    """New spaces between layers inserted in a row (each reading one space and writing one of
+    the same size) continue the old space the row starts and ends in, with the IDs of its
+    start, so every layer of the row can start as an identity. A row that ends where it starts
+    (a new residual branch added back to its input) is left alone."""
+    g = new.side.graph
+    edges: dict = {}
+    for layer in new.layers:
+        if layer.path in inserted:
+            for i, _, _ in layer.leaves.values():
+                ends = _kernel_roots(g, i)
+                if ends is not None and g.size[ends[0]] == g.size[ends[1]]:
+                    edges.setdefault(ends[0], set()).add(ends[1])
+    for start, old_root in list(corr.to_old.items()):
+        for between in _rows(edges, start, corr.to_old, old_root):
+            corr.add(between, old_root, f"a layer inserted after {new.side.name} space {start}")
+            if start in given_new:
+                given_new[between] = given_new[start]
+
+
+def _rows(edges: dict, start: int, to_old: dict, old_root: int) -> list:
+    """Spaces without an old counterpart on a path of `edges` from `start` to another space
+    that continues `old_root`."""
+    found, stack = [], [(start, ())]
+    while stack:
+        root, path = stack.pop()
+        for nxt in edges.get(root, ()):
+            if nxt in path or nxt == start:
+                continue
+            if nxt not in to_old:
+                stack.append((nxt, (*path, nxt)))
+            elif to_old[nxt] == old_root:
+                found.extend(r for r in path if r not in found)
+    return found
 
 
 def _choose_matching(old: Traced, new: Traced, layers):
@@ -461,7 +555,7 @@ def _choose_matching(old: Traced, new: Traced, layers):
         except PlanError as e:
             error = error or e
             continue
-        splits = len(corr.to_old) - len(set(corr.to_old.values()))
+        splits = len(corr.to_old) - len(set(corr.to_old.values())) + len(corr.merged)
         scored.append((splits, layer_map, pairs, corr))
     if not scored:
         raise error
@@ -517,6 +611,10 @@ def build(
     _refuse_opaque_ids(old, new, in_specs, out_specs)
     layer_map, how, pairs, corr = _choose_matching(old, new, layers)
     hidden_ids(old, new, layer_map, hidden, given_old, given_new)
+    if options["new_layers"] != "template":
+        explicit = {trees.path_str(k) for k, v in (layers or {}).items() if v is None}
+        inserted = {k for k, v in layer_map.items() if v is None and k not in explicit}
+        continue_through_inserted(new, inserted, corr, given_new)
     warnings: list = []
     ends = _end_spaces(new.side)
     units = UnitMaps(

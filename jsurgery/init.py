@@ -118,35 +118,3 @@ def check_choice(arg: str, value, allowed: tuple) -> str:
 def replicas(copied: np.ndarray, n_new: int) -> np.ndarray:
     """The copied positions that `n_new` new units replicate, round robin."""
     return copied[np.arange(n_new) % len(copied)]
-
-
-def identity_index(
-    layer: str, kernel_shape: tuple, pairs: list[tuple[int, int]], corner: bool
-) -> tuple[np.ndarray, ...]:
-    """Indices of the ones of an identity Dense kernel or Dirac Conv kernel.
-
-    Args:
-        layer: the layer path, for messages.
-        kernel_shape: `(*window, in, out)`.
-        pairs: `(in position, out position)` of each unit the layer passes through.
-        corner: put the one in the top-right window corner instead of the centre.
-
-    Raises:
-        PlanError: for a centred Dirac on an even window.
-    """
-    window = kernel_shape[:-2]
-    if corner:
-        at = [0] * len(window)
-        if window:
-            at[-1] = window[-1] - 1
-    else:
-        even = [w for w in window if w % 2 == 0]
-        if even:
-            raise PlanError(
-                f"layer {layer!r}: a centred Dirac kernel needs odd windows, got {window}; "
-                "pass new_layers='template' or layers={...: None}."
-            )
-        at = [w // 2 for w in window]
-    rows = np.asarray([p for p, _ in pairs], dtype=np.int32)
-    cols = np.asarray([q for _, q in pairs], dtype=np.int32)
-    return tuple(np.full(len(pairs), a, dtype=np.int32) for a in at) + (rows, cols)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jsurgery import axes, ids, init, trees
+from jsurgery import init
 from jsurgery.errors import PlanError
 
 
@@ -66,16 +66,6 @@ class LeafPlan:
     template_scale: float = 1.0  # factor on the template at the axes' `scaled` positions
 
 
-@dataclass
-class Stream:
-    """Units flowing out of a layer in the new network."""
-
-    new_ids: tuple
-    fill: list  # per position: None (copy by ID), "template", "zeros", "scaled" (template x
-    # init_scale), ("replica", old_id)
-    share: np.ndarray | None = None  # Net2Net: 1/copies per position
-
-
 def summary(src: np.ndarray, n_old: int, how: str) -> str:
     copied = int((src >= 0).sum())
     new = len(src) - copied
@@ -86,46 +76,6 @@ def summary(src: np.ndarray, n_old: int, how: str) -> str:
     if dropped:
         text += f", {dropped} dropped"
     return text
-
-
-def expand(arr: np.ndarray | None, k: int, c_old: int, is_index: bool) -> np.ndarray | None:
-    """Repeats channel-level entries over `k` flattened spatial positions (rows (s, c))."""
-    if arr is None or k == 1:
-        return arr
-    if is_index:
-        s = np.repeat(np.arange(k), len(arr)) * c_old
-        tiled = np.tile(arr, k)
-        return np.where(tiled >= 0, s + tiled, -1).astype(np.int32)
-    return np.tile(arr, k)
-
-
-def in_axis(stream: Stream, old_in: tuple, k: int, axis: int) -> tuple[AxisMap, np.ndarray]:
-    src = ids.index_of(stream.new_ids, old_in)
-    idx = src.copy()
-    zero = np.zeros(len(src), bool)
-    scaled = np.zeros(len(src), bool)
-    old_pos = {u: q for q, u in enumerate(old_in)}
-    for p in np.flatnonzero(src < 0):
-        f = stream.fill[p]
-        if isinstance(f, tuple):
-            q = old_pos.get(f[1], -1)
-            idx[p] = q
-            zero[p] = q < 0
-        elif f == "zeros":
-            zero[p] = True
-        elif f == "scaled":
-            scaled[p] = True
-    mul = stream.share
-    c_old = len(old_in)
-    amap = AxisMap(
-        axis,
-        expand(idx, k, c_old, True),
-        expand(src, k, c_old, True),
-        mul=expand(mul, k, c_old, False),
-        zero=expand(zero, k, c_old, False) if zero.any() else None,
-        scaled=expand(scaled, k, c_old, False) if scaled.any() else None,
-    )
-    return amap, src
 
 
 def output_inits(
@@ -175,74 +125,3 @@ def output_inits(
             warnings.append(f"{path}: {which}: {text}.")
     kinds = sorted(set(used))
     return ", ".join(kinds) if kinds else "-"
-
-
-def leaves_from_old(
-    leaf_plans, layer, old_layer, roles_map, offset, note, allow_cast, scale: float = 1.0
-) -> None:
-    for name, (_, path, shape, dtype) in layer.leaves.items():
-        if name not in old_layer.leaves:
-            leaf_plans[path] = LeafPlan(
-                path,
-                None,
-                -1,
-                shape,
-                None,
-                "template",
-                note=f"not in old layer {old_layer.path!r}: template init",
-            )
-            continue
-        oi, opath, oshape, odtype = old_layer.leaves[name]
-        if odtype != dtype and not allow_cast:
-            raise PlanError(
-                f"leaf {trees.path_str(path)!r}: old dtype {odtype} differs from the template's "
-                f"{dtype}; pass allow_dtype_change=True to cast."
-            )
-        leaf_roles = axes.roles(layer.kind, name, len(shape))
-        maps = []
-        for axis, role in enumerate(leaf_roles):
-            if role == "window":
-                if oshape[axis] != shape[axis]:
-                    raise PlanError(
-                        f"leaf {trees.path_str(path)!r}: window {shape[:-2]} differs from the old "
-                        f"{oshape[:-2]} ({trees.path_str(opath)!r}); windows cannot be resized."
-                    )
-                continue
-            amap = roles_map[role]
-            amap = AxisMap(
-                axis,
-                amap.idx,
-                amap.src,
-                amap.mul,
-                amap.zero,
-                amap.mean,
-                amap.noise
-                if name == "kernel" or layer.kind != "dense" and layer.kind != "conv"
-                else None,
-                amap.scaled,
-            )
-            if name == "bias":
-                amap = AxisMap(
-                    axis, amap.idx, amap.src, None, amap.zero, amap.mean, None, amap.scaled
-                )
-            if len(amap.idx) != shape[axis]:
-                raise PlanError(
-                    f"leaf {trees.path_str(path)!r}: axis {axis} has {shape[axis]} entries but "
-                    f"the plan has {len(amap.idx)} units for it."
-                )
-            if amap.is_copy(oshape[axis]):
-                continue
-            maps.append(amap)
-        scaled = any(am.scaled is not None for am in maps)
-        leaf_plans[path] = LeafPlan(
-            path,
-            opath,
-            oi,
-            shape,
-            oshape,
-            "old",
-            tuple(maps),
-            offset=offset if name == "bias" else None,
-            note=note if name != "bias" or "in:" not in note else note.split("; ")[-1],
-            template_scale=scale if scaled else 1.0,
-        )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from jsurgery import chain, ids, init
+from jsurgery import ids, init, params
 from jsurgery.carry import Carry, check_carry_arg
 from jsurgery.errors import PlanError
 from jsurgery.leaves import LeafPlan
@@ -111,10 +111,11 @@ def make_plan(
 
     With `apply` and `example`, both networks are traced (`jax.make_jaxpr`) and the plan follows
     their real graph: branches, heads, residual adds, concatenations, loose parameters. Without
-    them (the params-only path, `jsurgery.chain`), layers are read from names and shapes and must
+    them (the params-only path, `jsurgery.params`), layers are read from names and shapes and must
     form one chain, in forward order (creation order, numbered names in numeric order, or
-    `order`); whatever cannot be verified as a chain is refused. Only shapes and dtypes of the
-    trees are read, so either may hold `jax.ShapeDtypeStruct` leaves.
+    `order`); the chain is written as the function it computes and planned by the same pipeline,
+    and whatever cannot be verified as a chain is refused. Only shapes and dtypes of the trees
+    are read, so either may hold `jax.ShapeDtypeStruct` leaves.
 
     Args:
         old: the trained tree (linen variables, params dict, nnx.State or nnx.Module; with
@@ -200,16 +201,54 @@ def make_plan(
             "example= with it."
         )
     else:
-        fields = chain.build(
+        fields = _params_only(
             old,
             new_template,
             order=order,
-            options=options,
-            pessimism=pessimism,
-            net2net_noise=net2net_noise,
+            options=dict(options, pessimism=pessimism, net2net_noise=net2net_noise),
             **common,
         )
     return Plan(options=options, noise=float(net2net_noise), seed=int(seed), **fields)
+
+
+def _params_only(old, new_template, *, order, inputs, outputs, **common) -> dict:
+    """The fields of a params-only plan: each side's chain of layers, read from names and
+    shapes, is written as a function (`jsurgery.params`) and planned like a traced one. The plan
+    keeps the params-only conventions: one input and one output, units on the last axis."""
+    from jsurgery import graph_plan
+
+    if isinstance(inputs, Mapping) or isinstance(outputs, Mapping):
+        raise PlanError(
+            "`inputs`/`outputs` as {index: pair} name one of several inputs or outputs of a "
+            f"function; {params.TRACE_HINT}."
+        )
+    n_in, n_out = _id_count(inputs), _id_count(outputs)
+    old_side = params.chain_side(old, "old", order, n_in[0], n_out[0])
+    new_side = params.chain_side(new_template, "new_template", order, n_in[1], n_out[1])
+    fields = graph_plan.build(
+        old,
+        new_template,
+        apply=(old_side.apply, new_side.apply),
+        example=(old_side.example, new_side.example),
+        inputs=inputs,
+        outputs=outputs,
+        carry=False,
+        **common,
+    )
+    warnings = tuple(params.in_user_words(w) for w in fields["warnings"])
+    return dict(fields, warnings=warnings, input_specs=(), output_specs=(), carry=None)
+
+
+def _id_count(pair) -> tuple:
+    """How many IDs each side of an `(old_ids, new_ids)` pair names (None where not given)."""
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+        return None, None
+    return tuple(
+        len(side) or None
+        if isinstance(side, (Sequence, np.ndarray)) and not isinstance(side, str)
+        else None
+        for side in pair
+    )
 
 
 def _options(new_inputs, new_hidden, new_layers, new_outputs, init_scale) -> dict:

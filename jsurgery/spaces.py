@@ -39,15 +39,22 @@ class Side:
 class Correspondence:
     """New space root -> old space root, built pair by pair and checked for conflicts."""
 
-    def __init__(self, old: Side, new: Side):
+    def __init__(self, old: Side, new: Side, bridged: dict | None = None):
+        """`bridged`: old space root -> a label shared by the old spaces that removed layers
+        connect (a removed layer's input and output); a new space may continue several old
+        spaces with one label, unit by unit in their order."""
         self.old, self.new = old, new
         self.to_old: dict = {}
         self.seen_at: dict = {}
+        self.bridged = bridged or {}
+        self.merged: set = set()
 
     def add(self, new_node: int, old_node: int, where: str) -> None:
         rn, ro = self.new.root(new_node), self.old.root(old_node)
         if rn in self.to_old:
-            if self.to_old[rn] != ro:
+            if self.to_old[rn] != ro and self._bridges(self.to_old[rn], ro):
+                self.merged.add(frozenset((self.to_old[rn], ro)))
+            elif self.to_old[rn] != ro:
                 raise PlanError(
                     f"{where}: this axis continues two different old spaces (also reached at "
                     f"{self.seen_at[rn]}); the structure changed in a way the plan cannot follow: "
@@ -57,6 +64,18 @@ class Correspondence:
         self.to_old[rn] = ro
         self.seen_at[rn] = where
         self._parts(rn, ro, where)
+
+    def _bridges(self, a: int, b: int) -> bool:
+        """Whether a removed layer connects old spaces `a` and `b` (of one size, plain)."""
+        g = self.old.graph
+        label = self.bridged.get(a)
+        return (
+            label is not None
+            and label == self.bridged.get(b)
+            and g.size[a] == g.size[b]
+            and g.parts(a) is None
+            and g.parts(b) is None
+        )
 
     def _parts(self, rn: int, ro: int, where: str) -> None:
         pn, po = self.new.graph.parts(rn), self.old.graph.parts(ro)

@@ -300,7 +300,7 @@ def test_conflicting_ids_for_one_head_of_concatenated_logits_are_refused():
     hidden = {"pa": (["left", "right"], ["left", "right", "noop"])}
     with pytest.raises(jsurgery.PlanError) as info:
         _two_heads(outputs=ACTIONS, hidden=hidden)
-    for word in ("outputs[0][1]", "hidden['pa'][1]", "noop"):
+    for word in ("`outputs[1] (new IDs)", "hidden['pa'][1]", "noop"):
         assert word in str(info.value), (word, str(info.value))
 
 

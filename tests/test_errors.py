@@ -105,7 +105,7 @@ PLAN_ERRORS = [
         shapes(CNN((4,), (), 2), (5, 5, 1)),
         shapes(MLP((4,), 2), 3),
         dict(layers={"Dense_0": "Conv_0", "Dense_1": "Dense_0"}),
-        ["Dense_0", "Conv_0", "conv"],
+        ["Dense_0", "Conv_0", "kernel (3, 3, 1, 4)"],
     ),
     (
         "flatten-spatial-size-changed",

@@ -60,7 +60,11 @@ CASES = [
     ("pair-for-two-outputs", dict(outputs=(["l", "r"], ["l", "r"])), ["outputs", "index"]),
     ("output-index-range", dict(outputs={5: (["l", "r"], ["l", "r"])}), ["outputs", "5"]),
     ("naming-a-squeezed-value", dict(outputs={1: ([0], [0])}), ["outputs[1]", "no units"]),
-    ("input-id-count", dict(inputs=(["a", "b"], ["a", "b", "c"])), ["inputs[0][0]", "2 IDs", "3"]),
+    (
+        "input-id-count",
+        dict(inputs=(["a", "b"], ["a", "b", "c"])),
+        ["`inputs[0] (old IDs)`", "2 IDs", "3"],
+    ),
     ("duplicate-ids", dict(inputs=(["a", "a", "b"], ["a", "b", "c"])), ["duplicates", "'a'"]),
     ("example-not-a-pair", dict(example=X3), ["example", "pair"]),
     ("apply-not-callable", dict(apply=(1, 2)), ["apply", "pair"]),

@@ -119,7 +119,7 @@ def test_report_shows_shapes_units_and_warnings():
     text = str(plan)
     assert "params/Dense_0/kernel" in text and "(2, 4) -> (4, 6)" in text
     assert "in: 2 copied, 2 new (template); out: 4 copied, 2 new (template in, zero out)" in text
-    assert "in: 4 copied, 2 new (zeros); out: 2 copied, 1 new (zeros)" in text
+    assert "in: 4 copied, 2 new (template in, zero out); out: 2 copied, 1 new (zeros)" in text
     assert (
         "zero-initialised new Q-output is likely to be picked by argmax under negative "
         "rewards" in text
@@ -129,7 +129,7 @@ def test_report_shows_shapes_units_and_warnings():
     )
     assert "2 dropped" in str(shrink)
     widened = jsurgery.make_plan(old, init(MLP((8,), 2), 2, 1), new_hidden="net2net")
-    assert "in: 4 copied, 4 new (net2net, fan-out shared)" in str(widened)
+    assert "in: 4 copied, 4 new (net2net); out: 2 copied" in str(widened)
     assert "layers matched by name" in str(widened)
 
 
