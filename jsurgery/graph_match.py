@@ -9,6 +9,7 @@ is a `PlanError` asking for `layers=`; it is never decided by a guess.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -45,10 +46,33 @@ def _cost(old: GraphLayer, new: GraphLayer):
     return Fraction(changed, max(len(pairs), 1))
 
 
+def _signatures(layers: list) -> list[int]:
+    """One number per distinct (roles, leaf shapes) of `layers`: layers alike cost alike."""
+    seen: dict = {}
+    return [
+        seen.setdefault((x.roles, tuple((k, v[2]) for k, v in x.leaves.items())), len(seen))
+        for x in layers
+    ]
+
+
+def _cost_table(old: list, new: list) -> tuple[list, int]:
+    """`_cost` of every (old, new) pair as integers over one common denominator (exact, and
+    fast to add and compare), and that denominator; layers alike are costed once."""
+    sig_old, sig_new = _signatures(old), _signatures(new)
+    first_old = {s: x for s, x in zip(sig_old, old, strict=True)}
+    first_new = {s: x for s, x in zip(sig_new, new, strict=True)}
+    memo = {(a, b): _cost(first_old[a], first_new[b]) for a in first_old for b in first_new}
+    finite = [c for c in memo.values() if c != _INF]
+    scale = math.lcm(*(c.denominator for c in finite)) if finite else 1
+    scaled = {key: c if c == _INF else int(c * scale) for key, c in memo.items()}
+    return [[scaled[a, b] for b in sig_new] for a in sig_old], scale
+
+
 def _align(old: list, new: list, cap: int = 64) -> tuple[float, list]:
     """Smallest-edit alignments: (cost, up to `cap` distinct optimal matchings, each
     {new path: old path or None})."""
     m, k = len(old), len(new)
+    cost, one = _cost_table(old, new)  # an insertion or a deletion costs `one`
     # best[i][j][s]: cheapest edit of old[:i] into new[:j] whose last step is a match or a
     # deletion (s = 0) or an insertion (s = 1). A deletion never follows an insertion, so each
     # set of matched pairs has exactly one path.
@@ -57,13 +81,11 @@ def _align(old: list, new: list, cap: int = 64) -> tuple[float, list]:
     for i in range(m + 1):
         for j in range(k + 1):
             if i and j:
-                best[i][j][0] = min(
-                    best[i][j][0], min(best[i - 1][j - 1]) + _cost(old[i - 1], new[j - 1])
-                )
+                best[i][j][0] = min(best[i][j][0], min(best[i - 1][j - 1]) + cost[i - 1][j - 1])
             if i:
-                best[i][j][0] = min(best[i][j][0], best[i - 1][j][0] + 1)
+                best[i][j][0] = min(best[i][j][0], best[i - 1][j][0] + one)
             if j:
-                best[i][j][1] = min(best[i][j - 1]) + 1
+                best[i][j][1] = min(best[i][j - 1]) + one
     total = min(best[m][k])
     found: list = []
 
@@ -76,23 +98,24 @@ def _align(old: list, new: list, cap: int = 64) -> tuple[float, list]:
         c = best[i][j][s]
         if s == 1:
             for t in (0, 1):
-                if best[i][j - 1][t] == c - 1:
+                if best[i][j - 1][t] == c - one:
                     back(i, j - 1, t, pairs)
             return
-        if i and j and c - _cost(old[i - 1], new[j - 1]) == min(best[i - 1][j - 1]) < _INF:
+        if i and j and c - cost[i - 1][j - 1] == min(best[i - 1][j - 1]) < _INF:
             pairs.append((new[j - 1].path, old[i - 1].path))
             prev = min(best[i - 1][j - 1])
             for t in (0, 1):
                 if best[i - 1][j - 1][t] == prev:
                     back(i - 1, j - 1, t, pairs)
             pairs.pop()
-        if i and best[i - 1][j][0] == c - 1:
+        if i and best[i - 1][j][0] == c - one:
             back(i - 1, j, 0, pairs)
 
     if total < _INF:
         for s in (0, 1):
             if best[m][k][s] == total:
                 back(m, k, s, [])
+    total = Fraction(total, one) if total < _INF else _INF
     return total, [{layer.path: d.get(layer.path) for layer in new} for d in found]
 
 

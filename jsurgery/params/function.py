@@ -69,7 +69,7 @@ def _function(layers: list[Layer], arg: str) -> Callable:
         for layer in layers:
             params = {name: leaves[v[1]] for name, v in layer.leaves.items()}
             if layer.kind != "norm" and layer.path != first:
-                h = jax.nn.relu(h)
+                h = jax.lax.max(h, jnp.zeros((), h.dtype))
             h = _APPLY[layer.kind](h, params)
         return h
 
@@ -116,7 +116,7 @@ def _dense(h, p):
     kernel = p["kernel"]
     if h.ndim > 2:
         h = h.reshape(h.shape[0], -1)
-    y = jnp.dot(h.astype(kernel.dtype), kernel)
+    y = jax.lax.dot_general(h.astype(kernel.dtype), kernel, (((1,), (0,)), ((), ())))
     return y + p["bias"].astype(y.dtype) if "bias" in p else y
 
 
