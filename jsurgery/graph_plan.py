@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jsurgery import ids, trees
@@ -38,20 +39,43 @@ class Traced:
 
 
 def _function(tree, apply: Callable | None, arg: str):
-    """The tree's leaves (flat order), their paths and `fn(leaves, *args)`."""
+    """The tree's leaves (flat order), their paths and `fn(leaves, *args)`.
+
+    An NNX module is its own function (or `apply(module, *args)`): each trace merges a fresh
+    copy in eval mode (Dropout off, BatchNorm on its running statistics), so the user's module
+    is never changed, whatever mode it is in. An Equinox module is its own function too, over
+    its array leaves.
+    """
     if trees.is_nnx_module(tree):
         from flax import nnx
 
         graphdef, state, rest = nnx.split(tree, (nnx.Param, nnx.BatchStat), ...)
         pairs, treedef = jax.tree_util.tree_flatten_with_path(state)
+        rest_leaves, rest_def = jax.tree_util.tree_flatten(rest)
         module_fn = apply
 
         def fn(ps, *args):
-            module = nnx.merge(graphdef, jax.tree_util.tree_unflatten(treedef, ps), rest)
+            module = nnx.merge(
+                graphdef,
+                jax.tree_util.tree_unflatten(treedef, ps),
+                jax.tree_util.tree_unflatten(rest_def, [jnp.asarray(x) for x in rest_leaves]),
+            )
+            module.eval()
+            return module(*args) if module_fn is None else module_fn(module, *args)
+    elif trees.is_eqx_module(tree):
+        arrays, rest = trees.eqx_partition(tree)
+        pairs, treedef = jax.tree_util.tree_flatten_with_path(arrays)
+        module_fn = apply
+
+        def fn(ps, *args):
+            module = trees.eqx_combine(jax.tree_util.tree_unflatten(treedef, ps), rest)
             return module(*args) if module_fn is None else module_fn(module, *args)
     else:
         if apply is None:
-            raise PlanError(f"`apply`: no function for `{arg}`; pass apply=(old_fn, new_fn).")
+            raise PlanError(
+                f"`apply`: no function for `{arg}`; pass apply=(old_fn, new_fn), or an NNX or "
+                "Equinox module, which is its own function."
+            )
         pairs, treedef = jax.tree_util.tree_flatten_with_path(tree)
 
         def fn(ps, *args):

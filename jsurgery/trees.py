@@ -1,13 +1,15 @@
 """Parameter trees as flat `{path: array}` dicts, and back to the tree kind they came from.
 
 Supported trees: Flax linen variables (`{"params": ..., "batch_stats": ...}`), a bare linen params
-dict, an NNX `State`, and an NNX `Module` (its `Param` and `BatchStat` variables). A path is a tuple
+dict, an NNX `State`, an NNX `Module` (its `Param` and `BatchStat` variables) and an Equinox
+`Module` (its array leaves). A path is a tuple
 of keys; for linen variables the first key is the collection.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -48,6 +50,25 @@ def is_nnx_module(tree) -> bool:
     from flax import nnx
 
     return isinstance(tree, nnx.Module)
+
+
+def is_eqx_module(tree) -> bool:
+    """Whether `tree` is an Equinox module (checked only when equinox is already imported)."""
+    eqx = sys.modules.get("equinox")
+    return eqx is not None and isinstance(tree, eqx.Module)
+
+
+def eqx_partition(module) -> tuple:
+    """`(arrays, rest)` of an Equinox module: its array leaves, and everything else."""
+    import equinox as eqx
+
+    return eqx.partition(module, eqx.is_array)
+
+
+def eqx_combine(arrays, rest):
+    import equinox as eqx
+
+    return eqx.combine(arrays, rest)
 
 
 def _is_nnx_state(tree) -> bool:
@@ -133,6 +154,8 @@ def flatten(tree, arg: str, any_pytree: bool = False) -> FlatTree:
         module_order = []
         _module_order(tree, "", module_order)
         kind, tree = "nnx_module", _nnx_state(tree)
+    elif is_eqx_module(tree):
+        kind, tree = "eqx_module", eqx_partition(tree)[0]
     elif _is_nnx_state(tree):
         kind = "nnx_state"
     elif isinstance(tree, Mapping):
@@ -178,6 +201,13 @@ def rebuild(template, leaves: dict):
 
         graphdef, state, rest = nnx.split(template, (nnx.Param, nnx.BatchStat), ...)
         return nnx.merge(graphdef, rebuild(state, leaves), rest)
+    if is_eqx_module(template):
+        arrays, rest = eqx_partition(template)
+        return eqx_combine(_rebuild_pytree(arrays, leaves), rest)
+    return _rebuild_pytree(template, leaves)
+
+
+def _rebuild_pytree(template, leaves: dict):
     pairs, treedef = jax.tree_util.tree_flatten_with_path(template)
     return jax.tree_util.tree_unflatten(treedef, [leaves[keypath(kp)] for kp, _ in pairs])
 

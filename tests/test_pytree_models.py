@@ -331,3 +331,16 @@ def test_plain_dict_of_arrays_inputs_actions_widened_is_exact():
     compare_outputs(np_apply(old, x), np_apply(out, embed(x, OBS3, OBS4)), {0: (ACT2, ACT3)}, 1e-5)
     w0 = np.asarray(out["w0"])
     np.testing.assert_array_equal(w0[OBS4.index("d")], 0.0)
+
+
+def test_equinox_module_is_its_own_function():
+    """A whole Equinox module (activation functions and all) with `example=` and no `apply`:
+    traced as the function it is, transplanted back into an Equinox module."""
+    old_m, new_m = _mlp(3, 4, 2, 0), _mlp(3, 6, 2, 1)
+    x = _rand((3,), 0)
+    plan = jsurgery.make_plan(old_m, new_m, example=((x,), (x,)), **jsurgery.PRESERVING)
+    out = jsurgery.transplant(old_m, new_m, plan)
+    assert isinstance(out, eqx.nn.MLP) and out.activation is new_m.activation
+    xs = _rand((8, 3), 1)
+    np.testing.assert_allclose(jax.vmap(out)(xs), jax.vmap(old_m)(xs), atol=1e-5)
+    np.testing.assert_array_equal(out.layers[0].weight[4:], old_m.layers[0].weight[:2])
