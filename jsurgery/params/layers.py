@@ -12,8 +12,9 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from jsurgery import axes, trees
+from jsurgery import trees
 from jsurgery.errors import PlanError
+from jsurgery.params import kinds
 
 ROOT = "(root)"  # the layer name of leaves that sit at the top of the tree (a bare nn.Dense)
 TRACE_HINT = "pass apply= and example= so the planner traces the network's real graph"
@@ -64,8 +65,8 @@ def chain_layers(
     out = []
     for lname, leaves in groups.items():
         shapes = {n: v[2] for n, v in leaves.items()}
-        kind = axes.layer_kind(lname, shapes)
-        n_in, n_out = axes.in_out_sizes(kind, shapes)
+        kind = kinds.layer_kind(lname, shapes)
+        n_in, n_out = kinds.in_out_sizes(kind, shapes)
         out.append(Layer(lname, kind, leaves, n_in, n_out))
     if order is None:
         out = forward_order(out, flat.creation_order, n_inputs, n_outputs)

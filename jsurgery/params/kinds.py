@@ -1,4 +1,4 @@
-"""Axis roles of each leaf kind: which axis carries input units, output units or the window."""
+"""Layer kinds of the params-only path, read from leaf names and shapes, and their unit counts."""
 
 from __future__ import annotations
 
