@@ -16,10 +16,24 @@ input axis), *writes* it (a kernel's output axis, a bias, a scale) or is a convo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
 
 from jsurgery.errors import PlanError
 
-READ, WRITE, WINDOW = "read", "write", "window"
+
+class Role(StrEnum):
+    """What a parameter axis does with the unit space it lies in."""
+
+    READ = "read"  # contracted with an activation there (a kernel's input axis)
+    WRITE = "write"  # writes the space's units (a kernel's output axis, a bias, a norm's scale)
+    WINDOW = "window"  # a convolution's window: positions, not units
+
+
+READ, WRITE, WINDOW = Role.READ, Role.WRITE, Role.WINDOW
+
+#: How a composite space is made of others: segments side by side, or factors in C order.
+CompositeKind = Literal["concat", "product"]
 
 
 @dataclass
@@ -113,7 +127,7 @@ class Graph:
         for pa, pb in zip(ca[1], cb[1], strict=True):
             self.tie(pa, pb, where)
 
-    def define(self, n: int, kind: str, parts: list, where: str = "") -> None:
+    def define(self, n: int, kind: CompositeKind, parts: list, where: str = "") -> None:
         """Declares the space of `n` a `concat` of segments or a `product` of factors."""
         parts = [p for p in parts if self.size[p] != 1] if kind == "product" else parts
         if len(parts) == 1:
