@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from jsurgery.errors import PlanError
+
+#: The layers the params-only path reads.
+LayerKind = Literal["dense", "conv", "embed", "norm"]
 
 #: Leaf names each layer kind may hold, by kind.
 LAYER_LEAVES = {
@@ -35,7 +40,7 @@ _UNSUPPORTED_PREFIXES = (
 )
 
 
-def layer_kind(layer: str, leaves: dict[str, tuple]) -> str:
+def layer_kind(layer: str, leaves: dict[str, tuple]) -> LayerKind:
     """Classifies a layer from its leaf names and shapes.
 
     Args:
@@ -91,7 +96,7 @@ def layer_kind(layer: str, leaves: dict[str, tuple]) -> str:
     return kind
 
 
-def in_out_sizes(kind: str, leaves: dict[str, tuple]) -> tuple[int, int]:
+def in_out_sizes(kind: LayerKind, leaves: dict[str, tuple]) -> tuple[int, int]:
     """The number of input and output units of a layer of the given kind."""
     if kind in ("dense", "conv"):
         return leaves["kernel"][-2], leaves["kernel"][-1]

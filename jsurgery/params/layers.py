@@ -26,7 +26,7 @@ class Layer:
     """A layer of a flat tree: its path (a "/"-joined string), kind and unit counts."""
 
     path: str
-    kind: str
+    kind: kinds.LayerKind
     leaves: dict  # leaf name -> (flat index, full path, shape, dtype)
     n_in: int
     n_out: int
