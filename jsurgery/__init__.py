@@ -6,6 +6,7 @@ Carry trained weights from an old network into a new architecture by unit IDs:
     new_params = jsurgery.transplant(old_params, new_template, plan)
 """
 
+from jsurgery import init
 from jsurgery.carry import transplant_carry
 from jsurgery.check import PreservationReport, check_preservation
 from jsurgery.errors import PlanError
@@ -21,6 +22,7 @@ __all__ = [
     "PreservationReport",
     "TRANSPLANT",
     "check_preservation",
+    "init",
     "make_plan",
     "transplant",
     "transplant_carry",

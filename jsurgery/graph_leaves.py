@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from jsurgery import factors, ids, policies, trees
+from jsurgery import factors, ids, trees
 from jsurgery.errors import PlanError
-from jsurgery.graph import READ, WINDOW, WRITE
+from jsurgery.graph import READ, WINDOW
+from jsurgery.init import CARRIED, HIDDEN, INPUT, OUTPUT, LayerRule, NewLeaf, NewUnits, Rules
 from jsurgery.leaves import AxisMap, LeafPlan, summary
 from jsurgery.spaces import SpaceMap, combine, identity_map, unit_ids
 
 
 class UnitMaps:
-    """The `SpaceMap` of every new unit space, built on first use with the space's policy."""
+    """The `SpaceMap` of every new unit space, built on first use by the space's init rule."""
 
     def __init__(
         self,
@@ -21,13 +20,13 @@ class UnitMaps:
         given_new,
         input_roots,
         output_roots,
-        options,
+        rules: Rules,
         warnings,
         carried_roots=frozenset(),
     ):
         self.old, self.new = corr.old, corr.new
         self.corr, self.given_old, self.given_new = corr, given_old, given_new
-        self.options, self.warnings = options, warnings
+        self.rules, self.warnings = rules, warnings
         g = self.new.graph
         self.inputs = set(input_roots)
         self.outputs = set(output_roots)
@@ -57,24 +56,9 @@ class UnitMaps:
         new_ids = self.new_ids(root)
         old_ids = unit_ids(self.given_old, o, self.old.graph.size[o], "an old space")
         src = ids.index_of(new_ids, old_ids)
-        opt = self.options
-        scale = float(opt.get("init_scale", 1.0))
-        if root in self.carried:
-            sm = policies.carried_space(src, len(old_ids), opt["new_hidden"], scale)
-        elif root in self.outputs:
-            sm = policies.output_space(src, old_ids, new_ids, opt, self.warnings, label)
-        elif root in self.inputs:
-            sm = policies.input_space(src, len(old_ids), opt["new_inputs"])
-        else:
-            sm = policies.hidden_space(
-                src,
-                len(old_ids),
-                opt["new_hidden"],
-                opt["net2net_noise"],
-                self.warnings,
-                label,
-                scale,
-            )
+        sm = self.rules.space_map(
+            NewUnits(src, old_ids, new_ids, self._kind(root), label, self.warnings)
+        )
         if root in self.output_factors and factors.changed(sm):
             raise PlanError(
                 f"{label}: an output axis split out of one layer's units by a reshape (a "
@@ -84,6 +68,31 @@ class UnitMaps:
             )
         self.maps[root], self.labels[root] = sm, label
         return sm
+
+    def _kind(self, root: int) -> str:
+        if root in self.carried:
+            return CARRIED
+        if root in self.outputs:
+            return OUTPUT
+        return INPUT if root in self.inputs else HIDDEN
+
+    def template_scale(self, roots) -> float:
+        """The factor on the template at the scaled positions of the spaces `roots` (the unit
+        axes of one leaf): one per leaf."""
+        g = self.new.graph
+        found = {
+            self.maps[r].scale
+            for root in roots
+            for r in factors.part_roots(g, root, self.maps)
+            if r in self.maps
+            and (self.maps[r].write_scaled is not None or self.maps[r].read_scaled is not None)
+        }
+        if len(found) > 1:
+            raise PlanError(
+                f"a leaf touches spaces whose rules scale the template by {sorted(found)}; a "
+                "leaf takes one scale: give the rules one scale."
+            )
+        return found.pop() if found else 1.0
 
     def axis_map(
         self, node: int, role: str, axis: int, kernel: bool, label: str, weight: bool = True
@@ -143,7 +152,7 @@ def matched_leaf(
 ) -> LeafPlan:
     """The plan of a new leaf that continues an old one."""
     g = units.new.graph
-    maps, notes, offset = [], [], None
+    maps, notes, offset, scaled = [], [], None, []
     weight = len(shape) >= 2 or additive  # kernels and biases, not norm scales or statistics
     for axis, (node, role) in enumerate(zip(g.leaf_axes[ni], g.leaf_roles[ni], strict=True)):
         label = units.new.where(ni, axis)
@@ -161,9 +170,10 @@ def matched_leaf(
         notes.append(f"{'in' if role == READ else 'out'}: {summary(am.src, old_shape[axis], how)}")
         if not am.is_copy(old_shape[axis]):
             maps.append(am)
+        if am.scaled is not None:
+            scaled.append(root)
         if len(shape) == 1 and additive and root in units.outputs:
             offset = units.maps[root].offset
-    scaled = any(am.scaled is not None for am in maps)
     return LeafPlan(
         path,
         opath,
@@ -174,95 +184,28 @@ def matched_leaf(
         tuple(maps),
         offset=offset,
         note="; ".join(notes),
-        template_scale=float(units.options.get("init_scale", 1.0)) if scaled else 1.0,
+        template_scale=units.template_scale(scaled),
     )
 
 
 def new_leaf(
-    units: UnitMaps, ni: int, path, shape, template: bool, additive: bool, corner: bool
+    units: UnitMaps, ni: int, path, shape, rule: LayerRule | None, additive: bool
 ) -> LeafPlan:
-    """The plan of a leaf of an inserted layer: identity where its input and output continue
-    the same old space, zero where it writes into an old space (a new residual branch adds
-    nothing), template init inside a new block."""
+    """The plan of a leaf of an inserted layer, as the `new_layers` rule says (None: the
+    template's init, for a layer the user gave `layers={path: None}`)."""
     g = units.new.graph
-    if template:
-        return LeafPlan(path, None, -1, shape, None, "template", note="new layer: template init")
-    roles = g.leaf_roles[ni]
     roots = [units.new.root(n) for n in g.leaf_axes[ni]]
-    old_of = [units.corr.to_old.get(r) for r in roots]
-    reads = [a for a, r in enumerate(roles) if r == READ]
-    writes = [a for a, r in enumerate(roles) if r == WRITE]
-    label = f"new leaf {trees.path_str(path)!r}"
-    if (
-        len(reads) == 1
-        and len(writes) == 1
-        and len(reads) + len(writes) + roles.count(WINDOW) == len(shape)
-    ):
-        r, w = reads[0], writes[0]
-        if old_of[w] is not None and old_of[w] == old_of[r]:
-            return _identity_leaf(units, path, shape, roles, r, w, roots, corner, label)
-        if old_of[w] is not None:
-            units.warnings.append(
-                f"{label} writes into a space of the old network and starts at zero: exact when "
-                "its output is added there (a new residual branch); if it gates or replaces "
-                "that space instead, the new network is not exact (check_preservation tells)."
-            )
-            return LeafPlan(
-                path,
-                None,
-                -1,
-                shape,
-                None,
-                "identity",
-                identity=(),
-                note="new layer: zeros (adds nothing to an old space)",
-            )
-    if len(shape) == 1 and additive and old_of[0] is not None:
-        return LeafPlan(
-            path, None, -1, shape, None, "identity", identity=(), note="new layer: zeros"
-        )
-    if any(o is not None for o in old_of):
-        units.warnings.append(
-            f"{label} keeps its template init in a space of the old network; the new network "
-            "is not exact there."
-        )
-    return LeafPlan(path, None, -1, shape, None, "template", note="new layer: template init")
-
-
-def _identity_leaf(units, path, shape, roles, r, w, roots, corner, label) -> LeafPlan:
-    in_ids, out_ids = units.new_ids(roots[r]), units.new_ids(roots[w])
-    where = {u: q for q, u in enumerate(out_ids)}
-    pairs = [(p, where[u]) for p, u in enumerate(in_ids) if u in where]
-    if not pairs:
-        units.warnings.append(f"{label}: no unit passes through it; template init.")
-        return LeafPlan(path, None, -1, shape, None, "template", note="new layer: template init")
-    if shape[r] != shape[w]:
-        units.warnings.append(
-            f"{label}: identity init of a {shape[r]} -> {shape[w]} layer is not an exact identity."
-        )
-    if corner:
-        units.warnings.append(
-            f"{label}: the corner Dirac kernel shifts feature maps by a pixel; it is offered for "
-            "comparison with the original work only."
-        )
-    index = []
-    for axis, role in enumerate(roles):
-        if role == WINDOW:
-            if not corner and shape[axis] % 2 == 0:
-                raise PlanError(
-                    f"{label}: a centred Dirac kernel needs odd windows, got {shape[axis]} on "
-                    f"axis {axis}; pass new_layers='template' or layers={{...: None}}."
-                )
-            last_window = axis == max(a for a, x in enumerate(roles) if x == WINDOW)
-            at = (shape[axis] - 1 if last_window else 0) if corner else shape[axis] // 2
-            index.append(np.full(len(pairs), at, np.int32))
-        else:
-            col = 0 if axis == r else 1
-            index.append(np.asarray([pq[col] for pq in pairs], np.int32))
-    source = "identity_corner" if corner else "identity"
-    return LeafPlan(
-        path, None, -1, shape, None, "identity", identity=tuple(index), note=f"new layer: {source}"
+    leaf = NewLeaf(
+        path,
+        tuple(shape),
+        tuple(g.leaf_roles[ni]),
+        tuple(units.corr.to_old.get(r) for r in roots),
+        additive,
+        f"new leaf {trees.path_str(path)!r}",
+        units.warnings,
+        lambda axis: units.new_ids(roots[axis]),
     )
+    return leaf.template() if rule is None else rule.leaf_plan(leaf)
 
 
 def unused_leaf(path, opath, old_index: int, shape, old_shape) -> LeafPlan:

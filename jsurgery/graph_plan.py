@@ -2,7 +2,7 @@
 
 Steps: trace both functions (`jsurgery.trace`), refuse axes the trace could not follow, match
 layers (`jsurgery.graph_match`), put every new unit space in correspondence with an old one
-(`jsurgery.spaces`), give each space its IDs and a policy (`jsurgery.policies`), and write one
+(`jsurgery.spaces`), give each space its IDs and its init rule (`jsurgery.init`), and write one
 `LeafPlan` per new leaf (`jsurgery.graph_leaves`).
 """
 
@@ -434,7 +434,7 @@ def _leaf_plans(
     units,
     layer_map: dict,
     layers,
-    options: dict,
+    rules,
     allow_cast: bool,
 ) -> list:
     from jsurgery.graph_leaves import matched_leaf, new_leaf, unused_leaf
@@ -459,22 +459,9 @@ def _leaf_plans(
         if gn.first_use[ni] is None or (opath is not None and go.first_use[o_index[opath]] is None):
             out.append(unused_leaf(path, opath, o_pos.get(opath, -1), shape, old_shape))
         elif opath is None:
-            template = (
-                lname in explicit
-                or options["new_layers"] == "template"
-                or layer_map.get(lname) is not None
-            )
-            out.append(
-                new_leaf(
-                    units,
-                    ni,
-                    path,
-                    shape,
-                    template,
-                    ni in gn.additive,
-                    options["new_layers"] == "identity_corner",
-                )
-            )
+            kept = lname in explicit or layer_map.get(lname) is not None
+            rule = None if kept else rules.new_layers
+            out.append(new_leaf(units, ni, path, shape, rule, ni in gn.additive))
         else:
             out.append(
                 matched_leaf(
@@ -618,12 +605,13 @@ def build(
     outputs,
     layers,
     hidden,
-    options: dict,
+    rules,
     allow_dtype_change: bool,
     carry=None,
 ) -> dict:
-    """The fields of a `Plan` made from the traced graphs of the old and new functions;
-    `carry` is None (detect), False (none) or `(arg_index, output_index)`."""
+    """The fields of a `Plan` made from the traced graphs of the old and new functions, new
+    parts started by `rules` (`jsurgery.init.Rules`); `carry` is None (detect), False (none) or
+    `(arg_index, output_index)`."""
     from jsurgery.graph_leaves import UnitMaps
 
     old_fn, new_fn = _functions(apply)
@@ -635,7 +623,7 @@ def build(
     _refuse_opaque_ids(old, new, in_specs, out_specs)
     layer_map, how, pairs, corr = _choose_matching(old, new, layers)
     hidden_ids(old, new, layer_map, hidden, given_old, given_new)
-    if options["new_layers"] != "template":
+    if rules.new_layers.continue_rows:
         explicit = {trees.path_str(k) for k, v in (layers or {}).items() if v is None}
         inserted = {k for k, v in layer_map.items() if v is None and k not in explicit}
         continue_through_inserted(new, inserted, corr, given_new)
@@ -647,11 +635,11 @@ def build(
         given_new,
         ends["input"],
         ends["output"],
-        options,
+        rules,
         warnings,
         carried_roots(new.side),
     )
-    leaves = _leaf_plans(old, new, pairs, units, layer_map, layers, options, allow_dtype_change)
+    leaves = _leaf_plans(old, new, pairs, units, layer_map, layers, rules, allow_dtype_change)
     units.cross_warnings()
     _check_carry(new, units, leaves, new_ex, in_specs)
     mapped = {v for v in layer_map.values() if v is not None}

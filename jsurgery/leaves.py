@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-
-from jsurgery import init
-from jsurgery.errors import PlanError
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,52 +72,3 @@ def summary(src: np.ndarray, n_old: int, how: str) -> str:
     if dropped:
         text += f", {dropped} dropped"
     return text
-
-
-def output_inits(
-    out_new, out_old, src, spec, idx, zero, mean, offset, pessimism, warnings, path
-) -> str:
-    per_id = dict(spec) if isinstance(spec, Mapping) else {}
-    for key in per_id:
-        if key not in out_new:
-            raise PlanError(
-                f"`new_outputs`: {key!r} is not a new output ID; new outputs: {list(out_new)}."
-            )
-        if key in out_old:
-            raise PlanError(
-                f"`new_outputs`: {key!r} exists in the old network and is copied; only new "
-                "outputs take an init."
-            )
-    used = []
-    warn: dict[str, list] = {"zeros": [], "template": []}
-    for p in np.flatnonzero(src < 0):
-        choice = per_id.get(out_new[p], "template") if per_id else spec
-        if per_id and choice in out_old:
-            idx[p] = out_old.index(choice)
-            used.append(f"copy of {choice!r}")
-            continue
-        if choice not in init.NEW_OUTPUTS:
-            raise PlanError(
-                f"`new_outputs`[{out_new[p]!r}]: {choice!r} is neither an old output ID "
-                f"{list(out_old)} nor one of {list(init.NEW_OUTPUTS)}."
-            )
-        used.append(choice)
-        if choice == "zeros":
-            zero[p] = True
-            warn["zeros"].append(out_new[p])
-        elif choice in ("mean", "pessimistic"):
-            mean[p] = True
-            if choice == "pessimistic":
-                offset[p] = -pessimism
-        elif choice == "template":
-            warn["template"].append(out_new[p])
-    for choice, text in (("zeros", init.ZERO_WARNING), ("template", init.TEMPLATE_WARNING)):
-        if warn[choice]:
-            which = (
-                f"output {warn[choice][0]!r}"
-                if len(warn[choice]) == 1
-                else f"outputs {warn[choice]}"
-            )
-            warnings.append(f"{path}: {which}: {text}.")
-    kinds = sorted(set(used))
-    return ", ".join(kinds) if kinds else "-"

@@ -95,10 +95,10 @@ def make_plan(
     outputs: IdPair | Mapping[int, IdPair] | None = None,
     layers: Mapping | None = None,
     hidden: Mapping | None = None,
-    new_inputs: init.NewInputs = "template",
-    new_hidden: init.NewHidden = "template",
-    new_layers: init.NewLayers = "identity",
-    new_outputs: init.NewOutputs | Mapping[Hashable, Hashable] = "template",
+    new_inputs: init.NewInputs | init.UnitRule = "template",
+    new_hidden: init.NewHidden | init.UnitRule = "template",
+    new_layers: init.NewLayers | init.LayerRule = "identity",
+    new_outputs: init.NewOutputs | init.UnitRule | Mapping[Hashable, Hashable] = "template",
     pessimism: float = 1.0,
     init_scale: float = 0.01,
     net2net_noise: float = 0.0,
@@ -171,16 +171,18 @@ def make_plan(
         >>> jsurgery.transplant(old, new, plan)["params"]["kernel"].shape
         (3, 2)
     """
-    options = _options(new_inputs, new_hidden, new_layers, new_outputs, init_scale)
+    rules = init.resolve(
+        new_inputs,
+        new_hidden,
+        new_layers,
+        new_outputs,
+        pessimism=pessimism,
+        init_scale=init_scale,
+        net2net_noise=net2net_noise,
+        seed=seed,
+    )
     if carry is not None and carry is not False:
         check_carry_arg(carry)
-    common = dict(
-        inputs=inputs,
-        outputs=outputs,
-        layers=layers,
-        hidden=hidden,
-        allow_dtype_change=allow_dtype_change,
-    )
     if apply is not None or example is not None:
         if example is None:
             raise PlanError("`example`: a traced plan needs example inputs ((x_old,), (x_new,)).")
@@ -191,9 +193,13 @@ def make_plan(
             new_template,
             apply=apply,
             example=example,
-            options=dict(options, pessimism=pessimism, net2net_noise=net2net_noise),
+            inputs=inputs,
+            outputs=outputs,
+            layers=layers,
+            hidden=hidden,
+            rules=rules,
+            allow_dtype_change=allow_dtype_change,
             carry=carry,
-            **common,
         )
     elif carry:
         raise PlanError(
@@ -205,13 +211,19 @@ def make_plan(
             old,
             new_template,
             order=order,
-            options=dict(options, pessimism=pessimism, net2net_noise=net2net_noise),
-            **common,
+            inputs=inputs,
+            outputs=outputs,
+            layers=layers,
+            hidden=hidden,
+            rules=rules,
+            allow_dtype_change=allow_dtype_change,
         )
-    return Plan(options=options, noise=float(net2net_noise), seed=int(seed), **fields)
+    return Plan(options=rules.options, noise=rules.noise, seed=rules.seed, **fields)
 
 
-def _params_only(old, new_template, *, order, inputs, outputs, **common) -> dict:
+def _params_only(
+    old, new_template, *, order, inputs, outputs, layers, hidden, rules, allow_dtype_change
+) -> dict:
     """The fields of a params-only plan: each side's chain of layers, read from names and
     shapes, is written as a function (`jsurgery.params`) and planned like a traced one. The plan
     keeps the params-only conventions: one input and one output, units on the last axis."""
@@ -232,8 +244,11 @@ def _params_only(old, new_template, *, order, inputs, outputs, **common) -> dict
         example=(old_side.example, new_side.example),
         inputs=inputs,
         outputs=outputs,
+        layers=layers,
+        hidden=hidden,
+        rules=rules,
+        allow_dtype_change=allow_dtype_change,
         carry=False,
-        **common,
     )
     warnings = tuple(params.in_user_words(w) for w in fields["warnings"])
     return dict(fields, warnings=warnings, input_specs=(), output_specs=(), carry=None)
@@ -249,21 +264,3 @@ def _id_count(pair) -> tuple:
         else None
         for side in pair
     )
-
-
-def _options(new_inputs, new_hidden, new_layers, new_outputs, init_scale) -> dict:
-    """The initialisation options, each checked against its choices."""
-    init.check_choice("new_inputs", new_inputs, init.NEW_INPUTS)
-    init.check_choice("new_hidden", new_hidden, init.NEW_HIDDEN)
-    init.check_choice("new_layers", new_layers, init.NEW_LAYERS)
-    if not isinstance(new_outputs, Mapping):
-        init.check_choice("new_outputs", new_outputs, init.NEW_OUTPUTS)
-    options = {
-        "new_inputs": new_inputs,
-        "new_hidden": new_hidden,
-        "new_layers": new_layers,
-        "new_outputs": new_outputs,
-    }
-    if new_hidden == "small_random":
-        options["init_scale"] = init.check_scale(init_scale)
-    return options

@@ -3,7 +3,7 @@
 A matched pair of leaves says, axis by axis, which old space each new space continues; so do the
 inputs and outputs of the two functions. Every new space then has at most one old counterpart,
 unit IDs on both sides (from `inputs`, `outputs`, `hidden`, or by position), and a `SpaceMap`
-built by one of the policies in `jsurgery.policies`.
+built by the init rules of `jsurgery.init`.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class SpaceMap:
     Arrays have one entry per new unit. `src` is the old position of the same unit (-1 when new);
     writers (kernel outputs, biases, scales) read `write_idx`, readers (contracted axes) read
     `read_idx` times `read_mul`; masks say which units are zero, the old mean, noisy, or take
-    the template times `init_scale` (`write_scaled`, `read_scaled`: weights only, not norm scales
+    the template times `scale` (`write_scaled`, `read_scaled`: weights only, not norm scales
     or statistics).
     """
 
@@ -124,6 +124,7 @@ class SpaceMap:
     offset: np.ndarray | None = None
     write_scaled: np.ndarray | None = None
     read_scaled: np.ndarray | None = None
+    scale: float = 1.0
 
     def axis_map(self, axis: int, role: str, kernel: bool, weight: bool = True) -> AxisMap:
         """The map of one leaf axis in this space; `weight` (a kernel or a bias, not a norm's

@@ -1,0 +1,129 @@
+"""`identity()`, `identity_corner()`: an inserted layer passes its input through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from jsurgery.errors import PlanError
+from jsurgery.graph import READ, WINDOW, WRITE
+from jsurgery.init.base import LayerRule, NewLeaf
+from jsurgery.leaves import LeafPlan
+
+
+def _zeros(leaf: NewLeaf, note: str) -> LeafPlan:
+    return LeafPlan(leaf.path, None, -1, leaf.shape, None, "identity", identity=(), note=note)
+
+
+@dataclass(frozen=True)
+class Identity(LayerRule):
+    """Inserted layers: a Dense kernel is the identity on the units it passes through, a Conv
+    kernel a centred Dirac (odd windows), a bias zero. Exact for ReLU networks (inputs to the
+    inserted layer are non-negative) with 'SAME' padding for convolutions. A layer that writes
+    into an old space it does not read (the last layer of a new residual branch) starts at zero,
+    exact when its output is added there; the plan warns.
+
+    `corner`: the Dirac one in the top-right window corner, as in the original work; it shifts
+    feature maps by a pixel and is offered only for comparison.
+    """
+
+    corner: bool = False
+    continue_rows = True
+
+    def leaf_plan(self, leaf: NewLeaf) -> LeafPlan:
+        reads, writes, windows = leaf.axes(READ), leaf.axes(WRITE), leaf.axes(WINDOW)
+        old = leaf.old_spaces
+        if len(reads) == 1 and len(writes) == 1 and 2 + len(windows) == len(leaf.shape):
+            r, w = reads[0], writes[0]
+            if old[w] is not None and old[w] == old[r]:
+                return self._identity(leaf, r, w)
+            if old[w] is not None:
+                leaf.warnings.append(
+                    f"{leaf.label} writes into a space of the old network and starts at zero: "
+                    "exact when its output is added there (a new residual branch); if it gates "
+                    "or replaces that space instead, the new network is not exact "
+                    "(check_preservation tells)."
+                )
+                return _zeros(leaf, "new layer: zeros (adds nothing to an old space)")
+        if len(leaf.shape) == 1 and leaf.additive and old[0] is not None:
+            return _zeros(leaf, "new layer: zeros")
+        if any(o is not None for o in old):
+            leaf.warnings.append(
+                f"{leaf.label} keeps its template init in a space of the old network; the new "
+                "network is not exact there."
+            )
+        return leaf.template()
+
+    def _identity(self, leaf: NewLeaf, r: int, w: int) -> LeafPlan:
+        shape = leaf.shape
+        where = {u: q for q, u in enumerate(leaf.unit_ids(w))}
+        pairs = [(p, where[u]) for p, u in enumerate(leaf.unit_ids(r)) if u in where]
+        if not pairs:
+            leaf.warnings.append(f"{leaf.label}: no unit passes through it; template init.")
+            return leaf.template()
+        if shape[r] != shape[w]:
+            leaf.warnings.append(
+                f"{leaf.label}: identity init of a {shape[r]} -> {shape[w]} layer is not an "
+                "exact identity."
+            )
+        if self.corner:
+            leaf.warnings.append(
+                f"{leaf.label}: the corner Dirac kernel shifts feature maps by a pixel; it is "
+                "offered for comparison with the original work only."
+            )
+        windows = leaf.axes(WINDOW)
+        index = []
+        for axis in range(len(shape)):
+            if axis in windows:
+                index.append(np.full(len(pairs), self._at(leaf, axis, windows), np.int32))
+            else:
+                col = 0 if axis == r else 1
+                index.append(np.asarray([pq[col] for pq in pairs], np.int32))
+        source = "identity_corner" if self.corner else "identity"
+        return LeafPlan(
+            leaf.path,
+            None,
+            -1,
+            shape,
+            None,
+            "identity",
+            identity=tuple(index),
+            note=f"new layer: {source}",
+        )
+
+    def _at(self, leaf: NewLeaf, axis: int, windows: list) -> int:
+        """The position of the one along a window axis: the centre, or the corner."""
+        size = leaf.shape[axis]
+        if self.corner:
+            return size - 1 if axis == windows[-1] else 0
+        if size % 2 == 0:
+            raise PlanError(
+                f"{leaf.label}: a centred Dirac kernel needs odd windows, got {size} on axis "
+                f"{axis}; pass new_layers='template' or layers={{...: None}}."
+            )
+        return size // 2
+
+
+def identity() -> Identity:
+    """Inserted layers start as identities (`new_layers`): identity kernels, centred Dirac
+    convolutions, zero biases; a new residual branch's last layer starts at zero.
+
+    Example:
+        >>> import jsurgery
+        >>> jsurgery.init.identity()
+        Identity(corner=False)
+    """
+    return Identity()
+
+
+def identity_corner() -> Identity:
+    """Like `identity`, with the Dirac one in the top-right window corner (the original work's
+    choice, which shifts feature maps by a pixel; for comparison only).
+
+    Example:
+        >>> import jsurgery
+        >>> jsurgery.init.identity_corner()
+        Identity(corner=True)
+    """
+    return Identity(corner=True)
