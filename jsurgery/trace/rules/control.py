@@ -1,4 +1,5 @@
-"""Tracer rules for nested jaxprs: calls (`jit`, custom derivatives), `cond`, `while`, `scan`.
+"""Tracer rules for nested jaxprs: calls (`jit`, custom derivatives, remat), `cond`, `while`,
+`scan`.
 
 The inner jaxpr is walked with its variables bound to the outer operands, so units flow through;
 a loop's carry and the branches' results are tied into one space each.
@@ -6,23 +7,20 @@ a loop's carry and the branches' results are tied into one space each.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from jax.extend import core as jcore
 
-if TYPE_CHECKING:
-    from jsurgery.trace import _Walker
-
-_CALLS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
+from jsurgery.trace.registry import CALL_KEYS, register, register_fallback
+from jsurgery.trace.walker import Walker, shape
 
 
-def _shape(v) -> tuple:
-    return tuple(getattr(v.aval, "shape", ()))
-
-
-def _call(w: _Walker, eqn, where: str) -> None:
-    jaxpr = next(eqn.params[k] for k in _CALLS if k in eqn.params)
-    if len(_inner(jaxpr).invars) != len(eqn.invars):
+@register_fallback("call")
+@register("jit", "closed_call", "call", "custom_jvp_call", "custom_vjp_call", "remat2")
+def call(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
+    """Walks the called jaxpr (`params[k]` for the first of `CALL_KEYS` present) bound to the
+    operands; the results are its outputs. A call whose jaxpr takes other operands than the
+    equation's is opaque."""
+    jaxpr = next((eqn.params[k] for k in CALL_KEYS if k in eqn.params), None)
+    if jaxpr is None or len(_inner(jaxpr).invars) != len(eqn.invars):
         w.opaque(eqn, where)
         return
     outer, w.context = w.context, w.source(eqn) or w.context
@@ -36,13 +34,15 @@ def _inner(jaxpr):
     return jaxpr.jaxpr if isinstance(jaxpr, jcore.ClosedJaxpr) else jaxpr
 
 
-def _tie_all(w: _Walker, a: list, b: list, where: str) -> None:
+def _tie_all(w: Walker, a: list, b: list, where: str) -> None:
     for va, vb in zip(a, b, strict=True):
         for na, nb in zip(w.of(va), w.of(vb), strict=True):
             w.g.tie(na, nb, where)
 
 
-def _cond(w: _Walker, eqn, where: str) -> None:
+@register("cond")
+def cond(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
+    """Walks every branch on the operands and ties the branches' results together."""
     operands = list(eqn.invars[1:])
     first = None
     for branch in eqn.params["branches"]:
@@ -55,7 +55,10 @@ def _cond(w: _Walker, eqn, where: str) -> None:
         w.bind(out, inner)
 
 
-def _while(w: _Walker, eqn, where: str) -> None:
+@register("while")
+def while_loop(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
+    """Walks the body on the carry and ties what it returns to the carry; the results are the
+    carry."""
     p = eqn.params
     nc, nb = p["cond_nconsts"], p["body_nconsts"]
     consts_b, carry = list(eqn.invars[nc : nc + nb]), list(eqn.invars[nc + nb :])
@@ -66,7 +69,11 @@ def _while(w: _Walker, eqn, where: str) -> None:
         w.bind(out, v)
 
 
-def _scan(w: _Walker, eqn, where: str) -> None:
+@register("scan")
+def scan(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
+    """Walks the body on the consts, the carry and one step of the scanned inputs (their leading
+    axis dropped); ties the returned carry to the carry; stacked outputs gain a new leading
+    axis."""
     p = eqn.params
     n_consts, n_carry = p["num_consts"], p["num_carry"]
     jaxpr = _inner(p["jaxpr"])
@@ -76,7 +83,7 @@ def _scan(w: _Walker, eqn, where: str) -> None:
     x_inner = jaxpr.invars[n_consts + n_carry :]
     for inner, outer in zip(x_inner, xs, strict=True):
         w.nodes[inner] = w.of(outer)[1:]
-        w.view(inner, outer, [[a] for a in range(1, len(_shape(outer)))])
+        w.view(inner, outer, [[a] for a in range(1, len(shape(outer)))])
     body = consts + carry + list(x_inner)
     if isinstance(p["jaxpr"], jcore.ClosedJaxpr):
         for c in p["jaxpr"].jaxpr.constvars:

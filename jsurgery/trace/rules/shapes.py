@@ -1,32 +1,30 @@
 """Tracer rules for primitives that move, cut or join axes: reshape, squeeze, broadcast,
 transpose, concatenate, split, slice, pad, dynamic slice, windowed reductions and gathers.
 
-Each rule takes the walker (`jsurgery.trace._Walker`), the equation and its source for messages.
-Axes that keep their units keep their nodes; a reshape groups axes into products, a concatenation
-or slice makes segments, and what no rule can follow is opaque.
+Each rule takes the walker, the equation and its source for messages. Axes that keep their units
+keep their nodes; a reshape groups axes into products, a concatenation or slice makes segments,
+and what no rule can follow is opaque.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from jax.extend import core as jcore
 
 from jsurgery.graph import READ
-
-if TYPE_CHECKING:
-    from jsurgery.trace import _Walker
-
-
-def _shape(v) -> tuple:
-    return tuple(getattr(v.aval, "shape", ()))
+from jsurgery.trace.registry import register
+from jsurgery.trace.walker import Walker, shape
 
 
-def _reshape(w: _Walker, eqn, where: str) -> None:
+@register("reshape")
+def reshape(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
+    """Groups the operand's axes and the result's into runs of equal products: one axis to
+    one is a tie, several to one a product (a flatten), one to several a split product (heads);
+    a reshape with `dimensions` (a transposing reshape) is opaque."""
     (v,) = eqn.invars[:1]
     (out,) = eqn.outvars
-    a, b = _shape(v), _shape(out)
+    a, b = shape(v), shape(out)
     if eqn.params.get("dimensions") is not None:
         w.opaque(eqn, where)
         return
@@ -59,7 +57,7 @@ def _reshape(w: _Walker, eqn, where: str) -> None:
     w.view(out, v, source)
 
 
-def _expand_or_squeeze(w: _Walker, v, out, ins: list, nodes: list, n: int, where: str) -> None:
+def _expand_or_squeeze(w: Walker, v, out, ins: list, nodes: list, n: int, where: str) -> None:
     """A reshape that only adds or drops leading axes of size 1: the trailing axes keep their
     units (a bias of one unit reshaped to (1, 1) still holds that unit)."""
     da, db = len(ins) - n, len(nodes) - n
@@ -68,7 +66,8 @@ def _expand_or_squeeze(w: _Walker, v, out, ins: list, nodes: list, n: int, where
     w.view(out, v, [[]] * db + [[da + k] for k in range(n)])
 
 
-def _group(w: _Walker, ins: list, outs: list, where: str, eqn) -> None:
+def _group(w: Walker, ins: list, outs: list, where: str, eqn: jcore.JaxprEqn) -> None:
+    """Ties, defines a product or a split, or marks opaque one group of a reshape."""
     if len(ins) == 1 and len(outs) == 1:
         w.g.tie(ins[0], outs[0], where)
     elif len(outs) == 1:
@@ -81,21 +80,25 @@ def _group(w: _Walker, ins: list, outs: list, where: str, eqn) -> None:
             w.g.mark_opaque(n, eqn.primitive.name, where)
 
 
-def _squeeze(w: _Walker, eqn, where: str) -> None:
+@register("squeeze")
+def squeeze(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
+    """Drops axes of size 1; the others keep their nodes."""
     (v,), (out,) = eqn.invars, eqn.outvars
-    dims = {d % len(_shape(v)) for d in eqn.params["dimensions"]}
-    keep = [a for a in range(len(_shape(v))) if a not in dims]
+    dims = {d % len(shape(v)) for d in eqn.params["dimensions"]}
+    keep = [a for a in range(len(shape(v))) if a not in dims]
     w.nodes[out] = [w.of(v)[a] for a in keep]
     w.view(out, v, [[a] for a in keep])
 
 
-def _broadcast_in_dim(w: _Walker, eqn, where: str) -> None:
+@register("broadcast_in_dim")
+def broadcast_in_dim(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
+    """The operand's axes keep their nodes where the sizes agree; broadcast axes are new."""
     v, out = eqn.invars[0], eqn.outvars[0]
-    shape, dims = _shape(out), eqn.params["broadcast_dimensions"]
+    out_shape, dims = shape(out), eqn.params["broadcast_dimensions"]
     nodes = w.fresh(out)
-    source: list = [[] for _ in shape]
+    source: list = [[] for _ in out_shape]
     for a, d in enumerate(dims):
-        if _shape(v)[a] == shape[d]:
+        if shape(v)[a] == out_shape[d]:
             nodes[d] = w.of(v)[a]
             source[d] = [a]
     w.view(out, v, source)
@@ -103,14 +106,18 @@ def _broadcast_in_dim(w: _Walker, eqn, where: str) -> None:
         w.values[out] = w.values[v]
 
 
-def _transpose(w: _Walker, eqn, where: str) -> None:
+@register("transpose")
+def transpose(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
+    """Permutes the nodes."""
     (v,), (out,) = eqn.invars, eqn.outvars
     perm = eqn.params["permutation"]
     w.nodes[out] = [w.of(v)[p] for p in perm]
     w.view(out, v, [[p] for p in perm])
 
 
-def _concatenate(w: _Walker, eqn, where: str) -> None:
+@register("concatenate")
+def concatenate(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
+    """Ties the other axes; the joined axis is a `concat` of the operands' axes."""
     d = eqn.params["dimension"]
     out = w.fresh(eqn.outvars[0])
     for v in eqn.invars:
@@ -121,28 +128,33 @@ def _concatenate(w: _Walker, eqn, where: str) -> None:
     w.g.define(out[d], "concat", [w.of(v)[d] for v in eqn.invars], where)
 
 
-def _split(w: _Walker, eqn, where: str) -> None:
+@register("split")
+def split(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
+    """The split axis is a `concat` of the results' axes; the others keep their nodes."""
     (v,) = eqn.invars
     d = eqn.params["axis"]
     parts = []
     for out in eqn.outvars:
-        nodes = [n if a != d else w.g.node(_shape(out)[a]) for a, n in enumerate(w.of(v))]
+        nodes = [n if a != d else w.g.node(shape(out)[a]) for a, n in enumerate(w.of(v))]
         w.nodes[out] = nodes
         parts.append(nodes[d])
     w.g.define(w.of(v)[d], "concat", parts, where)
 
 
-def _slice(w: _Walker, eqn, where: str) -> None:
+@register("slice")
+def slice_(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
+    """A cut axis is a `concat` of the kept piece and the cut-off ends; a strided cut is
+    opaque."""
     (v,), (out,) = eqn.invars, eqn.outvars
     p = eqn.params
-    strides = p["strides"] or (1,) * len(_shape(v))
+    strides = p["strides"] or (1,) * len(shape(v))
     nodes = []
     for a, n in enumerate(w.of(v)):
-        size, lo, hi = _shape(v)[a], p["start_indices"][a], p["limit_indices"][a]
+        size, lo, hi = shape(v)[a], p["start_indices"][a], p["limit_indices"][a]
         if lo == 0 and hi == size and strides[a] == 1:
             nodes.append(n)
             continue
-        piece = w.g.node(_shape(out)[a])
+        piece = w.g.node(shape(out)[a])
         nodes.append(piece)
         if strides[a] != 1:
             w.g.mark_opaque(n, "slice with a stride", where)
@@ -155,7 +167,7 @@ def _slice(w: _Walker, eqn, where: str) -> None:
     w.nodes[out] = nodes
 
 
-def _same_or_opaque(w: _Walker, eqn, where: str, full: Callable) -> None:
+def _same_or_opaque(w: Walker, eqn: jcore.JaxprEqn, where: str, full: Callable) -> None:
     """Axes that keep their full size keep their nodes; the others are opaque."""
     v, out = eqn.invars[0], eqn.outvars[0]
     nodes = w.fresh(out)
@@ -167,32 +179,43 @@ def _same_or_opaque(w: _Walker, eqn, where: str, full: Callable) -> None:
             w.g.mark_opaque(nodes[a], eqn.primitive.name, where)
 
 
-def _pad(w: _Walker, eqn, where: str) -> None:
+@register("pad")
+def pad(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
+    """Axes without padding keep their nodes; padded ones are opaque."""
     cfg = eqn.params["padding_config"]
     _same_or_opaque(w, eqn, where, lambda a: tuple(cfg[a]) == (0, 0, 0))
 
 
-def _dynamic_slice(w: _Walker, eqn, where: str) -> None:
+@register("dynamic_slice")
+def dynamic_slice(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
+    """Axes taken whole keep their nodes; cut ones are opaque."""
     v = eqn.invars[0]
     sizes = eqn.params["slice_sizes"]
-    _same_or_opaque(w, eqn, where, lambda a: sizes[a] == _shape(v)[a])
+    _same_or_opaque(w, eqn, where, lambda a: sizes[a] == shape(v)[a])
 
 
-def _reduce_window(w: _Walker, eqn, where: str) -> None:
+@register("reduce_window_max", "reduce_window_min", "reduce_window_sum", "reduce_window")
+def reduce_window(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
+    """Axes with a window of 1 (stride 1, no padding) keep their nodes; windowed ones are
+    opaque."""
     p = eqn.params
-    pad = p.get("padding") or ((0, 0),) * len(p["window_dimensions"])
+    padding = p.get("padding") or ((0, 0),) * len(p["window_dimensions"])
 
     def full(a):
         return (
             p["window_dimensions"][a] == 1
             and p["window_strides"][a] == 1
-            and tuple(pad[a]) == (0, 0)
+            and tuple(padding[a]) == (0, 0)
         )
 
     _same_or_opaque(w, eqn, where, full)
 
 
-def _gather(w: _Walker, eqn, where: str) -> None:
+@register("gather")
+def gather(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
+    """Axes taken whole keep their nodes and the indices' batch axes tie to the result's; an
+    embedding lookup (a parameter's rows indexed by an integer input) ties the rows to the
+    input's token space; other indexed axes are opaque."""
     operand, indices = eqn.invars
     dn = eqn.params["dimension_numbers"]
     sizes = eqn.params["slice_sizes"]
@@ -201,7 +224,7 @@ def _gather(w: _Walker, eqn, where: str) -> None:
     kept = [a for a in range(len(op_nodes)) if a not in dn.collapsed_slice_dims]
     batch_out = [a for a in range(len(out)) if a not in dn.offset_dims]
     for a, d in zip(kept, dn.offset_dims, strict=True):
-        if sizes[a] == _shape(operand)[a]:
+        if sizes[a] == shape(operand)[a]:
             w.g.tie(op_nodes[a], out[d], where)
         else:
             w.g.mark_opaque(op_nodes[a], "gather", where)

@@ -1,0 +1,142 @@
+"""The walker: a jaxpr's equations, in order, each handed to the rule of its primitive.
+
+For each variable it keeps the unit-space node of every axis (`nodes`), which parameter leaves it
+views and through which of their axes (`origin`), and which integer input it carries (`values`,
+for token IDs). It knows no rule: it asks the `rule_for` it is given (`registry.rule_for`) for
+each equation's rule, so that the registry, whose `Rule` type names the walker, imports it and not
+the other way round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from jax.extend import core as jcore
+
+from jsurgery.errors import PlanError
+from jsurgery.graph import READ, Graph, Role
+
+
+def shape(v) -> tuple:
+    """The shape of a jaxpr variable or literal (`()` for a scalar without one)."""
+    return tuple(getattr(v.aval, "shape", ()))
+
+
+def _source(eqn: jcore.JaxprEqn) -> str:
+    try:
+        from jax._src import source_info_util
+
+        return source_info_util.summarize(eqn.source_info)
+    except Exception:  # noqa: BLE001 -- a missing source line must not stop a plan
+        return ""
+
+
+class Walker:
+    """Walks jaxprs, keeping for each variable its axis nodes, which parameter leaf it views
+    (`origin`: per axis, the leaf axes it holds) and which integer input it carries (`values`).
+
+    Args:
+        graph: the graph the walk fills.
+        rule_for: the rule of an equation (`jsurgery.trace.registry.rule_for`); a rule is called
+            as `rule(walker, eqn, where)`.
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        rule_for: Callable[[jcore.JaxprEqn], Callable[[Walker, jcore.JaxprEqn, str], None]],
+    ):
+        self.g = graph
+        self.rule_for = rule_for
+        self.nodes: dict = {}
+        self.origin: dict = {}
+        self.values: dict = {}
+        self.step = 0
+        self.context = ""  # the source line of the call a nested jaxpr came from
+
+    # -- variables -----------------------------------------------------------------------------
+    def of(self, v) -> list:
+        """The nodes of `v`'s axes (new ones for a literal or a variable not seen yet)."""
+        if isinstance(v, jcore.Literal):
+            return [self.g.node(d) for d in getattr(v.aval, "shape", ())]
+        if v not in self.nodes:
+            self.nodes[v] = [self.g.node(d) for d in v.aval.shape]
+        return self.nodes[v]
+
+    def fresh(self, v) -> list:
+        """Gives `v` new nodes, one per axis, and returns them."""
+        self.nodes[v] = [self.g.node(d) for d in v.aval.shape]
+        return self.nodes[v]
+
+    def bind(self, inner, outer) -> None:
+        """Binds an inner jaxpr variable to an outer one (same nodes, origin and values)."""
+        self.nodes[inner] = self.of(outer)
+        for table in (self.origin, self.values):
+            if not isinstance(outer, jcore.Literal) and outer in table:
+                table[inner] = table[outer]
+
+    def opaque(self, eqn: jcore.JaxprEqn, where: str) -> None:
+        """Marks every axis of the equation's operands and results as opaque."""
+        for v in eqn.invars:
+            for n in self.of(v):
+                self.g.mark_opaque(n, eqn.primitive.name, where)
+        for out in eqn.outvars:
+            for n in self.fresh(out):
+                self.g.mark_opaque(n, eqn.primitive.name, where)
+
+    @staticmethod
+    def source(eqn: jcore.JaxprEqn) -> str:
+        """The user's source line of an equation, or "" when unknown."""
+        return _source(eqn)
+
+    # -- walking -------------------------------------------------------------------------------
+    def walk(self, jaxpr, invars_outer: list) -> list:
+        """Walks `jaxpr` with its invars bound to `invars_outer`; returns its outvars."""
+        if isinstance(jaxpr, jcore.ClosedJaxpr):
+            jaxpr = jaxpr.jaxpr
+        for c in jaxpr.constvars:
+            self.fresh(c)
+        if len(jaxpr.invars) != len(invars_outer):
+            raise PlanError("internal tracing error: a nested jaxpr has a different arity.")
+        for inner, outer in zip(jaxpr.invars, invars_outer, strict=True):
+            self.bind(inner, outer)
+        for eqn in jaxpr.eqns:
+            self.equation(eqn)
+        return list(jaxpr.outvars)
+
+    def equation(self, eqn: jcore.JaxprEqn) -> None:
+        """Records the first use of the leaves the equation reads, then applies its rule."""
+        self.step += 1
+        for v in eqn.invars:
+            for _, leaf in self.origins(v):
+                if self.g.first_use[leaf] is None:
+                    self.g.first_use[leaf] = self.step
+        name = eqn.primitive.name
+        where = f"{name} at {_source(eqn) or self.context or 'unknown source'}"
+        self.rule_for(eqn)(self, eqn, where)
+
+    def origins(self, v) -> list:
+        """`[(per axis of v: the tuple of leaf axes it holds, leaf), ...]`: the parameter leaves
+        `v` views (several for a concatenation of kernels)."""
+        if isinstance(v, jcore.Literal):
+            return []
+        return self.origin.get(v, [])
+
+    def leaf_axes(self, v) -> list | None:
+        """Per axis of `v`, the tuple of leaf axes it holds, when `v` views one parameter."""
+        found = self.origins(v)
+        return found[0][0] if found else None
+
+    def view(self, out, src, source_axes: list) -> None:
+        """Records that `out` views the leaves `src` views; `source_axes[j]` lists the axes of
+        `src` that axis j of `out` holds."""
+        for per_axis, leaf in self.origins(src):
+            mapped = [tuple(x for k in ks for x in per_axis[k]) for ks in source_axes]
+            self.origin.setdefault(out, []).append((mapped, leaf))
+
+    def set_role(self, v, axis: int, role: Role) -> None:
+        """Sets the role of the leaf axes `v`'s axis holds, unless they already read."""
+        for per_axis, leaf in self.origins(v):
+            for a in per_axis[axis]:
+                if self.g.leaf_roles[leaf][a] != READ:
+                    self.g.leaf_roles[leaf][a] = role
