@@ -134,16 +134,23 @@ def make_plan(
             the template's init for that whole layer.
         hidden: `{new_layer_path: (old_ids, new_ids)}` naming the output units of hidden layers;
             hidden units are matched by position otherwise.
-        new_inputs: "template" or "zeros" (see `jsurgery.init`).
-        new_hidden: "template", "zero_fanout", "net2net" or "small_random".
-        new_layers: "identity", "identity_corner" or "template" for inserted layers.
-        new_outputs: "template", "zeros", "mean", "pessimistic", or `{new_id: old_id or option}`.
-        pessimism: how far below the old outputs' mean a "pessimistic" output starts.
-        init_scale: with new_hidden="small_random", the factor on the template's weights of
-            every new hidden unit (in, out, biases, every gate); the old outputs move by at
-            most first order in it.
-        net2net_noise: relative noise on the incoming weights of Net2Net copies (0: exact).
-        seed: seed of that noise.
+        new_inputs: how input features the old network lacks start: a rule of `jsurgery.init`,
+            `template()` or `zeros()`, or its name ("template", "zeros").
+        new_hidden: how new hidden units start: `template()`, `zero_fanout()`,
+            `net2net(noise, seed)` or `small_random(scale)`, or its name.
+        new_layers: how inserted layers start: `identity()`, `identity_corner()` or
+            `template()`, or its name.
+        new_outputs: how new outputs start: `template()`, `zeros()`, `mean()` or
+            `pessimistic(margin)`, or its name, or `{new_id: old_id, rule or name}` per output.
+        pessimism: the margin of "pessimistic" given by name: how far below the old outputs'
+            mean a new output starts.
+        init_scale: the scale of "small_random" given by name: the factor on the template's
+            weights of every new hidden unit (in, out, biases, every gate); the old outputs
+            move by at most first order in it.
+        net2net_noise: the noise of "net2net" given by name: relative noise on the incoming
+            weights of Net2Net copies (0: exact).
+        seed: seed of that noise. A rule object carries its own parameters: these keywords
+            beside one (`new_hidden=net2net(), seed=1`) are refused.
         order: layer paths in forward order, for trees whose key order is not the forward order
             (an nnx.State sorts its keys); layers not listed follow in their own order.
         allow_dtype_change: cast old leaves to the template's dtype instead of raising.
@@ -170,6 +177,10 @@ def make_plan(
         ...                           new_inputs="zeros")
         >>> jsurgery.transplant(old, new, plan)["params"]["kernel"].shape
         (3, 2)
+        >>> plan = jsurgery.make_plan(old, new, inputs=(["a", "b"], ["a", "c", "b"]),
+        ...                           new_inputs=jsurgery.init.zeros())  # the rule as an object
+        >>> jsurgery.transplant(old, new, plan)["params"]["kernel"][1]
+        Array([0., 0.], dtype=float32)
     """
     rules = init.resolve(
         new_inputs,
