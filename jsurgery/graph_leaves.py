@@ -76,9 +76,9 @@ class UnitMaps:
             return OUTPUT
         return INPUT if root in self.inputs else HIDDEN
 
-    def template_scale(self, roots) -> float:
+    def template_scale(self, roots, path) -> float:
         """The factor on the template at the scaled positions of the spaces `roots` (the unit
-        axes of one leaf): one per leaf."""
+        axes of the leaf at `path`): one per leaf."""
         g = self.new.graph
         found = {
             self.maps[r].scale
@@ -89,8 +89,8 @@ class UnitMaps:
         }
         if len(found) > 1:
             raise PlanError(
-                f"a leaf touches spaces whose rules scale the template by {sorted(found)}; a "
-                "leaf takes one scale: give the rules one scale."
+                f"leaf {trees.path_str(path)!r}: the rules of its spaces scale the template by "
+                f"{sorted(found)}, and a leaf takes one scale; give those rules one scale."
             )
         return found.pop() if found else 1.0
 
@@ -184,7 +184,7 @@ def matched_leaf(
         tuple(maps),
         offset=offset,
         note="; ".join(notes),
-        template_scale=units.template_scale(scaled),
+        template_scale=units.template_scale(scaled, path),
     )
 
 
@@ -192,7 +192,7 @@ def new_leaf(
     units: UnitMaps, ni: int, path, shape, rule: LayerRule | None, additive: bool
 ) -> LeafPlan:
     """The plan of a leaf of an inserted layer, as the `new_layers` rule says (None: the
-    template's init, for a layer the user gave `layers={path: None}`)."""
+    template's init, for a layer given `layers={path: None}` or a leaf a matched layer gained)."""
     g = units.new.graph
     roots = [units.new.root(n) for n in g.leaf_axes[ni]]
     leaf = NewLeaf(

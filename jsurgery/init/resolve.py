@@ -167,8 +167,9 @@ def _rule(arg: str, value, table: dict):
 
 
 def _fitting(label: str, arg: str, rule, table: dict):
-    """`rule`, refused unless it fits `arg`."""
-    if arg in rule.fits:
+    """`rule`, refused unless it fits `arg` (and has the method the planner calls there)."""
+    kind = LayerRule if arg == "new_layers" else UnitRule
+    if arg in rule.fits and isinstance(rule, kind):
         return rule
     fits = ", ".join(f"`{a}`" for a in sorted(rule.fits)) or "no argument (its `fits` is empty)"
     fit = ", ".join(f"jsurgery.init.{n}()" for n in table)
