@@ -7,13 +7,14 @@ Carry trained weights from an old network into a new architecture by unit IDs:
 """
 
 from jsurgery import init
-from jsurgery.carry import transplant_carry
 from jsurgery.check import PreservationReport, check_preservation
 from jsurgery.errors import PlanError
+from jsurgery.execute.carry import transplant_carry
+from jsurgery.execute.state import transplant_state
+from jsurgery.execute.transplant import transplant, transplant_moments
 from jsurgery.init import PRESERVING, TRANSPLANT
-from jsurgery.plan import Plan, make_plan
-from jsurgery.state import transplant_state
-from jsurgery.transplant import transplant, transplant_moments
+from jsurgery.plan import Plan
+from jsurgery.plan.planner import make_plan
 
 __all__ = [
     "PRESERVING",

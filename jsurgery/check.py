@@ -10,7 +10,7 @@ import numpy as np
 
 from jsurgery import ids
 from jsurgery.errors import PlanError
-from jsurgery.plan import Plan
+from jsurgery.plan.plan import Plan
 
 
 @dataclass(frozen=True)

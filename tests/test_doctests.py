@@ -35,7 +35,7 @@ MODULES = _modules_with_examples()
 
 
 def test_examples_are_found():
-    assert {"jsurgery.plan", "jsurgery.transplant"} <= set(MODULES)
+    assert {"jsurgery.plan.planner", "jsurgery.execute.transplant"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -204,3 +204,23 @@ def test_transplant_chain_through_three_architectures():
     np.testing.assert_allclose(
         m_c(via_b, ac.embed_inputs(x)), m_c(direct, ac.embed_inputs(x)), atol=1e-5
     )
+
+
+def test_a_plan_checks_its_own_fields():
+    from jsurgery.plan import AxisMap, LeafPlan
+
+    old, new = init(MLP((4,), 2), 2, 0), init(MLP((6,), 2), 2, 1)
+    plan = jsurgery.make_plan(old, new, new_hidden="net2net")
+    fields = {f: getattr(plan, f) for f in plan.__dataclass_fields__}
+    with pytest.raises(jsurgery.PlanError, match="one per new leaf"):
+        jsurgery.Plan(**{**fields, "leaves": plan.leaves[:-1]})
+    with pytest.raises(jsurgery.PlanError, match="matching 'by guess'"):
+        jsurgery.Plan(**{**fields, "matching": "by guess"})
+    short = AxisMap(1, np.arange(5), np.arange(5))  # 5 entries for an axis of 6
+    with pytest.raises(jsurgery.PlanError, match="5 entries for"):
+        LeafPlan(("params", "Dense_0", "kernel"), ("k",), 0, (2, 6), (2, 4), "old", (short,))
+    past = AxisMap(1, np.arange(6), np.arange(6))  # reads old entries 4 and 5 of 4
+    with pytest.raises(jsurgery.PlanError, match="reads past the old leaf"):
+        LeafPlan(("params", "Dense_0", "kernel"), ("k",), 0, (2, 6), (2, 4), "old", (past,))
+    with pytest.raises(jsurgery.PlanError, match="source 'copied'"):
+        LeafPlan(("b",), None, -1, (6,), None, "copied")

@@ -1,4 +1,4 @@
-"""`jsurgery.state.state_parts`: which parts of a training state a plan covers, found by
+"""`jsurgery.execute.state.state_parts`: which parts of a training state a plan covers, found by
 structure; and the refusal of a new state that does not fit the plan."""
 
 import jax
@@ -8,7 +8,7 @@ from flax.training import train_state
 from surgery_models import MLP, init
 
 import jsurgery
-from jsurgery.state import state_parts
+from jsurgery.execute.state import state_parts
 
 
 def _state(model, variables, tx):

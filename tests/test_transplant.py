@@ -560,7 +560,7 @@ def test_jit_and_no_jit_agree(case):
 
 def test_second_call_does_not_retrace():
     _, _, old, new, plan, _, _ = _build(CASES[4])
-    from jsurgery.transplant import _apply
+    from jsurgery.execute.transplant import _apply
 
     jsurgery.transplant(old, new, plan)
     size = _apply._cache_size()

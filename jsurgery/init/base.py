@@ -17,8 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from jsurgery.errors import PlanError
-from jsurgery.leaves import LeafPlan
-from jsurgery.spaces import SpaceMap
+from jsurgery.plan.data import LeafPlan, SpaceMap
 
 #: The kinds of unit space a rule is asked about (`NewUnits.kind`).
 INPUT, HIDDEN, CARRIED, OUTPUT = "input", "hidden", "carried", "output"

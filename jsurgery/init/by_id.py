@@ -10,7 +10,7 @@ import numpy as np
 from jsurgery.errors import PlanError
 from jsurgery.init.base import NewUnits, UnitRule
 from jsurgery.init.template import template
-from jsurgery.spaces import SpaceMap
+from jsurgery.plan.data import SpaceMap
 
 WRITE_MASKS = ("write_zero", "write_mean", "write_noise", "write_scaled")
 

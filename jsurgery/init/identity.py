@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from jsurgery.errors import PlanError
-from jsurgery.graph import READ, WINDOW, WRITE
+from jsurgery.graph.unit_graph import READ, WINDOW, WRITE
 from jsurgery.init.base import LayerRule, NewLeaf
-from jsurgery.leaves import LeafPlan
+from jsurgery.plan.data import LeafPlan
 
 
 def _zeros(leaf: NewLeaf, note: str) -> LeafPlan:

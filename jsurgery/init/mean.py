@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jsurgery.init.base import NewUnits, UnitRule
-from jsurgery.spaces import SpaceMap
+from jsurgery.plan.data import SpaceMap
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from jsurgery.init.base import CARRIED, HIDDEN, NewUnits, UnitRule
-from jsurgery.spaces import SpaceMap
+from jsurgery.plan.data import SpaceMap
 
 
 def replicas(copied: np.ndarray, n_new: int) -> np.ndarray:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from jsurgery.init.base import NewUnits, UnitRule, check_number
-from jsurgery.spaces import SpaceMap
+from jsurgery.plan.data import SpaceMap
 
 MARGIN = "it is how far below the old outputs' mean a new output starts, e.g. 1.0."
 

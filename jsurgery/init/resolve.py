@@ -27,7 +27,7 @@ from jsurgery.init.small_random import small_random
 from jsurgery.init.template import template
 from jsurgery.init.zero_fanout import zero_fanout
 from jsurgery.init.zeros import zeros
-from jsurgery.spaces import SpaceMap
+from jsurgery.plan.data import SpaceMap
 
 NewInputs = Literal["template", "zeros"]
 NewHidden = Literal["template", "zero_fanout", "net2net", "small_random"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jsurgery.init.base import NewUnits, UnitRule, check_number
-from jsurgery.spaces import SpaceMap
+from jsurgery.plan.data import SpaceMap
 
 SCALE = "it multiplies the template's weights of new hidden units, e.g. 0.01."
 

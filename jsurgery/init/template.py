@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jsurgery.init.base import INPUT, OUTPUT, LayerRule, NewLeaf, NewUnits, UnitRule
-from jsurgery.leaves import LeafPlan
-from jsurgery.spaces import SpaceMap
+from jsurgery.plan.data import LeafPlan, SpaceMap
 
 TEMPLATE_WARNING = (
     "template-initialised new Q-output starts near zero and is likely to be picked by argmax "

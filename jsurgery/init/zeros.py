@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jsurgery.init.base import INPUT, NewUnits, UnitRule
-from jsurgery.spaces import SpaceMap
+from jsurgery.plan.data import SpaceMap
 
 ZERO_WARNING = (
     "zero-initialised new Q-output is likely to be picked by argmax under negative rewards"

@@ -5,7 +5,7 @@ rule says which axes of its operands and results hold the same units (ties), whi
 factors of another (concatenate, slice, split, reshape), and which units it mixes (reductions).
 Nested jaxprs (`jit`, `custom_jvp_call`, `custom_vjp_call`, `cond`, `while`, `scan`) are walked
 inside, bound to their operands. A primitive without a rule marks every axis it touches as opaque;
-`jsurgery.graph_plan` refuses a plan when an opaque axis carries a parameter's units.
+`jsurgery.plan.sides` refuses a plan when an opaque axis carries a parameter's units.
 
 Modules, each importing only those above it: `walker` (the `Walker` over a jaxpr's equations),
 `registry` (the rules table, `rule_for`), `rules` (the rules, registered when imported: this

@@ -12,7 +12,8 @@ from collections.abc import Callable
 import jax
 
 from jsurgery.errors import PlanError
-from jsurgery.graph import WRITE, Graph
+from jsurgery.graph.carry import find_carry
+from jsurgery.graph.unit_graph import WRITE, Graph
 from jsurgery.trace.registry import RULES, rule_for
 from jsurgery.trace.walker import Walker
 
@@ -71,7 +72,6 @@ def trace(
     g.input_axes = [walker.of(v) for v in jaxpr.invars[n:]]
     g.output_axes = [walker.of(v) for v in jaxpr.outvars]
     g.out_tree = jax.tree_util.tree_structure(out_shape)
-    from jsurgery.carry import find_carry
 
     g.carry = find_carry(tuple(args), out_shape, carry, arg)
     return g

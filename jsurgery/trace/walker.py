@@ -14,7 +14,7 @@ from collections.abc import Callable
 from jax.extend import core as jcore
 
 from jsurgery.errors import PlanError
-from jsurgery.graph import READ, Graph, Role
+from jsurgery.graph.unit_graph import READ, Graph, Role
 
 
 def shape(v) -> tuple:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from jax.extend import core as jcore
 
-from jsurgery.graph import READ, WINDOW
+from jsurgery.graph.unit_graph import READ, WINDOW
 from jsurgery.trace.registry import register
 from jsurgery.trace.walker import Walker
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from jax.extend import core as jcore
 
-from jsurgery.graph import READ
+from jsurgery.graph.unit_graph import READ
 from jsurgery.trace.registry import register
 from jsurgery.trace.walker import Walker, shape
 

@@ -18,8 +18,8 @@ import jax
 
 from jsurgery import trees
 from jsurgery.errors import PlanError
-from jsurgery.plan import Plan
-from jsurgery.transplant import fit, transplant, transplant_moments
+from jsurgery.execute.transplant import fit, transplant, transplant_moments
+from jsurgery.plan.plan import Plan
 
 COLLECTIONS = ("params", "batch_stats")
 

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jsurgery.leaves import AxisMap, LeafPlan
+from jsurgery.plan.data import AxisMap, LeafPlan
 
 MAX_SEGMENTS = 8  # beyond this many runs the last axis is one take (a permutation, say)
 

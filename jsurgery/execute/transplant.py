@@ -6,9 +6,10 @@ from functools import partial
 
 import jax
 
-from jsurgery import gather, trees
+from jsurgery import trees
 from jsurgery.errors import PlanError
-from jsurgery.plan import Plan
+from jsurgery.execute import gather
+from jsurgery.plan.plan import Plan
 
 
 @partial(jax.jit, static_argnums=(0, 1, 4))

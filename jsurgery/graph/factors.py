@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from jsurgery.errors import PlanError
-from jsurgery.graph import Graph
+from jsurgery.graph.unit_graph import Graph
 
 
 def unit_factors(graph: Graph, units: set) -> set:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from jsurgery import factors, ids, trees
+from jsurgery import ids, trees
 from jsurgery.errors import PlanError
-from jsurgery.graph import READ, WINDOW
+from jsurgery.graph import factors
+from jsurgery.graph.unit_graph import READ, WINDOW
 from jsurgery.init import CARRIED, HIDDEN, INPUT, OUTPUT, LayerRule, NewLeaf, NewUnits, Rules
-from jsurgery.leaves import AxisMap, LeafPlan, summary
-from jsurgery.spaces import SpaceMap, combine, identity_map, unit_ids
+from jsurgery.plan.data import AxisMap, LeafPlan, SpaceMap, combine, identity_map, summary, unit_ids
 
 
 class UnitMaps:

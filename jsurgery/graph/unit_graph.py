@@ -52,10 +52,10 @@ class Graph:
         cross: `{node: [(primitive, source)]}` operations that mix the units of a space.
         opaque: `{node: (primitive, source)}` operations the planner cannot follow.
         out_tree: the pytree structure of the function's output.
-        carry: the function's carry (`jsurgery.carry.Carry`: an argument returned as one of
+        carry: the function's carry (`jsurgery.graph.carry.Carry`: an argument returned as one of
             its outputs, a recurrent cell's step), or None.
         carried: the nodes of the carry's axes, once tied across the step
-            (`jsurgery.carry.tie_carry`).
+            (`jsurgery.graph.carry.tie_carry`).
         split: nodes made by a reshape that splits one axis into several (GroupNorm's groups and
             group width, heads and head width), as opposed to axes merged by a flatten.
     """

@@ -1,88 +1,18 @@
-"""`make_plan`: unit IDs + matched layers + init choices -> a `Plan` of index arrays (NumPy)."""
+"""make_plan: the old and new networks, unit IDs and init rules -> a Plan."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from jsurgery import ids, init, params
-from jsurgery.carry import Carry, check_carry_arg
+from jsurgery import init, params
 from jsurgery.errors import PlanError
-from jsurgery.leaves import LeafPlan
+from jsurgery.graph.carry import check_carry_arg
+from jsurgery.plan.build import build
+from jsurgery.plan.plan import Plan
 
 IdPair = tuple[Sequence[Hashable], Sequence[Hashable]]
-
-
-@dataclass(frozen=True, eq=False)
-class Plan:
-    """A static surgery plan; hashable by identity, so `transplant` compiles once per plan.
-
-    `print(plan)` gives the leaf-by-leaf report.
-
-    Attributes:
-        leaves: one `LeafPlan` per leaf of the new tree, in forward order.
-        old_leaves: `(path, shape, dtype)` of each old leaf.
-        inputs: `(old_ids, new_ids)` of the input features.
-        outputs: `(old_ids, new_ids)` of the output units.
-        layer_map: `{new layer: old layer or None}`.
-        warnings: things the user should know before training.
-        input_specs: per input of a traced plan, `(axis, old_ids, new_ids)` (axis "values" for
-            token inputs), or None for an input without units.
-        output_specs: per output of a traced plan, `(axis, old_ids, new_ids)` (the axis its
-            units lie on) or None for an output without units.
-        carry: the traced function's carry (`jsurgery.carry.Carry`: which argument comes back
-            as which output, and their leaves), or None; `transplant_carry` reads it.
-    """
-
-    leaves: tuple[LeafPlan, ...]
-    old_leaves: tuple
-    new_leaves: tuple
-    old_kind: str
-    new_kind: str
-    inputs: tuple
-    outputs: tuple
-    layer_map: dict
-    matching: str
-    options: dict
-    noise: float
-    seed: int
-    warnings: tuple[str, ...] = field(default=())
-    input_specs: tuple = field(default=())
-    output_specs: tuple = field(default=())
-    carry: Carry | None = field(default=None)
-
-    def __str__(self) -> str:
-        from jsurgery.report import render
-
-        return render(self)
-
-    def embed_inputs(self, *x_old):
-        """Places old inputs in the new input space: old features at their new positions (on
-        each input's unit axis; token IDs renumbered), zeros for new features. With several
-        inputs, pass them all and get a tuple back."""
-        specs = self.input_specs or ((-1, *self.inputs),)
-        if len(x_old) != len(specs):
-            raise PlanError(f"`embed_inputs`: expected {len(specs)} inputs, got {len(x_old)}.")
-        out = tuple(_embed(x, spec) for x, spec in zip(x_old, specs, strict=True))
-        return out[0] if len(out) == 1 else out
-
-
-def _embed(x_old, spec):
-    import jax.numpy as jnp
-
-    x_old = jnp.asarray(x_old)
-    if spec is None:
-        return x_old
-    axis, old_ids, new_ids = spec
-    if axis == "values":
-        where = ids.index_of(old_ids, new_ids)
-        return jnp.asarray(where)[x_old]
-    src = ids.index_of(new_ids, old_ids)
-    x = jnp.take(x_old, np.where(src >= 0, src, 0), axis=axis)
-    shape = [-1 if a == axis % x.ndim else 1 for a in range(x.ndim)]
-    return jnp.where(np.reshape(src >= 0, shape), x, jnp.zeros((), x.dtype))
 
 
 def make_plan(
@@ -197,9 +127,8 @@ def make_plan(
     if apply is not None or example is not None:
         if example is None:
             raise PlanError("`example`: a traced plan needs example inputs ((x_old,), (x_new,)).")
-        from jsurgery import graph_plan
 
-        fields = graph_plan.build(
+        fields = build(
             old,
             new_template,
             apply=apply,
@@ -238,7 +167,6 @@ def _params_only(
     """The fields of a params-only plan: each side's chain of layers, read from names and
     shapes, is written as a function (`jsurgery.params`) and planned like a traced one. The plan
     keeps the params-only conventions: one input and one output, units on the last axis."""
-    from jsurgery import graph_plan
 
     if isinstance(inputs, Mapping) or isinstance(outputs, Mapping):
         raise PlanError(
@@ -248,7 +176,7 @@ def _params_only(
     n_in, n_out = _id_count(inputs), _id_count(outputs)
     old_side = params.chain_side(old, "old", order, n_in[0], n_out[0])
     new_side = params.chain_side(new_template, "new_template", order, n_in[1], n_out[1])
-    fields = graph_plan.build(
+    fields = build(
         old,
         new_template,
         apply=(old_side.apply, new_side.apply),

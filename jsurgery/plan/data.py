@@ -1,103 +1,115 @@
-"""Corresponding unit spaces of the old and new graphs, their unit IDs, and per-space index maps.
-
-A matched pair of leaves says, axis by axis, which old space each new space continues; so do the
-inputs and outputs of the two functions. Every new space then has at most one old counterpart,
-unit IDs on both sides (from `inputs`, `outputs`, `hidden`, or by position), and a `SpaceMap`
-built by the init rules of `jsurgery.init`.
-"""
+"""What a plan is made of, as data: per leaf axis an `AxisMap`, per leaf a `LeafPlan`, per unit
+space a `SpaceMap`, and how composite axes combine their parts."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
 from jsurgery import ids
 from jsurgery.errors import PlanError
-from jsurgery.graph import Graph
-from jsurgery.leaves import AxisMap
+
+#: Where a new leaf's values come from: the old leaf (through its axis maps), the template, or
+#: zeros with ones at `identity` (an inserted layer's identity or Dirac kernel).
+LeafSource = Literal["old", "template", "identity"]
+_MASKS = ("mul", "zero", "mean", "noise", "scaled")
 
 
-@dataclass
-class Side:
-    """One network's graph with the names of its leaves, for messages."""
+@dataclass(frozen=True, eq=False)
+class AxisMap:
+    """How one unit axis of a new leaf is filled, position by position.
 
-    graph: Graph
-    paths: list  # leaf index -> path string
-    name: str  # "old" or "new"
+    Attributes:
+        axis: the axis of the leaf.
+        idx: old position read for each new position (copies, Net2Net replicas, copied outputs),
+            -1 where the value is not read from the old leaf.
+        src: old position of the same unit (copies only), -1 for new units.
+        mul: factor per new position (Net2Net fan-out division) or None.
+        zero: new positions set to zero, or None.
+        mean: new positions set to the mean over the old axis, or None.
+        noise: new positions that get symmetry-breaking noise, or None.
+        scaled: new positions whose template value is multiplied by the leaf's
+            `template_scale` (new_hidden="small_random"), or None.
+    """
 
-    def root(self, node: int) -> int:
-        return self.graph.find(node)
+    axis: int
+    idx: np.ndarray
+    src: np.ndarray
+    mul: np.ndarray | None = None
+    zero: np.ndarray | None = None
+    mean: np.ndarray | None = None
+    noise: np.ndarray | None = None
+    scaled: np.ndarray | None = None
 
-    def size(self, node: int) -> int:
-        return self.graph.size[self.graph.find(node)]
-
-    def where(self, leaf: int, axis: int) -> str:
-        return f"{self.name} leaf {self.paths[leaf]!r} axis {axis}"
-
-
-class Correspondence:
-    """New space root -> old space root, built pair by pair and checked for conflicts."""
-
-    def __init__(self, old: Side, new: Side, bridged: dict | None = None):
-        """`bridged`: old space root -> a label shared by the old spaces that removed layers
-        connect (a removed layer's input and output); a new space may continue several old
-        spaces with one label, unit by unit in their order."""
-        self.old, self.new = old, new
-        self.to_old: dict = {}
-        self.seen_at: dict = {}
-        self.bridged = bridged or {}
-        self.merged: set = set()
-
-    def add(self, new_node: int, old_node: int, where: str) -> None:
-        rn, ro = self.new.root(new_node), self.old.root(old_node)
-        if rn in self.to_old:
-            if self.to_old[rn] != ro and self._bridges(self.to_old[rn], ro):
-                self.merged.add(frozenset((self.to_old[rn], ro)))
-            elif self.to_old[rn] != ro:
-                raise PlanError(
-                    f"{where}: this axis continues two different old spaces (also reached at "
-                    f"{self.seen_at[rn]}); the structure changed in a way the plan cannot follow: "
-                    "check `layers`, or keep the old connections."
-                )
-            return
-        self.to_old[rn] = ro
-        self.seen_at[rn] = where
-        self._parts(rn, ro, where)
-
-    def _bridges(self, a: int, b: int) -> bool:
-        """Whether a removed layer connects old spaces `a` and `b` (of one size, plain)."""
-        g = self.old.graph
-        label = self.bridged.get(a)
+    def is_copy(self, n_old: int) -> bool:
+        """True when this axis reads the old axis unchanged."""
         return (
-            label is not None
-            and label == self.bridged.get(b)
-            and g.size[a] == g.size[b]
-            and g.parts(a) is None
-            and g.parts(b) is None
+            len(self.idx) == n_old
+            and np.array_equal(self.idx, np.arange(n_old))
+            and self.mul is None
+            and self.zero is None
+            and self.mean is None
+            and self.scaled is None
         )
 
-    def _parts(self, rn: int, ro: int, where: str) -> None:
-        pn, po = self.new.graph.parts(rn), self.old.graph.parts(ro)
-        if pn is None and po is None:
-            return
-        new_only = po is None and self.new.graph.split_product(pn)
-        old_only = pn is None and self.old.graph.split_product(po)
-        if new_only or old_only:
-            return  # split on one side only (a GroupNorm added or removed): the axis is one space
-        if pn is None or po is None or pn[0] != po[0] or len(pn[1]) != len(po[1]):
+
+@dataclass(frozen=True, eq=False)
+class LeafPlan:
+    """The plan for one leaf of the new tree."""
+
+    path: tuple
+    old_path: tuple | None
+    old_index: int  # position of the old leaf in the old flat tree, -1 when none
+    shape: tuple
+    old_shape: tuple | None
+    source: LeafSource
+    axes: tuple[AxisMap, ...] = ()
+    offset: np.ndarray | None = None  # added along the only axis (pessimistic bias)
+    identity: tuple | None = None  # indices of the ones for source "identity"
+    note: str = ""
+    template_scale: float = 1.0  # factor on the template at the axes' `scaled` positions
+
+    def __post_init__(self):
+        problem = self._problem()
+        if problem:
             raise PlanError(
-                f"{where}: the old axis is {_kind(po)}, the new one {_kind(pn)}; the "
-                "segments of a concatenation or flatten must stay the same in number."
+                f"leaf {'/'.join(map(str, self.path))!r}: {problem}; the plan cannot be applied "
+                "(a planner error: please report it with the call that made it)."
             )
-        for a, b in zip(pn[1], po[1], strict=True):
-            self.add(a, b, where)
+
+    def _problem(self) -> str | None:
+        """What makes this leaf plan inconsistent, or None."""
+        if self.source not in get_args(LeafSource):
+            return f"source {self.source!r} is not one of {get_args(LeafSource)}"
+        reads_old = self.source == "old"
+        if reads_old != (self.old_path is not None and self.old_shape is not None):
+            return f"source {self.source!r} with old leaf {self.old_path!r}"
+        if self.source == "identity" and self.identity is None:
+            return "an identity leaf without the positions of its ones"
+        for am in self.axes:
+            if not 0 <= am.axis < len(self.shape) or len(am.idx) != self.shape[am.axis]:
+                return f"axis map of axis {am.axis} has {len(am.idx)} entries for {self.shape}"
+            if len(am.src) != len(am.idx) or any(
+                getattr(am, m) is not None and len(getattr(am, m)) != len(am.idx) for m in _MASKS
+            ):
+                return f"axis map of axis {am.axis} has arrays of different lengths"
+            if reads_old and am.idx.size and am.idx.max() >= self.old_shape[am.axis]:
+                return f"axis {am.axis} reads past the old leaf's {self.old_shape[am.axis]} entries"
+        return None
 
 
-def _kind(parts) -> str:
-    if parts is None:
-        return "one space"
-    return f"a {parts[0]} of {len(parts[1])} parts"
+def summary(src: np.ndarray, n_old: int, how: str) -> str:
+    copied = int((src >= 0).sum())
+    new = len(src) - copied
+    dropped = n_old - len(set(src[src >= 0].tolist()))
+    text = f"{copied} copied"
+    if new:
+        text += f", {new} new ({how})"
+    if dropped:
+        text += f", {dropped} dropped"
+    return text
 
 
 @dataclass

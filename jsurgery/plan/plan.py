@@ -1,0 +1,114 @@
+"""The Plan: a static surgery plan of index arrays, printable leaf by leaf."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+import numpy as np
+
+from jsurgery import ids
+from jsurgery.errors import PlanError
+from jsurgery.graph.carry import Carry
+from jsurgery.plan.data import LeafPlan
+from jsurgery.plan.report import render
+
+#: How layers were matched: by path name, or by the smallest edit of the layer sequences.
+Matching = Literal["name", "structure"]
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """A static surgery plan; hashable by identity, so `transplant` compiles once per plan.
+
+    `print(plan)` gives the leaf-by-leaf report.
+
+    Attributes:
+        leaves: one `LeafPlan` per leaf of the new tree, in forward order.
+        old_leaves: `(path, shape, dtype)` of each old leaf.
+        inputs: `(old_ids, new_ids)` of the input features.
+        outputs: `(old_ids, new_ids)` of the output units.
+        layer_map: `{new layer: old layer or None}`.
+        warnings: things the user should know before training.
+        input_specs: per input of a traced plan, `(axis, old_ids, new_ids)` (axis "values" for
+            token inputs), or None for an input without units.
+        output_specs: per output of a traced plan, `(axis, old_ids, new_ids)` (the axis its
+            units lie on) or None for an output without units.
+        carry: the traced function's carry (`jsurgery.graph.carry.Carry`: which argument comes back
+            as which output, and their leaves), or None; `transplant_carry` reads it.
+    """
+
+    leaves: tuple[LeafPlan, ...]
+    old_leaves: tuple
+    new_leaves: tuple
+    old_kind: str
+    new_kind: str
+    inputs: tuple
+    outputs: tuple
+    layer_map: dict
+    matching: Matching
+    options: dict
+    noise: float
+    seed: int
+    warnings: tuple[str, ...] = field(default=())
+    input_specs: tuple = field(default=())
+    output_specs: tuple = field(default=())
+    carry: Carry | None = field(default=None)
+
+    def __post_init__(self):
+        problem = self._problem()
+        if problem:
+            raise PlanError(
+                f"`Plan`: {problem}; the plan cannot be applied (a planner error: please report "
+                "it with the call that made it)."
+            )
+
+    def _problem(self) -> str | None:
+        """What makes this plan inconsistent with its own trees, or None."""
+        if self.matching not in get_args(Matching):
+            return f"matching {self.matching!r} is not one of {get_args(Matching)}"
+        if [lp.path for lp in self.leaves] != [p for p, _, _ in self.new_leaves]:
+            return "its leaf plans are not one per new leaf, in the new tree's order"
+        for lp, (_, shape, _) in zip(self.leaves, self.new_leaves, strict=True):
+            if tuple(lp.shape) != tuple(shape):
+                return f"leaf plan {lp.path} has shape {lp.shape}, the new leaf {shape}"
+            if lp.old_path is None:
+                continue
+            if not 0 <= lp.old_index < len(self.old_leaves):
+                return f"leaf plan {lp.path} reads old leaf {lp.old_index}, which does not exist"
+            old_path, old_shape, _ = self.old_leaves[lp.old_index]
+            if (old_path, tuple(old_shape)) != (lp.old_path, tuple(lp.old_shape)):
+                return f"leaf plan {lp.path} names old leaf {lp.old_path} but reads {old_path}"
+        if not all(isinstance(w, str) for w in self.warnings):
+            return "its warnings are not all text"
+        return None
+
+    def __str__(self) -> str:
+
+        return render(self)
+
+    def embed_inputs(self, *x_old):
+        """Places old inputs in the new input space: old features at their new positions (on
+        each input's unit axis; token IDs renumbered), zeros for new features. With several
+        inputs, pass them all and get a tuple back."""
+        specs = self.input_specs or ((-1, *self.inputs),)
+        if len(x_old) != len(specs):
+            raise PlanError(f"`embed_inputs`: expected {len(specs)} inputs, got {len(x_old)}.")
+        out = tuple(_embed(x, spec) for x, spec in zip(x_old, specs, strict=True))
+        return out[0] if len(out) == 1 else out
+
+
+def _embed(x_old, spec):
+    import jax.numpy as jnp
+
+    x_old = jnp.asarray(x_old)
+    if spec is None:
+        return x_old
+    axis, old_ids, new_ids = spec
+    if axis == "values":
+        where = ids.index_of(old_ids, new_ids)
+        return jnp.asarray(where)[x_old]
+    src = ids.index_of(new_ids, old_ids)
+    x = jnp.take(x_old, np.where(src >= 0, src, 0), axis=axis)
+    shape = [-1 if a == axis % x.ndim else 1 for a in range(x.ndim)]
+    return jnp.where(np.reshape(src >= 0, shape), x, jnp.zeros((), x.dtype))

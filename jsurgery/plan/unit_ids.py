@@ -1,0 +1,167 @@
+"""The unit IDs of the spaces the user named: inputs, outputs and hidden layers, checked against
+the spaces they name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from jsurgery import ids, trees
+from jsurgery.errors import PlanError
+from jsurgery.graph.side import Side, Traced
+from jsurgery.match.layers import GraphLayer
+from jsurgery.plan.sides import input_axis, output_axis
+
+
+def _refuse_opaque_ids(old: Traced, new: Traced, in_specs: tuple, out_specs: tuple) -> None:
+    """Refuses changed input or output units whose axis passes through an operation without a
+    rule (features picked by an index array): which unit a parameter reads is then unknown."""
+    for arg, specs, locate in (
+        ("inputs", in_specs, input_axis),
+        ("outputs", out_specs, output_axis),
+    ):
+        for k, spec in enumerate(specs):
+            if spec is None or tuple(spec[1]) == tuple(spec[2]):
+                continue
+            for side in (old.side, new.side):
+                node, _ = locate(side, k)
+                hit = side.graph.opaque_at(node) if node is not None else None
+                if hit is not None:
+                    raise PlanError(
+                        f"`{arg}[{k}]`: in the {side.name} function this axis passes through "
+                        f"`{hit[0]}` ({hit[1]}), which the planner cannot follow, so it cannot "
+                        f"tell which units each parameter reads while they change "
+                        f"({list(spec[1])[:8]} -> {list(spec[2])[:8]}); select them with slices, "
+                        "or keep these units unchanged."
+                    )
+
+
+def _id_pairs(spec, count: int, arg: str) -> dict:
+    """`{index: (old_ids, new_ids)}` from a pair (one input / output) or a dict."""
+    if spec is None:
+        return {}
+    if isinstance(spec, Mapping):
+        for k in spec:
+            if not isinstance(k, int) or not 0 <= k < count:
+                raise PlanError(
+                    f"`{arg}`: key {k!r} is not the index of one of the function's {count} "
+                    f"{arg} (0 to {count - 1})."
+                )
+        return {k: ids.check_pair(f"{arg}[{k}]", v) for k, v in spec.items()}
+    if count != 1:
+        raise PlanError(
+            f"`{arg}`: the function has {count} {arg}; name the one the IDs are for: "
+            f"{arg}={{index: (old_ids, new_ids)}}."
+        )
+    return {0: ids.check_pair(arg, spec)}
+
+
+def io_ids(old: Traced, new: Traced, inputs, outputs) -> tuple[dict, dict, tuple, tuple]:
+    """IDs given per space root (old side, new side) and the input / output specs of the plan."""
+    go, gn = old.side.graph, new.side.graph
+    if len(go.input_axes) != len(gn.input_axes):
+        raise PlanError(
+            f"`example`: the old function takes {len(go.input_axes)} input arrays, the new one "
+            f"{len(gn.input_axes)}; give both the same inputs."
+        )
+    if go.out_tree != gn.out_tree:
+        raise PlanError(
+            f"`apply`: the old function returns {go.out_tree}, the new one {gn.out_tree}; they "
+            "must return the same structure (one array per output)."
+        )
+    given_old, given_new = {}, {}
+    in_pairs = _id_pairs(inputs, len(gn.input_axes), "inputs")
+    out_pairs = _id_pairs(outputs, len(gn.output_axes), "outputs")
+    single_in = inputs is not None and not isinstance(inputs, Mapping)
+    single_out = outputs is not None and not isinstance(outputs, Mapping)
+    in_specs = []
+    for k in range(len(gn.input_axes)):
+        (no, _), (nn, axis) = input_axis(old.side, k), input_axis(new.side, k)
+        in_specs.append(
+            _given(k, nn, no, axis, in_pairs, "inputs", old, new, given_old, given_new, single_in)
+        )
+    out_specs = []
+    for k in range(len(gn.output_axes)):
+        (no, _), (nn, axis) = output_axis(old.side, k), output_axis(new.side, k)
+        out_specs.append(
+            _given(
+                k, nn, no, axis, out_pairs, "outputs", old, new, given_old, given_new, single_out
+            )
+        )
+    return given_old, given_new, tuple(in_specs), tuple(out_specs)
+
+
+def _given(k, nn, no, axis, pairs, arg, old, new, given_old, given_new, single=False):
+    """The `(axis, old_ids, new_ids)` spec of input or output `k`; IDs the user named are
+    recorded per space (`given_old`, `given_new`), checked against the space's size and
+    against IDs named for the same space before."""
+    if nn is None or no is None:
+        if k in pairs:
+            raise PlanError(
+                f"`{arg}[{k}]`: no axis of this {arg[:-1]} carries units of a parameter (a "
+                "scalar or a squeezed value); it has no units to name."
+            )
+        return None
+    named = k in pairs
+    pair = pairs.get(k, (ids.positions(old.side.size(no)), ids.positions(new.side.size(nn))))
+    for given, side, node, j in ((given_old, old.side, no, 0), (given_new, new.side, nn, 1)):
+        root = side.root(node)
+        label = f"{arg}[{j}]" if single else f"{arg}[{k}][{j}]"
+        label += f" ({side.name} IDs)"
+        if named and root in given and given[root][0] != pair[j]:
+            raise PlanError(
+                f"`{label}`: this space already has the IDs given as `{given[root][1]}` "
+                f"({list(given[root][0])[:8]}); the two must be the same units."
+            )
+        where = f"the {arg} of the {side.name} network" if single else f"{arg} {k}"
+        ids.check_count(label, pair[j], side.size(node), where + _touched_by(side, node, arg))
+        if named:
+            given[root] = (pair[j], label)
+    return (axis, pair[0], pair[1])
+
+
+def _touched_by(side: Side, node: int, arg: str) -> str:
+    """`" (read by 'leaf')"`: the first parameter leaf with an axis in the space of `node`."""
+    g = side.graph
+    root = g.find(node)
+    hits = [
+        (g.first_use[i], i)
+        for i, axes in enumerate(g.leaf_axes)
+        if g.first_use[i] is not None and any(g.find(n) == root for n in axes)
+    ]
+    if not hits:
+        return f" of the {side.name} function"
+    verb = "read" if arg == "inputs" else "written"
+    return f" ({verb} by {side.paths[min(hits)[1]]!r})"
+
+
+def hidden_ids(old: Traced, new: Traced, layer_map: dict, hidden, given_old, given_new) -> None:
+    """Adds `hidden={layer: (old_ids, new_ids)}` to the given IDs (the layer's output units)."""
+    by_new = {layer.path: layer for layer in new.layers}
+    by_old = {layer.path: layer for layer in old.layers}
+    for key, pair in (hidden or {}).items():
+        lpath = trees.path_str(key)
+        if lpath not in by_new:
+            raise PlanError(
+                f"`hidden`: {lpath!r} is not a layer of the new template; layers: {list(by_new)}."
+            )
+        h_old, h_new = ids.check_pair(f"hidden[{lpath!r}]", pair)
+        given_new[new.side.root(_output_node(new, by_new[lpath]))] = (
+            h_new,
+            f"hidden[{lpath!r}][1] (new IDs)",
+        )
+        opath = layer_map.get(lpath)
+        if opath is not None:
+            given_old[old.side.root(_output_node(old, by_old[opath]))] = (
+                h_old,
+                f"hidden[{lpath!r}][0] (old IDs)",
+            )
+
+
+def _output_node(t: Traced, layer: GraphLayer) -> int:
+    g = t.side.graph
+    ranked = sorted(layer.leaves.values(), key=lambda v: -len(v[2]))
+    for i, _, _ in ranked:
+        writes = [a for a, r in enumerate(g.leaf_roles[i]) if r == "write"]
+        if writes:
+            return g.leaf_axes[i][writes[-1]]
+    raise PlanError(f"`hidden`: layer {layer.path!r} writes no units.")
