@@ -46,7 +46,8 @@ def _leaf_plans(
     rules,
     allow_cast: bool,
 ) -> list:
-
+    """One `LeafPlan` per new leaf, in the new tree's order: unused by the function, from an
+    inserted layer (its layer rule), or continuing an old leaf (its spaces' maps)."""
     o_index = {p: i for i, p in enumerate(old.paths)}
     n_index = {p: i for i, p in enumerate(new.paths)}
     o_pos = {p: i for i, p in enumerate(old.flat.leaves)}
@@ -122,7 +123,6 @@ def build(
     """The fields of a `Plan` made from the traced graphs of the old and new functions, new
     parts started by `rules` (`jsurgery.init.Rules`); `carry` is None (detect), False (none) or
     `(arg_index, output_index)`."""
-
     old_fn, new_fn = _functions(apply)
     old_ex, new_ex = _examples(example)
     old = trace_side(old_tree, old_fn, old_ex, "old", "old", carry)

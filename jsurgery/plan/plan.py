@@ -84,7 +84,6 @@ class Plan:
         return None
 
     def __str__(self) -> str:
-
         return render(self)
 
     def embed_inputs(self, *x_old):

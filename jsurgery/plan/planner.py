@@ -127,7 +127,6 @@ def make_plan(
     if apply is not None or example is not None:
         if example is None:
             raise PlanError("`example`: a traced plan needs example inputs ((x_old,), (x_new,)).")
-
         fields = build(
             old,
             new_template,
@@ -167,7 +166,6 @@ def _params_only(
     """The fields of a params-only plan: each side's chain of layers, read from names and
     shapes, is written as a function (`jsurgery.params`) and planned like a traced one. The plan
     keeps the params-only conventions: one input and one output, units on the last axis."""
-
     if isinstance(inputs, Mapping) or isinstance(outputs, Mapping):
         raise PlanError(
             "`inputs`/`outputs` as {index: pair} name one of several inputs or outputs of a "
