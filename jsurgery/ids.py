@@ -26,8 +26,8 @@ def check_ids(arg: str, ids: Sequence[Hashable]) -> tuple:
     """Returns `ids` as a tuple after checking they form a sequence of unique hashables.
 
     Raises:
-        PlanError: when `ids` is a string or not a sequence, holds an unhashable item, or
-            repeats an ID.
+        PlanError: when `ids` is a string or not a sequence, holds an unhashable item or one
+            that does not equal itself (NaN), or repeats an ID.
     """
     if isinstance(ids, (str, bytes)) or not isinstance(ids, (Sequence, np.ndarray)):
         raise PlanError(
@@ -43,6 +43,11 @@ def check_ids(arg: str, ids: Sequence[Hashable]) -> tuple:
             raise PlanError(
                 f"`{arg}`: unit ID {i!r} is not hashable; use strings or ints."
             ) from None
+        if i != i:
+            raise PlanError(
+                f"`{arg}`: unit ID {i!r} does not equal itself, so no unit could ever match it; "
+                "use strings or ints."
+            )
         if i in seen and i not in dups:
             dups.append(i)
         seen.add(i)

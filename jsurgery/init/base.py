@@ -164,6 +164,15 @@ def output_map(units: NewUnits, written: SpaceMap, read: SpaceMap) -> SpaceMap:
     return replace(written, **reads, scale=scales.pop() if scales else 1.0)
 
 
+def check_seed(value, arg: str = "seed") -> int:
+    """`value` as a seed: an integer in [0, 2**32), refused (naming `arg`) otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise PlanError(f"`{arg}`: {value!r} is not an integer; a seed is an int such as 0.")
+    if not 0 <= int(value) < 2**32:
+        raise PlanError(f"`{arg}`: {value} is outside [0, 2**32); pass a smaller seed.")
+    return int(value)
+
+
 def check_number(value, arg: str, what: str, positive: bool = False) -> float:
     """`value` as a float, refused (naming `arg`, saying `what` it is) unless finite, and
     positive when `positive`."""

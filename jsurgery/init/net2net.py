@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jsurgery.init.base import CARRIED, HIDDEN, NewUnits, UnitRule
+from jsurgery.init.base import CARRIED, HIDDEN, NewUnits, UnitRule, check_number, check_seed
 from jsurgery.plan.data import SpaceMap
 
 
@@ -75,11 +75,15 @@ def net2net(noise: float = 0.0, seed: int = 0) -> Net2Net:
 
     Args:
         noise: relative noise on the incoming weights of the copies (0: exact).
-        seed: the seed of that noise.
+        seed: the seed of that noise, an integer in [0, 2**32).
+
+    Raises:
+        PlanError: when `noise` is not a finite number or `seed` not such an integer.
 
     Example:
         >>> import jsurgery
         >>> jsurgery.init.net2net(noise=0.01)
         Net2Net(noise=0.01, seed=0)
     """
-    return Net2Net(float(noise), int(seed))
+    noise = check_number(noise, "noise", "it is the relative noise on the copies, e.g. 0.01.")
+    return Net2Net(noise, check_seed(seed))

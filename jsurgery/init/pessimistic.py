@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jsurgery.errors import PlanError
 from jsurgery.init.base import NewUnits, UnitRule, check_number
 from jsurgery.plan.data import SpaceMap
 
@@ -37,11 +38,23 @@ def pessimistic(margin: float = 1.0) -> Pessimistic:
         margin: how far below the old outputs' mean a new output starts.
 
     Raises:
-        PlanError: when `margin` is not a finite number.
+        PlanError: when `margin` is not a finite number, or is negative (the new output would
+            start above the old outputs' mean).
 
     Example:
         >>> import jsurgery
         >>> jsurgery.init.pessimistic(margin=2.0)
         Pessimistic(margin=2.0)
     """
-    return Pessimistic(check_number(margin, "margin", MARGIN))
+    return Pessimistic(check_margin(margin, "margin"))
+
+
+def check_margin(value, arg: str) -> float:
+    """`value` as a margin: a finite number that is not negative, refused naming `arg`."""
+    margin = check_number(value, arg, MARGIN)
+    if margin < 0:
+        raise PlanError(
+            f"`{arg}`: {value!r} must not be negative: a new output would start above the old "
+            f"outputs' mean, not below; {MARGIN}"
+        )
+    return margin

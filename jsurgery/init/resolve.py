@@ -16,13 +16,14 @@ from jsurgery.init.base import (
     NewUnits,
     UnitRule,
     check_number,
+    check_seed,
     output_map,
 )
 from jsurgery.init.by_id import ById
 from jsurgery.init.identity import identity, identity_corner
 from jsurgery.init.mean import mean
 from jsurgery.init.net2net import net2net
-from jsurgery.init.pessimistic import MARGIN, pessimistic
+from jsurgery.init.pessimistic import check_margin, pessimistic
 from jsurgery.init.small_random import small_random
 from jsurgery.init.template import template
 from jsurgery.init.zero_fanout import zero_fanout
@@ -95,7 +96,7 @@ def names(pessimism=1.0, init_scale=0.01, net2net_noise=0.0, seed=0) -> dict:
             "template": template,
             "zeros": zeros,
             "mean": mean,
-            "pessimistic": lambda: pessimistic(check_number(pessimism, "pessimism", MARGIN)),
+            "pessimistic": lambda: pessimistic(check_margin(pessimism, "pessimism")),
         },
     }
 
@@ -138,6 +139,7 @@ def resolve(
         pessimism=pessimism, init_scale=init_scale, net2net_noise=net2net_noise, seed=seed
     )
     _refuse_unused(given, keywords)
+    check_seed(seed)
     table = names(**keywords)
     rules = {arg: _rule(arg, value, table[arg]) for arg, value in given.items()}
     options = dict(given)

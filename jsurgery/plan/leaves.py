@@ -145,6 +145,28 @@ class UnitMaps:
             if broken:
                 self.warnings.append(f"{self.labels[root]}: {broken}")
         self.warnings.extend(factors.mixed_composites(g, self.maps, self.labels))
+        self.warnings.extend(self._dropped(root) for root in self.maps if self._dropped(root))
+
+    def _dropped(self, root: int) -> str | None:
+        """What is lost where old input, hidden or carried units have no new counterpart: the
+        old outputs depend on them, so they move (dropped outputs are simply gone)."""
+        sm = self.maps[root]
+        kept = set(sm.src[sm.src >= 0].tolist())
+        if root in self.outputs or len(kept) == sm.n_old:
+            return None
+        old_ids = unit_ids(self.given_old, self.corr.to_old[root], sm.n_old, "an old space")
+        lost = [u for q, u in enumerate(old_ids) if q not in kept]
+        text = (
+            f"{self.labels[root]}: {len(lost)} of {sm.n_old} old {self._kind(root)} units are "
+            f"dropped ({lost[:8]}{' ...' if len(lost) > 8 else ''}); the old outputs depend on "
+            "them, so they move"
+        )
+        if not kept and sm.n_old:
+            text += (
+                "; none of the new IDs is an old ID (IDs compare by value and type: 1 and '1' "
+                "differ)"
+            )
+        return text + "."
 
 
 def matched_leaf(

@@ -112,6 +112,8 @@ def make_plan(
         >>> jsurgery.transplant(old, new, plan)["params"]["kernel"][1]
         Array([0., 0.], dtype=float32)
     """
+    _check_mapping("layers", layers, "{new_layer_path: old_layer_path or None}")
+    _check_mapping("hidden", hidden, "{new_layer_path: (old_ids, new_ids)}")
     rules = init.resolve(
         new_inputs,
         new_hidden,
@@ -189,6 +191,12 @@ def _params_only(
     )
     warnings = tuple(params.in_user_words(w) for w in fields["warnings"])
     return dict(fields, warnings=warnings, input_specs=(), output_specs=(), carry=None)
+
+
+def _check_mapping(arg: str, value, form: str) -> None:
+    """Refuses an argument that should be a dict (or None) and is not."""
+    if value is not None and not isinstance(value, Mapping):
+        raise PlanError(f"`{arg}`: expected a dict {form}, got {type(value).__name__} {value!r}.")
 
 
 def _id_count(pair) -> tuple:
