@@ -99,7 +99,7 @@ def correspond(
     return corr
 
 
-def _kernel_roots(g, leaf: int) -> tuple | None:
+def kernel_roots(g, leaf: int) -> tuple | None:
     """`(read root, write root)` of a leaf that reads one space and writes one (a kernel)."""
     axes, roles = g.leaf_axes[leaf], g.leaf_roles[leaf]
     reads = [g.find(n) for n, r in zip(axes, roles, strict=True) if r == READ]
@@ -108,9 +108,10 @@ def _kernel_roots(g, leaf: int) -> tuple | None:
 
 
 def removed_bridges(old: Traced, layer_map: dict) -> dict:
-    """Old space root -> a label shared by the spaces that old layers no new layer continues
-    connect, in to out: with such a layer removed, the new network reads its output space
-    where the old one read the layer's input, unit by unit in order."""
+    """Old space root -> a label shared by the old spaces that removed layers (old layers no
+    new layer continues) connect, input to output: with such a layer gone, the new network
+    reads the space the layer read where the old one read the layer's output, unit by unit in
+    order."""
     g = old.side.graph
     kept = {v for v in layer_map.values() if v is not None}
     label: dict = {}
@@ -118,7 +119,7 @@ def removed_bridges(old: Traced, layer_map: dict) -> dict:
         if layer.path in kept:
             continue
         for i, _, _ in layer.leaves.values():
-            ends = _kernel_roots(g, i)
+            ends = kernel_roots(g, i)
             if ends is not None:
                 a, b = (label.get(r, r) for r in ends)
                 label.update({r: a for r, v in list(label.items()) if v == b})

@@ -4,7 +4,7 @@ in."""
 from __future__ import annotations
 
 from jsurgery.graph.side import Traced
-from jsurgery.match.correspondence import _kernel_roots
+from jsurgery.match.correspondence import kernel_roots
 
 
 def continue_through_inserted(new: Traced, inserted: set, corr, given_new: dict) -> None:
@@ -17,7 +17,7 @@ def continue_through_inserted(new: Traced, inserted: set, corr, given_new: dict)
     for layer in new.layers:
         if layer.path in inserted:
             for i, _, _ in layer.leaves.values():
-                ends = _kernel_roots(g, i)
+                ends = kernel_roots(g, i)
                 if ends is not None and g.size[ends[0]] == g.size[ends[1]]:
                     edges.setdefault(ends[0], set()).add(ends[1])
     for start, old_root in list(corr.to_old.items()):
