@@ -11,6 +11,8 @@ import numpy as np
 from jsurgery import ids
 from jsurgery.errors import PlanError
 from jsurgery.plan.plan import Plan
+from jsurgery.plan.promise import with_measured
+from jsurgery.verify import measure, spec_of
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,8 @@ class PreservationReport:
         compared: output IDs present in both networks.
         new_outputs: output IDs only the new network has (not compared).
         batch: number of inputs checked.
+        promises: the plan's promises (`Plan.promises`), each with the difference measured on
+            these inputs.
     """
 
     max_abs_diff: float
@@ -30,6 +34,12 @@ class PreservationReport:
     compared: tuple
     new_outputs: tuple
     batch: int
+    promises: tuple = ()
+
+    @property
+    def broken(self) -> tuple:
+        """The exact and start promises these inputs break (`Promise.broken`)."""
+        return tuple(p for p in self.promises if p.broken)
 
     def ok(self, atol: float = 1e-5) -> bool:
         """True when every compared output is within `atol`."""
@@ -45,6 +55,8 @@ class PreservationReport:
             text += f" (worst: {worst!r})"
         if self.new_outputs:
             text += f"; new outputs not compared: {list(self.new_outputs)}"
+        for p in self.broken:
+            text += f"; broken promise: {p}"
         return text
 
 
@@ -87,7 +99,14 @@ def check_preservation(
         compared=compared,
         new_outputs=new_outputs,
         batch=int(np.prod(y_old.shape[:-1])),
+        promises=_measured(plan, [y_old], [y_new]),
     )
+
+
+def _measured(plan: Plan, y_old: list, y_new: list) -> tuple:
+    """The plan's promises, each with the difference these outputs show."""
+    found = [measure(p, y_old, y_new, spec_of(plan, p.output)) for p in plan.promises]
+    return with_measured(plan.promises, [(d, t) for d, _, t in found])
 
 
 def _compare(y_old, y_new, spec, head, axis=-1):
@@ -143,4 +162,5 @@ def _check_traced(old_apply, old_params, new_apply, new_params, x_old, plan):
         compared=compared,
         new_outputs=new_outputs,
         batch=int(np.asarray(y_old[0]).shape[0]) if np.ndim(y_old[0]) else 1,
+        promises=_measured(plan, y_old, y_new),
     )

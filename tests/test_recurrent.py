@@ -371,7 +371,10 @@ def test_carry_named_by_argument_and_output_index_matches_every_step():
         example=((x3, c4), (x3, c6)),
         **jsurgery.PRESERVING,
     )
-    assert jsurgery.make_plan(old, new, **kw).carry is None  # not the (carry, x) convention
+    with pytest.raises(jsurgery.PlanError, match="new_outputs='template'"):
+        jsurgery.make_plan(old, new, **kw)  # its state, taken as an output, cannot start low
+    unverified = jsurgery.make_plan(old, new, **kw, verify=False)
+    assert unverified.carry is None  # not the (carry, x) convention
     plan = jsurgery.make_plan(old, new, carry=(1, 1), **kw)
     assert (plan.carry.argument, plan.carry.output) == (1, 1)
     assert plan.carry.input_leaves == (1, 2) and plan.carry.output_leaves == (2, 3)

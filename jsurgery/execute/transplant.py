@@ -12,18 +12,24 @@ from jsurgery.execute import gather
 from jsurgery.plan.plan import Plan
 
 
-@partial(jax.jit, static_argnums=(0, 1, 4))
-def _apply(plan: Plan, mode: str, old_leaves: tuple, tmpl_leaves: tuple, shardings: tuple):
+def apply_leaves(
+    plan: Plan, mode: str, old_leaves: tuple, tmpl_leaves: tuple, shardings: tuple | None = None
+) -> tuple:
+    """The new leaves, in the plan's order, from the old leaves and the template's (`mode`
+    "params" or "moments"); not compiled: `transplant` compiles it once per plan."""
     base = jax.random.key(plan.seed)
     out = []
     for i, (lp, tmpl) in enumerate(zip(plan.leaves, tmpl_leaves, strict=True)):
         old = old_leaves[lp.old_index] if lp.old_index >= 0 else None
         key = jax.random.fold_in(base, i) if plan.noise else None
         x = gather.new_leaf(lp, old, tmpl, key, mode == "moments", plan.noise)
-        if shardings[i] is not None:
+        if shardings is not None and shardings[i] is not None:
             x = jax.lax.with_sharding_constraint(x, shardings[i])
         out.append(x)
     return tuple(out)
+
+
+_apply = partial(jax.jit, static_argnums=(0, 1, 4))(apply_leaves)
 
 
 def _check(plan: Plan, flat: trees.FlatTree, expected: tuple, arg: str) -> list:

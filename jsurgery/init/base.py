@@ -18,6 +18,7 @@ import numpy as np
 
 from jsurgery.errors import PlanError
 from jsurgery.plan.data import LeafPlan, SpaceMap
+from jsurgery.plan.promise import NewUnitsNote
 
 #: The kinds of unit space a rule is asked about (`NewUnits.kind`).
 INPUT, HIDDEN, CARRIED, OUTPUT = "input", "hidden", "carried", "output"
@@ -78,7 +79,7 @@ class NewUnits:
         started = [self.new_ids[p] for p in np.flatnonzero(self.new)]
         if started:
             which = f"output {started[0]!r}" if len(started) == 1 else f"outputs {started}"
-            self.warnings.append(f"{self.label}: {which}: {text}.")
+            self.warnings.append(NewUnitsNote(f"{self.label}: {which}: {text}."))
 
 
 class UnitRule:

@@ -8,6 +8,7 @@ import numpy as np
 
 from jsurgery.init.base import CARRIED, HIDDEN, NewUnits, UnitRule, check_number, check_seed
 from jsurgery.plan.data import SpaceMap
+from jsurgery.plan.promise import NewUnitsNote
 
 
 def replicas(copied: np.ndarray, n_new: int) -> np.ndarray:
@@ -53,7 +54,9 @@ class Net2Net(UnitRule):
         if not len(new_pos) or not len(copied):
             if len(new_pos):
                 units.warnings.append(
-                    f"{units.label}: no unit to replicate; new units get zero fan-out."
+                    NewUnitsNote(
+                        f"{units.label}: no unit to replicate; new units get zero fan-out."
+                    )
                 )
             sm.read_zero = units.mask()
             return sm

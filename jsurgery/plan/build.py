@@ -3,6 +3,8 @@ correspond, apply the init rules, write one leaf plan per new leaf."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from jsurgery import trees
@@ -13,7 +15,8 @@ from jsurgery.match.choose import choose_matching
 from jsurgery.match.inserted import continue_through_inserted
 from jsurgery.plan.carry_check import check_stays_zero
 from jsurgery.plan.leaves import UnitMaps, matched_leaf, new_leaf, unused_leaf
-from jsurgery.plan.sides import ROOT, _end_spaces, trace_side
+from jsurgery.plan.promise import old_units_promise, output_promises
+from jsurgery.plan.sides import ROOT, _end_spaces, output_axis, trace_side
 from jsurgery.plan.unit_ids import _refuse_opaque_ids, hidden_ids, io_ids
 
 
@@ -156,7 +159,8 @@ def build(
     if dropped:
         warnings.append(f"old layers not carried over: {dropped}.")
     first = lambda specs: (specs[0][1], specs[0][2]) if specs and specs[0] else ((), ())  # noqa: E731
-    return dict(
+    promises = _promises(new, units, leaves, layer_map, warnings, out_specs)
+    fields = dict(
         leaves=tuple(leaves),
         old_leaves=tuple((p, *trees.shape_dtype(v)) for p, v in old.flat.leaves.items()),
         new_leaves=tuple((p, *trees.shape_dtype(v)) for p, v in new.flat.leaves.items()),
@@ -170,4 +174,39 @@ def build(
         input_specs=in_specs,
         output_specs=out_specs,
         carry=new.side.graph.carry,
+        promises=promises,
+    )
+    return fields, (old, new, old_ex, new_ex)
+
+
+def _promises(new: Traced, units, leaves, layer_map, warnings, out_specs) -> tuple:
+    """What the plan promises for each output (`jsurgery.plan.promise`)."""
+    g = new.side.graph
+    ends = units.inputs | units.outputs
+    hidden = {r: sm for r, sm in units.maps.items() if r not in ends or r in units.carried}
+    inserted = {
+        path
+        for path in new.flat.leaves
+        if layer_map.get(trees.path_str(new.flat.split(path)[1]) or ROOT, "") is None
+    }
+    used = [lp for lp in leaves if not lp.note.startswith("not read")]
+    old = old_units_promise(hidden, units.labels, used, inserted, warnings)
+    out = []
+    for k, spec in enumerate(out_specs):
+        node, _ = output_axis(new.side, k)
+        root = g.find(node) if node is not None else None
+        sm = units.maps.get(root)
+        if sm is not None and sm.offset is not None and not _offset_written(new, leaves, root):
+            sm = replace(sm, offset=None)  # no bias writes the space: the offset is not applied
+        out += output_promises(k, spec, sm, old, root in units.carried)
+    return tuple(out)
+
+
+def _offset_written(new: Traced, leaves, root: int) -> bool:
+    """Whether a leaf that writes the unit space `root` carries the map's offset (a bias)."""
+    g = new.side.graph
+    index = {p: i for i, p in enumerate(new.paths)}
+    return any(
+        lp.offset is not None and root in {g.find(n) for n in g.leaf_axes[index[lp.path]]}
+        for lp in leaves
     )

@@ -152,7 +152,7 @@ class UnitMaps:
         old outputs depend on them, so they move (dropped outputs are simply gone)."""
         sm = self.maps[root]
         kept = set(sm.src[sm.src >= 0].tolist())
-        if root in self.outputs or len(kept) == sm.n_old:
+        if (root in self.outputs and root not in self.carried) or len(kept) == sm.n_old:
             return None
         old_ids = unit_ids(self.given_old, self.corr.to_old[root], sm.n_old, "an old space")
         lost = [u for q, u in enumerate(old_ids) if q not in kept]

@@ -11,6 +11,7 @@ from jsurgery import ids
 from jsurgery.errors import PlanError
 from jsurgery.graph.carry import Carry
 from jsurgery.plan.data import LeafPlan
+from jsurgery.plan.promise import Promise
 from jsurgery.plan.report import render
 
 #: How layers were matched: by path name, or by the smallest edit of the layer sequences.
@@ -36,6 +37,11 @@ class Plan:
             units lie on) or None for an output without units.
         carry: the traced function's carry (`jsurgery.graph.carry.Carry`: which argument comes back
             as which output, and their leaves), or None; `transplant_carry` reads it.
+        promises: per output, what the plan promises for its old and new units on old inputs
+            placed in the new input space (`jsurgery.plan.promise.Promise`), with the
+            difference measured when the plan was verified.
+        verified: whether `make_plan` ran both networks to check the promises, and what it found
+            (or why it could not).
     """
 
     leaves: tuple[LeafPlan, ...]
@@ -54,6 +60,8 @@ class Plan:
     input_specs: tuple = field(default=())
     output_specs: tuple = field(default=())
     carry: Carry | None = field(default=None)
+    promises: tuple[Promise, ...] = field(default=())
+    verified: str = field(default="not verified")
 
     def __post_init__(self):
         problem = self._problem()
@@ -81,6 +89,8 @@ class Plan:
                 return f"leaf plan {lp.path} names old leaf {lp.old_path} but reads {old_path}"
         if not all(isinstance(w, str) for w in self.warnings):
             return "its warnings are not all text"
+        if not all(isinstance(p, Promise) for p in self.promises):
+            return "its promises are not all Promise records"
         return None
 
     def __str__(self) -> str:

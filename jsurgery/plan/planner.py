@@ -11,6 +11,7 @@ from jsurgery.errors import PlanError
 from jsurgery.graph.carry import check_carry_arg
 from jsurgery.plan.build import build
 from jsurgery.plan.plan import Plan
+from jsurgery.verify import checked
 
 IdPair = tuple[Sequence[Hashable], Sequence[Hashable]]
 
@@ -36,6 +37,7 @@ def make_plan(
     order: Sequence | None = None,
     allow_dtype_change: bool = False,
     carry: bool | tuple[int, int] | None = None,
+    verify: bool = True,
 ) -> Plan:
     """Plans moving the weights of `old` into a network shaped like `new_template`.
 
@@ -90,14 +92,18 @@ def make_plan(
             argument and output merely look alike); `(arg_index, output_index)`: that argument
             comes back as that output (refused when it does not). A carried space is one space
             across the step (see `docs/recurrent.md`), and `Plan.carry` records it.
+        verify: run both networks on random old inputs (old weights, and the transplanted ones)
+            and check every promise of the plan (`Plan.promises`) before returning it; done
+            when both functions and concrete arrays are known (not on the params-only path,
+            not for shapes alone: `Plan.verified` says).
 
     Returns:
-        A `Plan`; `print(plan)` shows it leaf by leaf.
+        A `Plan`; `print(plan)` shows it leaf by leaf, with its promises.
 
     Raises:
         PlanError: for duplicate IDs, IDs that do not match a parameter's size, layers that
             cannot be matched, a flatten boundary whose spatial size changed, unsupported leaves,
-            or dtype and shape surprises.
+            dtype and shape surprises, or a promise the networks do not keep when run.
 
     Example:
         >>> import jax, jax.numpy as jnp, flax.linen as nn, jsurgery
@@ -112,6 +118,8 @@ def make_plan(
         >>> jsurgery.transplant(old, new, plan)["params"]["kernel"][1]
         Array([0., 0.], dtype=float32)
     """
+    if not isinstance(verify, bool):
+        raise PlanError(f"`verify`: expected True or False, got {verify!r}.")
     _check_mapping("layers", layers, "{new_layer_path: old_layer_path or None}")
     _check_mapping("hidden", hidden, "{new_layer_path: (old_ids, new_ids)}")
     rules = init.resolve(
@@ -129,7 +137,7 @@ def make_plan(
     if apply is not None or example is not None:
         if example is None:
             raise PlanError("`example`: a traced plan needs example inputs ((x_old,), (x_new,)).")
-        fields = build(
+        fields, sides = build(
             old,
             new_template,
             apply=apply,
@@ -148,7 +156,7 @@ def make_plan(
             "example= with it."
         )
     else:
-        fields = _params_only(
+        fields, sides = _params_only(
             old,
             new_template,
             order=order,
@@ -159,7 +167,8 @@ def make_plan(
             rules=rules,
             allow_dtype_change=allow_dtype_change,
         )
-    return Plan(options=rules.options, noise=rules.noise, seed=rules.seed, **fields)
+    plan = Plan(options=rules.options, noise=rules.noise, seed=rules.seed, **fields)
+    return checked(plan, sides, verify)
 
 
 def _params_only(
@@ -176,7 +185,7 @@ def _params_only(
     n_in, n_out = _id_count(inputs), _id_count(outputs)
     old_side = params.chain_side(old, "old", order, n_in[0], n_out[0])
     new_side = params.chain_side(new_template, "new_template", order, n_in[1], n_out[1])
-    fields = build(
+    fields, _ = build(
         old,
         new_template,
         apply=(old_side.apply, new_side.apply),
@@ -190,7 +199,8 @@ def _params_only(
         carry=False,
     )
     warnings = tuple(params.in_user_words(w) for w in fields["warnings"])
-    return dict(fields, warnings=warnings, input_specs=(), output_specs=(), carry=None)
+    fields = dict(fields, warnings=warnings, input_specs=(), output_specs=(), carry=None)
+    return fields, None
 
 
 def _check_mapping(arg: str, value, form: str) -> None:

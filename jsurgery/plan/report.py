@@ -46,6 +46,8 @@ def render(plan) -> str:
         f"  {copied} of {len(plan.leaves)} leaves read old weights, "
         f"{len(plan.leaves) - copied} start new."
     )
+    lines.append(f"  promises on old inputs ({getattr(plan, 'verified', 'not verified')}):")
+    lines += [f"    {p}" for p in getattr(plan, "promises", ())]
     for w in plan.warnings:
         lines.append(f"  warning: {w}")
     return "\n".join(lines)

@@ -1,0 +1,238 @@
+"""What a plan promises for the outputs of the new network, as data, derived from its unit maps,
+its inserted layers and its warnings.
+
+A promise is about the new network run on old inputs placed in the new input space (new features
+zero, `Plan.embed_inputs`), with the transplanted weights: for the old units of an output, that
+they equal the old network's (exact), move at most to first order in a scale, or nothing (and
+why); for new units, the value they start at (a copy of a named old unit, the old units' mean
+plus an offset, zero) or nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+
+#: What a promise says of its units.
+Kind = Literal["exact", "first order", "start", "nothing"]
+#: For a "start" promise, the value the units start at.
+Start = Literal["copy", "mean", "zero"]
+_STRENGTH = {"exact": 0, "first order": 1, "nothing": 2}
+
+
+class NewUnitsNote(str):
+    """A warning about new units only (a new output's start): the old outputs are not affected,
+    so it does not lower the promise for them."""
+
+
+@dataclass(frozen=True)
+class Promise:
+    """What the plan promises for some units of one output of the function.
+
+    Attributes:
+        output: the output's index among the leaves of the function's result (0 for one output).
+        units: the new IDs of the units it covers; () for an output without units (compared as
+            a whole).
+        kind: "exact", "first order" (in `scale`), "start" (new units) or "nothing".
+        start: for "start": "copy" (of `copies`, old IDs per unit), "mean" (of the old units,
+            plus `offset`) or "zero" (plus `offset`).
+        copies: for a "copy" start, the old ID each unit copies.
+        offset: for a "mean" or "zero" start, the offset added (minus a pessimistic margin).
+        scale: for "first order", the scale the change is first order in.
+        reason: why the promise is no stronger.
+        new: whether the units are new (the old network lacks them).
+        measured: the largest difference found by running both networks (None: not run).
+        tolerance: the largest difference an exact or start promise allows on those outputs
+            (relative to their magnitude; float rounding).
+    """
+
+    output: int
+    units: tuple
+    kind: Kind
+    start: Start | None = None
+    copies: tuple = ()
+    offset: float = 0.0
+    scale: float = 0.0
+    reason: str = ""
+    new: bool = False
+    measured: float | None = field(default=None, compare=False)
+    tolerance: float | None = field(default=None, compare=False)
+
+    @property
+    def broken(self) -> bool:
+        """Whether it was measured, is exact or a start value, and did not hold."""
+        if self.measured is None or self.kind not in ("exact", "start"):
+            return False
+        return not self.measured <= self.tolerance
+
+    def __str__(self) -> str:
+        what = _units_text(self)
+        text = f"output {self.output}, {what}: {self.describe()}"
+        if self.measured is not None:
+            text += f" (measured: {self.measured:.3g})"
+        return text
+
+    def describe(self) -> str:
+        """The promise in words, without its output and units."""
+        if self.kind == "start":
+            if self.start == "copy":
+                return "start as copies of " + ", ".join(map(repr, self.copies))
+            base = "the old units' mean" if self.start == "mean" else "0"
+            return f"start at {base}{_signed(self.offset)}"
+        if self.kind == "first order":
+            return f"move at most to first order in {self.scale:g} ({self.reason})"
+        if self.kind == "nothing":
+            return f"no promise ({self.reason})"
+        return "exact"
+
+
+def _units_text(p: Promise) -> str:
+    if not p.units:
+        return "whole output"
+    shown = ", ".join(map(repr, p.units[:6])) + (", ..." if len(p.units) > 6 else "")
+    label = "new" if p.new else "old"
+    return f"{label} unit{'s' if len(p.units) > 1 else ''} [{shown}]"
+
+
+def _signed(x: float) -> str:
+    return "" if x == 0 else f" - {-x:g}" if x < 0 else f" + {x:g}"
+
+
+@dataclass(frozen=True)
+class OldUnits:
+    """The promise for the old units of every output: one kind for the whole plan."""
+
+    kind: Kind = "exact"
+    scale: float = 0.0
+    reason: str = ""
+
+    def weaker(self, kind: Kind, reason: str, scale: float = 0.0) -> OldUnits:
+        """This promise or the weaker `kind`, whichever is weaker."""
+        if _STRENGTH[kind] > _STRENGTH[self.kind]:
+            return OldUnits(kind, scale, reason)
+        if kind == self.kind == "first order":
+            return OldUnits(kind, max(self.scale, scale), self.reason)
+        return self
+
+
+def old_units_promise(hidden_maps: dict, labels: dict, leaf_plans, inserted, warnings) -> OldUnits:
+    """The promise for old output units: weakened by each hidden or carried space whose new
+    units feed later layers with weights the plan does not zero or divide, by each inserted
+    layer leaf left at its template init, and by every warning about the old outputs."""
+    promise = OldUnits()
+    for root, sm in hidden_maps.items():
+        kind, scale = _hidden_effect(sm)
+        if kind != "exact":
+            why = f"the new units of {labels.get(root, 'a hidden space')} ({sm.how}) feed it"
+            promise = promise.weaker(kind, why, scale)
+    for lp in leaf_plans:
+        if lp.old_path is None and lp.source == "template" and lp.path in inserted:
+            why = f"inserted {'/'.join(map(str, lp.path))} keeps its template init"
+            promise = promise.weaker("nothing", why)
+    about_old = [w for w in warnings if not isinstance(w, NewUnitsNote)]
+    if about_old:
+        promise = promise.weaker("nothing", "see plan.warnings: " + _short(about_old[0]))
+    return promise
+
+
+def _short(text: str, n: int = 120) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _hidden_effect(sm) -> tuple[Kind, float]:
+    """How the new units of a hidden space affect the old outputs through the layers that
+    read them: not at all (zero fan-out, or Net2Net replicas whose readers are divided), to
+    first order (noisy replicas, scaled template weights), or unknown (template weights)."""
+    new = np.flatnonzero(sm.src < 0)
+    if not len(new):
+        return "exact", 0.0
+    zero = _mask(sm.read_zero, new)
+    copied = (sm.read_idx[new] >= 0) & ~zero
+    scaled = _mask(sm.read_scaled, new) & ~zero & ~copied
+    if not np.all(zero | copied | scaled):
+        return "nothing", 0.0
+    noisy = copied & _mask(sm.write_noise, new)
+    if scaled.any():
+        return "first order", float(sm.scale)
+    return ("first order", 0.0) if noisy.any() else ("exact", 0.0)
+
+
+def _mask(mask, where) -> np.ndarray:
+    return np.zeros(len(where), bool) if mask is None else np.asarray(mask)[where]
+
+
+def output_promises(k: int, spec, sm, old: OldUnits, carried: bool) -> list[Promise]:
+    """The promises for output `k`, with `spec` `(axis, old_ids, new_ids)` or None (no units)
+    and `sm` the `SpaceMap` of its unit space (None: unchanged)."""
+    base = dict(output=k, kind=old.kind, scale=old.scale, reason=old.reason)
+    if spec is None:
+        return [Promise(units=(), **base)]
+    _, old_ids, new_ids = spec
+    src = _src(new_ids, old_ids, sm)
+    kept = tuple(new_ids[q] for q in np.flatnonzero(src >= 0))
+    out = [Promise(units=kept, **base)] if kept else []
+    fresh = np.flatnonzero(src < 0)
+    if not len(fresh):
+        return out
+    if old.kind != "exact":
+        why = "the old units are not kept exactly, so new ones have no start value"
+        units = tuple(new_ids[q] for q in fresh)
+        return [*out, Promise(k, units, "nothing", reason=why, new=True)]
+    return out + _starts(k, new_ids, old_ids, fresh, sm, carried)
+
+
+def _src(new_ids, old_ids, sm) -> np.ndarray:
+    if sm is not None:
+        return sm.src
+    where = {u: i for i, u in enumerate(old_ids)}
+    return np.array([where.get(u, -1) for u in new_ids], np.int64)
+
+
+def _starts(k, new_ids, old_ids, fresh, sm, carried) -> list[Promise]:
+    """One promise per kind of start among the new units `fresh` of an output."""
+    groups: dict = {}
+    for q in fresh:
+        key = _start_of(sm, q, carried)
+        groups.setdefault(key[:2], []).append((new_ids[q], key[2]))
+    out = []
+    for (start, offset), members in groups.items():
+        units = tuple(u for u, _ in members)
+        if start is None:
+            out.append(Promise(k, units, "nothing", reason="template init", new=True))
+        elif start == "copy":
+            copies = tuple(old_ids[i] for _, i in members)
+            out.append(Promise(k, units, "start", start="copy", copies=copies, new=True))
+        else:
+            out.append(Promise(k, units, "start", start=start, offset=offset, new=True))
+    return out
+
+
+def _start_of(sm, q: int, carried: bool) -> tuple:
+    """`(start, offset, old position)` of new unit `q` of an output space from its map."""
+    if sm is None:
+        return None, 0.0, -1
+    offset = float(sm.offset[q]) if sm.offset is not None else 0.0
+    masks = [
+        (name, getattr(sm, name) is not None and bool(getattr(sm, name)[q]))
+        for name in ("write_zero", "write_mean", "write_scaled", "write_noise")
+    ]
+    on = {name for name, hit in masks if hit}
+    if carried:
+        zero_in = sm.write_zero is not None and bool(sm.write_zero[q])
+        return ("zero", 0.0, -1) if zero_in else (None, 0.0, -1)
+    if on == {"write_mean"}:
+        return "mean", offset, -1
+    if on == {"write_zero"}:
+        return "zero", offset, -1
+    if not on and sm.write_idx[q] >= 0:
+        return "copy", 0.0, int(sm.write_idx[q])
+    return None, 0.0, -1
+
+
+def with_measured(promises: tuple, measured: list) -> tuple:
+    """The promises with their `(difference, tolerance)` measured."""
+    return tuple(
+        replace(p, measured=d, tolerance=t) for p, (d, t) in zip(promises, measured, strict=True)
+    )
