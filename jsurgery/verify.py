@@ -104,7 +104,8 @@ def verify(plan: Plan, old: Network, new: Network) -> tuple[tuple, str]:
         if p.broken:
             raise PlanError(_broken(plan, p, worst))
     largest = max((d for d, _, _ in measured if d is not None), default=0.0)
-    return promises, f"verified on {len(draws)} random old inputs (largest difference {largest:.3g})"
+    text = f"verified on {len(draws)} random old inputs (largest difference {largest:.3g})"
+    return promises, text
 
 
 def random_inputs(plan: Plan, example: tuple, draws: int = DRAWS) -> list[tuple]:
