@@ -142,3 +142,27 @@ def test_plans_that_cannot_run_say_they_were_not_verified():
 def test_verify_must_be_a_bool():
     with pytest.raises(PlanError, match="`verify`"):
         jsurgery.make_plan(OLD, NEW, **TRACED, verify="yes")
+
+
+def test_a_widened_cell_promises_exact_old_units_and_zero_new_ones_at_every_step():
+    old_cell, new_cell = nn.GRUCell(3), nn.GRUCell(5)
+    x, h3, h5 = jnp.ones((2, 2)), jnp.zeros((2, 3)), jnp.zeros((2, 5))
+    old = old_cell.init(jax.random.key(0), h3, x)
+    new = new_cell.init(jax.random.key(1), h5, x)
+    example = ((h3, x), (h5, x))
+    plan = jsurgery.make_plan(
+        old, new, apply=(old_cell.apply, new_cell.apply), example=example, **jsurgery.PRESERVING
+    )
+    kinds = {(p.output, p.new): (p.kind, p.start) for p in plan.promises}
+    assert kinds == {(k, False): ("exact", None) for k in (0, 1)} | {
+        (k, True): ("start", "zero") for k in (0, 1)
+    }
+    out = jsurgery.transplant(old, new, plan)
+    h_old = jax.random.normal(jax.random.key(3), (2, 3))
+    h_new = jnp.concatenate([h_old, jnp.zeros((2, 2))], axis=1)  # written here, not by the plan
+    for t in range(5):
+        xt = jax.random.normal(jax.random.key(10 + t), (2, 2))
+        h_old, _ = old_cell.apply(old, h_old, xt)
+        h_new, _ = new_cell.apply(out, h_new, xt)
+        np.testing.assert_allclose(h_new[:, :3], h_old, atol=1e-5)
+        np.testing.assert_array_equal(h_new[:, 3:], 0.0)

@@ -190,7 +190,7 @@ def _promises(new: Traced, units, leaves, layer_map, warnings, out_specs) -> tup
         if layer_map.get(trees.path_str(new.flat.split(path)[1]) or ROOT, "") is None
     }
     used = [lp for lp in leaves if not lp.note.startswith("not read")]
-    old = old_units_promise(hidden, units.labels, used, inserted, warnings)
+    old = old_units_promise(hidden, units.labels, used, inserted, warnings, units.carried)
     out = []
     for k, spec in enumerate(out_specs):
         node, _ = output_axis(new.side, k)

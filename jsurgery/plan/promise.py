@@ -117,13 +117,16 @@ class OldUnits:
         return self
 
 
-def old_units_promise(hidden_maps: dict, labels: dict, leaf_plans, inserted, warnings) -> OldUnits:
+def old_units_promise(
+    hidden_maps: dict, labels: dict, leaf_plans, inserted, warnings, carried=frozenset()
+) -> OldUnits:
     """The promise for old output units: weakened by each hidden or carried space whose new
     units feed later layers with weights the plan does not zero or divide, by each inserted
-    layer leaf left at its template init, and by every warning about the old outputs."""
+    layer leaf left at its template init, and by every warning about the old outputs. New units
+    of a `carried` space that start at zero and stay there (checked when planning) feed nothing."""
     promise = OldUnits()
     for root, sm in hidden_maps.items():
-        kind, scale = _hidden_effect(sm)
+        kind, scale = _hidden_effect(sm, root in carried)
         if kind != "exact":
             why = f"the new units of {labels.get(root, 'a hidden space')} ({sm.how}) feed it"
             promise = promise.weaker(kind, why, scale)
@@ -141,14 +144,15 @@ def _short(text: str, n: int = 120) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-def _hidden_effect(sm) -> tuple[Kind, float]:
+def _hidden_effect(sm, carried: bool = False) -> tuple[Kind, float]:
     """How the new units of a hidden space affect the old outputs through the layers that
-    read them: not at all (zero fan-out, or Net2Net replicas whose readers are divided), to
-    first order (noisy replicas, scaled template weights), or unknown (template weights)."""
+    read them: not at all (zero fan-out, Net2Net replicas whose readers are divided, carried
+    units that stay zero), to first order (noisy replicas, scaled template weights), or unknown
+    (template weights)."""
     new = np.flatnonzero(sm.src < 0)
     if not len(new):
         return "exact", 0.0
-    zero = _mask(sm.read_zero, new)
+    zero = _mask(sm.read_zero, new) | (carried & _mask(sm.write_zero, new))
     copied = (sm.read_idx[new] >= 0) & ~zero
     scaled = _mask(sm.read_scaled, new) & ~zero & ~copied
     if not np.all(zero | copied | scaled):
