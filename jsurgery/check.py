@@ -10,7 +10,7 @@ import numpy as np
 
 from jsurgery import ids
 from jsurgery.errors import PlanError
-from jsurgery.plan.plan import Plan
+from jsurgery.plan.plan import Plan, old_input_problem
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ def check_preservation(
     Returns:
         A `PreservationReport`; `report.ok(atol)` says whether the function was preserved.
     """
+    _check_old_inputs(x_old, plan)
     if plan.output_specs:
         return _check_traced(old_apply, old_params, new_apply, new_params, x_old, plan)
     y_old = np.asarray(old_apply(old_params, jnp.asarray(x_old)))
@@ -88,6 +89,18 @@ def check_preservation(
         new_outputs=new_outputs,
         batch=int(np.prod(y_old.shape[:-1])),
     )
+
+
+def _check_old_inputs(x_old, plan: Plan) -> None:
+    """Refuses `x_old` that is not the old network's inputs (inputs of the new width, say)."""
+    several = plan.output_specs and isinstance(x_old, (tuple, list))
+    problem = old_input_problem(plan, tuple(x_old) if several else (x_old,))
+    if problem:
+        raise PlanError(
+            f"`check_preservation`: {problem}; `x_old` must be the old network's inputs: "
+            "check_preservation runs the old network on them and embeds them in the new input "
+            "space itself (`plan.embed_inputs`) for the new network."
+        )
 
 
 def _compare(y_old, y_new, spec, head, axis=-1):
