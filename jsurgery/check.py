@@ -10,7 +10,7 @@ import numpy as np
 
 from jsurgery import ids
 from jsurgery.errors import PlanError
-from jsurgery.plan.plan import Plan
+from jsurgery.plan.plan import Plan, old_input_problem
 from jsurgery.plan.promise import with_measured
 from jsurgery.verify import measure, spec_of
 
@@ -88,6 +88,7 @@ def check_preservation(
     Returns:
         A `PreservationReport`; `report.ok(atol)` says whether the function was preserved.
     """
+    _check_old_inputs(x_old, plan)
     if plan.output_specs:
         return _check_traced(old_apply, old_params, new_apply, new_params, x_old, plan)
     y_old = np.asarray(old_apply(old_params, jnp.asarray(x_old)))
@@ -107,6 +108,18 @@ def _measured(plan: Plan, y_old: list, y_new: list) -> tuple:
     """The plan's promises, each with the difference these outputs show."""
     found = [measure(p, y_old, y_new, spec_of(plan, p.output)) for p in plan.promises]
     return with_measured(plan.promises, [(d, t) for d, _, t in found])
+
+
+def _check_old_inputs(x_old, plan: Plan) -> None:
+    """Refuses `x_old` that is not the old network's inputs (inputs of the new width, say)."""
+    several = plan.output_specs and isinstance(x_old, (tuple, list))
+    problem = old_input_problem(plan, tuple(x_old) if several else (x_old,))
+    if problem:
+        raise PlanError(
+            f"`check_preservation`: {problem}; `x_old` must be the old network's inputs: "
+            "check_preservation runs the old network on them and embeds them in the new input "
+            "space itself (`plan.embed_inputs`) for the new network."
+        )
 
 
 def _compare(y_old, y_new, spec, head, axis=-1):

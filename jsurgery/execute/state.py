@@ -90,13 +90,14 @@ def _plans(plan: Plan) -> list[Plan]:
     return [plan, *(sub for sub in subs if sub is not None)]
 
 
-def params_like(node, expected: tuple) -> bool:
-    """Whether `node` is a dict-like subtree with exactly the leaves `expected` lists
-    (`(path, shape, dtype)` triples, as `Plan.old_leaves` and `Plan.new_leaves` hold them)."""
-    if not hasattr(node, "keys"):
+def params_like(node, expected: tuple, kind: str = "") -> bool:
+    """Whether `node` is a subtree with exactly the leaves `expected` lists (`(path, shape,
+    dtype)` triples, as `Plan.old_leaves` and `Plan.new_leaves` hold them): a dict-like one, or
+    for a plan made on any pytree (`kind` "pytree": a dataclass of params) any pytree."""
+    if kind != "pytree" and not hasattr(node, "keys"):
         return False
     try:
-        flat, _ = fit(node, expected, "state")
+        flat, _ = fit(node, expected, "state", kind)
     except PlanError:
         return False
     return set(flat.leaves) == {p for p, _, _ in expected}
@@ -106,24 +107,53 @@ def _is_optax_state(node) -> bool:
     return type(node).__module__.split(".")[0] == "optax"
 
 
-def _moment_subtrees(state, expected: tuple, moment_keys: Sequence[str]) -> set:
+def _optimizer_kinds(state) -> list[str]:
+    """The names of the optax state types in `state` that hold arrays (Adam's
+    `ScaleByAdamState`, a momentum's `TraceState`, a schedule's count), in flattening order."""
+    found: list[str] = []
+
+    def visit(node) -> bool:
+        if _is_optax_state(node) and jax.tree_util.tree_leaves(node):
+            found.append(type(node).__name__)
+        return False
+
+    jax.tree_util.tree_flatten(state, is_leaf=visit)
+    return found
+
+
+def _check_same_optimizer(old_state, new_state) -> None:
+    """Refuses moving one optimizer's statistics into another's state."""
+    old, new = _optimizer_kinds(old_state), _optimizer_kinds(new_state)
+    if old != new:
+        raise PlanError(
+            f"`old_state` holds the optimizer state {', '.join(old) or 'of no optax optimizer'} "
+            f"and `new_state` {', '.join(new) or 'none'}: one optimizer's statistics are not "
+            "another's (Adam's moments are no momentum trace). Build `new_state` with the old "
+            "optimizer (the same optax transformation; its settings may differ), or start the "
+            "new optimizer's state fresh with `tx.init(new_params)` and transplant the params "
+            "alone."
+        )
+
+
+def _moment_subtrees(state, expected: tuple, moment_keys: Sequence[str], kind: str) -> set:
     """`id`s of the params-shaped subtrees that are optimizer statistics: those inside an optax
     state (its NamedTuples hold Adam's `mu`/`nu`, traces, ...), and those under a path key in
     `moment_keys`."""
     found: set = set()
 
+    def shaped(node) -> bool:
+        return params_like(node, expected, kind)
+
     def collect(node):
-        pairs, _ = jax.tree_util.tree_flatten_with_path(
-            node, is_leaf=lambda n: params_like(n, expected)
-        )
-        found.update(id(n) for _, n in pairs if params_like(n, expected))
+        pairs, _ = jax.tree_util.tree_flatten_with_path(node, is_leaf=shaped)
+        found.update(id(n) for _, n in pairs if shaped(n))
 
     optax_nodes, _ = jax.tree_util.tree_flatten_with_path(
-        state, is_leaf=lambda n: _is_optax_state(n) or params_like(n, expected)
+        state, is_leaf=lambda n: _is_optax_state(n) or shaped(n)
     )
     for kp, node in optax_nodes:
         keys = {str(trees.key_name(k)) for k in kp}
-        if _is_optax_state(node) or (keys & set(moment_keys) and params_like(node, expected)):
+        if _is_optax_state(node) or (keys & set(moment_keys) and shaped(node)):
             collect(node)
     return found
 
@@ -150,10 +180,15 @@ def state_parts(
     def leaves_of(p: Plan) -> tuple:
         return p.old_leaves if side == "old" else p.new_leaves
 
-    def plan_of(node) -> Plan | None:
-        return next((p for p in plans if params_like(node, leaves_of(p))), None)
+    def kind_of(p: Plan) -> str:
+        return p.old_kind if side == "old" else p.new_kind
 
-    moments = set().union(*(_moment_subtrees(state, leaves_of(p), moment_keys) for p in plans))
+    def plan_of(node) -> Plan | None:
+        return next((p for p in plans if params_like(node, leaves_of(p), kind_of(p))), None)
+
+    moments = set().union(
+        *(_moment_subtrees(state, leaves_of(p), moment_keys, kind_of(p)) for p in plans)
+    )
     pairs, treedef = jax.tree_util.tree_flatten_with_path(
         state, is_leaf=lambda n: plan_of(n) is not None
     )
@@ -209,8 +244,10 @@ def transplant_state(old_state, new_state, plan: Plan, *, moment_keys: Sequence[
 
     Raises:
         PlanError: when no subtree has the plan's structure, the two states differ in
-            structure, or a leaf the plan does not cover changed its shape or dtype.
+            structure or hold the states of different optimizers, or a leaf the plan does not
+            cover changed its shape or dtype.
     """
+    _check_same_optimizer(old_state, new_state)
     old_parts, _ = state_parts(old_state, plan, side="old", moment_keys=moment_keys)
     new_parts, treedef = state_parts(new_state, plan, side="new", moment_keys=moment_keys)
     if len(old_parts) != len(new_parts):

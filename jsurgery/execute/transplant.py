@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 import jax
+import numpy as np
 
 from jsurgery import trees
 from jsurgery.errors import PlanError
@@ -48,7 +49,15 @@ def _check(plan: Plan, flat: trees.FlatTree, expected: tuple, arg: str) -> list:
                 f"`{arg}`: leaf {trees.path_str(p)!r} is {got[p][0]} {got[p][1]}, the plan was "
                 f"made for {s} {d}; make a plan for this tree."
             )
-    return [flat.leaves[p] for p, _, _ in expected]
+    leaves = [flat.leaves[p] for p, _, _ in expected]
+    for (p, _, _), leaf in zip(expected, leaves, strict=True):
+        if not isinstance(leaf, jax.Array | np.ndarray | np.generic):
+            raise PlanError(
+                f"`{arg}`: leaf {trees.path_str(p)!r} is a {type(leaf).__name__}, not an array; "
+                "transplant needs arrays: shapes alone make a plan, but they hold no values to "
+                "move (pass the trained tree as `old` and an initialised one as `new_template`)."
+            )
+    return leaves
 
 
 def _sharding(leaf):

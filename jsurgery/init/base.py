@@ -170,18 +170,23 @@ def check_seed(value, arg: str = "seed") -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise PlanError(f"`{arg}`: {value!r} is not an integer; a seed is an int such as 0.")
     if not 0 <= int(value) < 2**32:
-        raise PlanError(f"`{arg}`: {value} is outside [0, 2**32); pass a smaller seed.")
+        raise PlanError(
+            f"`{arg}`: {value} is outside [0, 2**32); pass a seed in that range, such as 0."
+        )
     return int(value)
 
 
-def check_number(value, arg: str, what: str, positive: bool = False) -> float:
-    """`value` as a float, refused (naming `arg`, saying `what` it is) unless finite, and
-    positive when `positive`."""
+def check_number(
+    value, arg: str, what: str, positive: bool = False, non_negative: bool = False
+) -> float:
+    """`value` as a float, refused (naming `arg`, saying `what` it is) unless it is a finite
+    number (not a bool), positive when `positive`, not negative when `non_negative`."""
     try:
-        number = float(value)
+        number = math.nan if isinstance(value, bool) else float(value)
     except (TypeError, ValueError):
         number = math.nan
-    if not math.isfinite(number) or (positive and number <= 0):
-        kind = "positive" if positive else "finite"
+    low = (positive and number <= 0) or (non_negative and number < 0)
+    if not math.isfinite(number) or low:
+        kind = "positive" if positive else "non-negative" if non_negative else "finite"
         raise PlanError(f"`{arg}`: {value!r} is not a {kind} number; {what}")
     return number

@@ -39,6 +39,10 @@ INIT_SCALE = (
     "it multiplies the template's weights of new hidden units (new_hidden='small_random'), "
     "e.g. 0.01."
 )
+NOISE = (
+    "it is the relative noise on the incoming weights of Net2Net copies "
+    "(new_hidden='net2net'), e.g. 0.01 (0: exact)."
+)
 #: The keywords that parameterise a rule given by name, and their defaults.
 KEYWORDS = {
     "new_hidden": {"init_scale": 0.01, "net2net_noise": 0.0, "seed": 0},
@@ -135,22 +139,35 @@ def resolve(
         "new_layers": new_layers,
         "new_outputs": new_outputs,
     }
-    keywords = dict(
-        pessimism=pessimism, init_scale=init_scale, net2net_noise=net2net_noise, seed=seed
-    )
+    keywords = _checked_keywords(pessimism, init_scale, net2net_noise, seed)
     _refuse_unused(given, keywords)
-    check_seed(seed)
     table = names(**keywords)
     rules = {arg: _rule(arg, value, table[arg]) for arg, value in given.items()}
     options = dict(given)
     hidden = rules["new_hidden"]
     if isinstance(new_hidden, str):
-        noise, seed = float(net2net_noise), int(seed)
+        noise, seed = keywords["net2net_noise"], keywords["seed"]
         if new_hidden == "small_random":
             options["init_scale"] = hidden.scale
     else:
         noise, seed = float(hidden.noise), int(hidden.seed)
     return Rules(**rules, options=options, noise=noise, seed=seed)
+
+
+def _checked_keywords(pessimism, init_scale, net2net_noise, seed) -> dict:
+    """The rule keywords, each checked for its type and range whether or not a rule given by
+    name reads it (a bad value is a mistake either way).
+
+    Raises:
+        PlanError: naming the keyword, for a value that is not a number in its range (a seed:
+            an integer in [0, 2**32)).
+    """
+    return dict(
+        pessimism=check_margin(pessimism, "pessimism"),
+        init_scale=check_number(init_scale, "init_scale", INIT_SCALE, positive=True),
+        net2net_noise=check_number(net2net_noise, "net2net_noise", NOISE, non_negative=True),
+        seed=check_seed(seed),
+    )
 
 
 def _rule(arg: str, value, table: dict):

@@ -8,6 +8,14 @@ same pipeline as a traced one.
 """
 
 from jsurgery.params.function import ChainSide, chain_side, in_user_words
-from jsurgery.params.layers import TRACE_HINT, Layer, chain_layers
+from jsurgery.params.layers import TRACE_HINT, Layer, chain_layers, check_order
 
-__all__ = ["TRACE_HINT", "ChainSide", "Layer", "chain_layers", "chain_side", "in_user_words"]
+__all__ = [
+    "TRACE_HINT",
+    "ChainSide",
+    "Layer",
+    "chain_layers",
+    "chain_side",
+    "check_order",
+    "in_user_words",
+]

@@ -8,6 +8,7 @@ a Conv -> flatten -> Dense boundary. Whatever cannot be verified as one chain is
 
 from __future__ import annotations
 
+import difflib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,8 +55,7 @@ def chain_layers(
     """
     groups: dict[str, dict] = {}
     for i, (path, leaf) in enumerate(flat.leaves.items()):
-        _, layer, name = flat.split(path)
-        lname = trees.path_str(layer) or ROOT
+        lname, name = _layer_name(flat, path), flat.split(path)[2]
         if name in groups.setdefault(lname, {}):
             raise PlanError(f"`{arg}`: layer {lname!r} has two leaves named {name!r}.")
         groups[lname][name] = (i, path, *trees.shape_dtype(leaf))
@@ -72,6 +72,34 @@ def chain_layers(
         out = forward_order(out, flat.creation_order, n_inputs, n_outputs)
     check_chain(out, arg)
     return out
+
+
+def _layer_name(flat: trees.FlatTree, path: tuple) -> str:
+    """The "/"-joined path of the layer a leaf belongs to (`ROOT` at the top of the tree)."""
+    return trees.path_str(flat.split(path)[1]) or ROOT
+
+
+def check_order(order: Sequence | None, old, new_template) -> None:
+    """Refuses a path in `order` that names no layer of `old` nor of `new_template` (a layer
+    only one network has is a layer): ignored, a typo would leave the layers in another order.
+
+    Raises:
+        PlanError: naming the path and the closest layer paths.
+    """
+    if order is None:
+        return
+    known = set()
+    for tree, arg in ((old, "old"), (new_template, "new_template")):
+        flat = trees.flatten(tree, arg)
+        known.update(_layer_name(flat, path) for path in flat.leaves)
+    for path in map(trees.path_str, order):
+        if path not in known:
+            close = difflib.get_close_matches(path, sorted(known), n=3, cutoff=0.5)
+            hint = f"the closest layers are {close}" if close else f"the layers are {sorted(known)}"
+            raise PlanError(
+                f"`order`: {path!r} names no layer of `old` or `new_template`; {hint} (a layer "
+                "path joins its keys with '/')."
+            )
 
 
 def check_chain(layers: list[Layer], arg: str) -> None:

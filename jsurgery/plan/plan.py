@@ -32,7 +32,8 @@ class Plan:
         layer_map: `{new layer: old layer or None}`.
         warnings: things the user should know before training.
         input_specs: per input of a traced plan, `(axis, old_ids, new_ids)` (axis "values" for
-            token inputs), or None for an input without units.
+            token inputs), or None for an input without units; a params-only plan has the
+            spec of its one input only when it is tokens (its first layer an embedding).
         output_specs: per output of a traced plan, `(axis, old_ids, new_ids)` (the axis its
             units lie on) or None for an output without units.
         carry: the traced function's carry (`jsurgery.graph.carry.Carry`: which argument comes back
@@ -99,12 +100,68 @@ class Plan:
     def embed_inputs(self, *x_old):
         """Places old inputs in the new input space: old features at their new positions (on
         each input's unit axis; token IDs renumbered), zeros for new features. With several
-        inputs, pass them all and get a tuple back."""
-        specs = self.input_specs or ((-1, *self.inputs),)
-        if len(x_old) != len(specs):
-            raise PlanError(f"`embed_inputs`: expected {len(specs)} inputs, got {len(x_old)}.")
+        inputs, pass them all and get a tuple back.
+
+        Raises:
+            PlanError: for an input that is not one of the old network's: another number of
+                features on its unit axis, or token IDs outside the old vocabulary.
+        """
+        problem = old_input_problem(self, x_old)
+        if problem:
+            raise PlanError(
+                f"`embed_inputs`: {problem}; pass the old network's inputs (it places them in "
+                "the new input space)."
+            )
+        specs = _specs(self)
         out = tuple(_embed(x, spec) for x, spec in zip(x_old, specs, strict=True))
         return out[0] if len(out) == 1 else out
+
+
+def _specs(plan: Plan) -> tuple:
+    """`(axis, old_ids, new_ids)` per input (a params-only plan's one input: the last axis)."""
+    return plan.input_specs or ((-1, *plan.inputs),)
+
+
+def old_input_problem(plan: Plan, x_old: tuple) -> str | None:
+    """What makes the arrays `x_old` not the old network's inputs for `plan`, or None: their
+    count, the width of an input's unit axis, token IDs that are not integers in the old
+    vocabulary (checked where the values are known, not under `jit`)."""
+    import jax
+
+    specs = _specs(plan)
+    if len(x_old) != len(specs):
+        return f"expected {len(specs)} inputs, got {len(x_old)}"
+    for k, (x, spec) in enumerate(zip(x_old, specs, strict=True)):
+        if spec is None:
+            continue
+        axis, old_ids, _ = spec
+        x = np.asarray(x) if not isinstance(x, jax.Array) else x
+        which = f"input {k}" if len(specs) > 1 else "the input"
+        if axis == "values":
+            problem = _token_problem(x, len(old_ids))
+            if problem:
+                return f"{which}: {problem}"
+        elif not -x.ndim <= axis < x.ndim or x.shape[axis] != len(old_ids):
+            got = f"{x.shape[axis]}" if -x.ndim <= axis < x.ndim else "no"
+            return (
+                f"{which} has {got} features on axis {axis} (shape {tuple(x.shape)}); the old "
+                f"network takes {len(old_ids)} there"
+            )
+    return None
+
+
+def _token_problem(tokens, vocab: int) -> str | None:
+    import jax
+
+    if not np.issubdtype(tokens.dtype, np.integer):
+        return f"token IDs are {tokens.dtype}; they must be integers in [0, {vocab})"
+    if isinstance(tokens, jax.core.Tracer) or tokens.size == 0:
+        return None
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= vocab:
+        bad = low if low < 0 else high
+        return f"token ID {bad} is outside the old vocabulary [0, {vocab})"
+    return None
 
 
 def _embed(x_old, spec):

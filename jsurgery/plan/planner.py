@@ -10,6 +10,7 @@ from jsurgery import init, params
 from jsurgery.errors import PlanError
 from jsurgery.graph.carry import check_carry_arg
 from jsurgery.plan.build import build
+from jsurgery.plan.options import check_options
 from jsurgery.plan.plan import Plan
 from jsurgery.verify import checked
 
@@ -122,6 +123,7 @@ def make_plan(
         raise PlanError(f"`verify`: expected True or False, got {verify!r}.")
     _check_mapping("layers", layers, "{new_layer_path: old_layer_path or None}")
     _check_mapping("hidden", hidden, "{new_layer_path: (old_ids, new_ids)}")
+    check_options(inputs, outputs, order, allow_dtype_change)
     rules = init.resolve(
         new_inputs,
         new_hidden,
@@ -182,6 +184,7 @@ def _params_only(
             "`inputs`/`outputs` as {index: pair} name one of several inputs or outputs of a "
             f"function; {params.TRACE_HINT}."
         )
+    params.check_order(order, old, new_template)
     n_in, n_out = _id_count(inputs), _id_count(outputs)
     old_side = params.chain_side(old, "old", order, n_in[0], n_out[0])
     new_side = params.chain_side(new_template, "new_template", order, n_in[1], n_out[1])
@@ -199,7 +202,8 @@ def _params_only(
         carry=False,
     )
     warnings = tuple(params.in_user_words(w) for w in fields["warnings"])
-    fields = dict(fields, warnings=warnings, input_specs=(), output_specs=(), carry=None)
+    tokens = [spec for spec in fields["input_specs"] if spec and spec[0] == "values"]
+    fields = dict(fields, warnings=warnings, input_specs=tuple(tokens), output_specs=(), carry=None)
     return fields, None
 
 
