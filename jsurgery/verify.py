@@ -242,7 +242,7 @@ def _broken(plan: Plan, p: Promise, worst) -> str:
     text = (
         f"the plan promises for {what}: {p.describe()}; but on random old inputs the new "
         f"network differs from that by up to {p.measured:.3g}{unit}. Layers the plan started or "
-        f"changed on the way: {changed_layers(plan) or 'none'}. "
+        f"changed, in forward order: {_listed(changed_layers(plan))}. "
     )
     if p.kind == "start":
         return text + (
@@ -258,10 +258,18 @@ def _broken(plan: Plan, p: Promise, worst) -> str:
     )
 
 
+def _listed(names: list[str], n: int = 8) -> str:
+    if not names:
+        return "none"
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
 def changed_layers(plan: Plan) -> list[str]:
     """The layers whose leaves the plan starts new or fills other than by copying."""
     out = []
     for lp in plan.leaves:
+        if lp.note.startswith("not read"):
+            continue
         name = trees.path_str(lp.path[:-1]) or trees.path_str(lp.path)
         changed = lp.source != "old" or lp.old_shape != lp.shape or lp.offset is not None
         changed = changed or any(not am.is_copy(len(am.idx)) for am in lp.axes)
