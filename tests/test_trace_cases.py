@@ -68,6 +68,30 @@ def test_one_hot_action_space_grown_by_position():
     assert _gap(Critic(3), Critic(4), old, out, plan, OBS, ACTIONS) < 1e-5
 
 
+class OneBasedCritic(nn.Module):
+    """Actions numbered from 1: the one-hot of `action - 1`."""
+
+    n_actions: int
+
+    @nn.compact
+    def __call__(self, obs, action):
+        x = jnp.concatenate([obs, jax.nn.one_hot(action - 1, self.n_actions)], -1)
+        return nn.Dense(1)(nn.relu(nn.Dense(8)(x)))
+
+
+def test_one_hot_of_shifted_actions_unchanged_width_is_exact():
+    old_m, new_m = OneBasedCritic(3), OneBasedCritic(3)
+    old, out, plan = _plan(old_m, new_m, (OBS, ACTIONS + 1), **jsurgery.PRESERVING)
+    assert _gap(old_m, new_m, old, out, plan, OBS, ACTIONS + 1) < 1e-5  # action 3 included
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_one_hot_of_shifted_actions_grown_is_refused(named):
+    ids = {1: (["none", "left", "right"], ["up", "none", "left", "right"])} if named else None
+    with pytest.raises(PlanError, match=r"(?s)inputs\[1\].*sub at .*OneBasedCritic.__call__"):
+        _plan(OneBasedCritic(3), OneBasedCritic(4), (OBS, ACTIONS + 1), inputs=ids)
+
+
 # -- 2. token IDs sliced, padded or shifted before an embedding ----------------------------------
 class ShiftedLM(nn.Module):
     """An embedding of the tokens cut (`t[:, 1:]`) or shifted right (lm1b's `shift_right`)."""

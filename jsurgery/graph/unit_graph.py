@@ -51,6 +51,9 @@ class Graph:
             one-hot encoded (actions).
         value_constants: `{input index: [(value, source)]}` constant IDs the function puts
             among an integer input's values (the pad token of a shifted sequence).
+        shifted_one_hots: `{input index: (operation, width)}` one-hot encodings of an integer
+            input whose values were changed by arithmetic first (`one_hot(a - 1, n)`), left
+            by position.
         output_axes: per output leaf, the node of each axis.
         cross: `{node: [(primitive, source)]}` operations that mix the units of a space.
         opaque: `{node: (primitive, source)}` operations the planner cannot follow.
@@ -76,6 +79,7 @@ class Graph:
     input_axes: list = field(default_factory=list)
     input_values: dict = field(default_factory=dict)
     value_constants: dict = field(default_factory=dict)
+    shifted_one_hots: dict = field(default_factory=dict)
     output_axes: list = field(default_factory=list)
     cross: dict = field(default_factory=dict)
     opaque: dict = field(default_factory=dict)

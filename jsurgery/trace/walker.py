@@ -4,7 +4,8 @@ For each variable it keeps the unit-space node of every axis (`nodes`), which pa
 views and through which of their axes (`origin`), which integer input it carries (`values`, for
 token IDs), what it is computed from (`tags`: parameters, inputs, or neither for a constant),
 the value of a scalar constant passed into a nested jaxpr (`constants`) and the axis an `iota`
-counts along (`iotas`, for one-hot encodings). It knows no rule: it asks the `rule_for` it is
+counts along (`iotas`, for one-hot encodings), and where integer values were changed by
+arithmetic (`shifted`). It knows no rule: it asks the `rule_for` it is
 given (`registry.rule_for`) for each equation's rule, so that the registry, whose `Rule` type
 names the walker, imports it and not the other way round.
 """
@@ -39,8 +40,9 @@ def _source(eqn: jcore.JaxprEqn) -> str:
 class Walker:
     """Walks jaxprs, keeping for each variable its axis nodes, which parameter leaf it views
     (`origin`: per axis, the leaf axes it holds), which integer input it carries (`values`),
-    what it is computed from (`tags`), the value of a scalar constant (`constants`) and the
-    axis an iota counts along (`iotas`).
+    what it is computed from (`tags`), the value of a scalar constant (`constants`), the
+    axis an iota counts along (`iotas`) and the arithmetic that changed integer values
+    (`shifted`: variable -> the operation, for messages).
 
     Args:
         graph: the graph the walk fills.
@@ -61,6 +63,7 @@ class Walker:
         self.tags: dict = {}
         self.constants: dict = {}
         self.iotas: dict = {}
+        self.shifted: dict = {}
         self.step = 0
         self.context = ""  # the source line of the call a nested jaxpr came from
 
@@ -87,7 +90,7 @@ class Walker:
             if not getattr(outer.aval, "shape", ()):
                 self.constants[inner] = outer.val
             return
-        for table in (self.origin, self.values, self.constants, self.iotas):
+        for table in (self.origin, self.values, self.constants, self.iotas, self.shifted):
             if outer in table:
                 table[inner] = table[outer]
 
@@ -115,6 +118,8 @@ class Walker:
         """`out` carries the integer input `v` carries (token IDs cut, padded or moved)."""
         if not isinstance(v, jcore.Literal) and v in self.values:
             self.values[out] = self.values[v]
+            if v in self.shifted:
+                self.shifted[out] = self.shifted[v]
 
     def opaque(self, eqn: jcore.JaxprEqn, where: str) -> None:
         """Marks every axis of the equation's operands and results as opaque; on constants

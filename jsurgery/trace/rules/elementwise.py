@@ -25,6 +25,8 @@ igamma polygamma stop_gradient
 )
 #: Elementwise ops whose result views its operand (a cast or a copy of a parameter).
 VIEWS = frozenset({"convert_element_type", "copy", "reduce_precision"})
+#: Elementwise ops that keep the integer values they choose among (token IDs, actions).
+KEEP_VALUES = frozenset({"select_n", "clamp", "max", "min"}) | VIEWS
 #: Elementwise additions: a parameter added to another array is a bias.
 ADDITIVE = frozenset({"add", "sub", "add_any"})
 #: Reductions over the axes in `params["axes"]`.
@@ -72,9 +74,25 @@ def elementwise(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
         for a, (d, n) in enumerate(zip(s, w.of(v), strict=True)):
             if d == out_shape[a]:
                 w.g.tie(n, nodes[a], where)
-    for v in eqn.invars:
-        if not isinstance(v, jcore.Literal) and v in w.values:
-            w.values[out] = w.values[v]
+    _carry_values(w, eqn, where)
+
+
+def _carry_values(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
+    """The result carries the integer input an operand carries (not a comparison's booleans);
+    arithmetic on the values (`a - 1`) shifts them (`Walker.shifted`), while a selection keeps
+    them unless every choice is shifted (`jnp.take`'s wrap of negative indices keeps them)."""
+    (out,) = eqn.outvars
+    name = eqn.primitive.name
+    carried = [v for v in eqn.invars if not isinstance(v, jcore.Literal) and v in w.values]
+    if name == "select_n":
+        carried = [v for v in eqn.invars[1:] if v in carried]
+    if not carried or str(getattr(out.aval, "dtype", "")) == "bool":
+        return
+    w.values[out] = w.values[carried[0]]
+    if name not in KEEP_VALUES:
+        w.shifted[out] = where
+    elif all(v in w.shifted for v in carried):
+        w.shifted[out] = w.shifted[carried[0]]
 
 
 register_family(ELEMENTWISE - {"mul", "div", "neg"}, elementwise)
@@ -141,13 +159,17 @@ def equal(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
     """An elementwise comparison; an integer input compared with an iota along an axis where
     the input has one entry (`jax.nn.one_hot(a, n)`: `a[..., None] == iota(n)`) makes that
     axis a one-hot of the input's values: entry j is value j, the unit space of the input's
-    values (as for the token IDs of an embedding)."""
+    values (as for the token IDs of an embedding). A one-hot of shifted values (`a - 1`) is
+    recorded (`Graph.shifted_one_hots`), its axis left by position."""
     (out,) = eqn.outvars
     one_hot = _one_hot_axis(w, eqn)
-    if one_hot is None:
+    if one_hot is None or one_hot[2] is not None:
         elementwise(w, eqn, where)
+        if one_hot is not None:
+            k, axis, shifted = one_hot
+            w.g.shifted_one_hots.setdefault(k, (shifted, shape(out)[axis]))
         return
-    k, axis = one_hot
+    k, axis, _ = one_hot
     nodes = w.fresh(out)
     for v in eqn.invars:
         for a, (d, n) in enumerate(zip(shape(v), w.of(v), strict=True)):
@@ -158,8 +180,9 @@ def equal(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
 
 
 def _one_hot_axis(w: Walker, eqn: jcore.JaxprEqn):
-    """`(input index, axis)` when `eqn` compares an integer input with an iota counting along
-    an axis of the result where the input has one entry, else None."""
+    """`(input index, axis, shift)` when `eqn` compares an integer input with an iota counting
+    along an axis of the result where the input has one entry (`shift`: the arithmetic on the
+    input's values, or None), else None."""
     out_shape = shape(eqn.outvars[0])
     for v, u in (eqn.invars, eqn.invars[::-1]):
         if isinstance(v, jcore.Literal) or isinstance(u, jcore.Literal):
@@ -168,7 +191,7 @@ def _one_hot_axis(w: Walker, eqn: jcore.JaxprEqn):
         if v not in w.values or axis is None or len(shape(v)) != len(out_shape):
             continue
         if shape(v)[axis] == 1 and shape(u)[axis] == out_shape[axis] > 1:
-            return w.values[v], axis
+            return w.values[v], axis, w.shifted.get(v)
     return None
 
 
