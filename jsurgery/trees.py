@@ -42,6 +42,12 @@ def path_str(path: tuple | str) -> str:
     return path if isinstance(path, str) else "/".join(str(k) for k in path)
 
 
+def is_static(leaf) -> bool:
+    """Whether a leaf is a Python number (a normaliser's epsilon kept in the tree): no array,
+    so no units; a plan leaves it out and the new tree keeps its own."""
+    return isinstance(leaf, (bool, int, float, complex)) and not hasattr(leaf, "dtype")
+
+
 def is_nnx_module(tree) -> bool:
     """Whether `tree` is an `nnx.Module` (checked without importing flax.nnx for other trees)."""
     mod = type(tree).__module__
@@ -145,6 +151,7 @@ def _nnx_state(module):
 
 def flatten(tree, arg: str, any_pytree: bool = False) -> FlatTree:
     """Flattens a supported tree; with `any_pytree`, any pytree of arrays (kind "pytree").
+    Python numbers among the leaves (`is_static`) are left out.
 
     Raises:
         PlanError: for a tree or leaf kind that is not supported.
@@ -171,6 +178,8 @@ def flatten(tree, arg: str, any_pytree: bool = False) -> FlatTree:
     by_path = {}
     for kp, leaf in pairs:
         path = keypath(kp)
+        if is_static(leaf):
+            continue
         if not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
             raise PlanError(
                 f"`{arg}`: leaf {path_str(path)!r} is a {type(leaf).__name__}, not an array; "
@@ -195,7 +204,8 @@ def flatten(tree, arg: str, any_pytree: bool = False) -> FlatTree:
 
 
 def rebuild(template, leaves: dict):
-    """A tree of the template's kind with the given leaves (`{path: array}`)."""
+    """A tree of the template's kind with the given leaves (`{path: array}`); the template's
+    Python numbers (`is_static`) stay as they are unless given."""
     if is_nnx_module(template):
         from flax import nnx
 
@@ -209,7 +219,13 @@ def rebuild(template, leaves: dict):
 
 def _rebuild_pytree(template, leaves: dict):
     pairs, treedef = jax.tree_util.tree_flatten_with_path(template)
-    return jax.tree_util.tree_unflatten(treedef, [leaves[keypath(kp)] for kp, _ in pairs])
+    return jax.tree_util.tree_unflatten(
+        treedef,
+        [
+            leaves.get(keypath(kp), leaf) if is_static(leaf) else leaves[keypath(kp)]
+            for kp, leaf in pairs
+        ],
+    )
 
 
 def shape_dtype(leaf) -> tuple[tuple, np.dtype]:

@@ -63,6 +63,26 @@ def mixed_composites(graph: Graph, maps: dict, labels: dict) -> list[str]:
     return found
 
 
+def moved_constants(graph: Graph, maps: dict, labels: dict) -> list[str]:
+    """Warnings for arrays built inside the function from constants only (a sinusoidal
+    positional table made with `.at[].set`) that reach a space whose units move, are added or
+    are dropped: the table's entries stay at their positions, computed anew by the new
+    function, so they do not follow the units."""
+    found = []
+    for root, sm in maps.items():
+        hit = graph.constant_at(root)
+        if hit is None or np.array_equal(sm.src, np.arange(sm.n_old)):
+            continue
+        change = f"{sm.n_old} -> {len(sm.src)} units" if len(sm.src) != sm.n_old else "reordered"
+        found.append(
+            f"{labels[root]}: a constant array built inside the function ({hit[1]}) reaches "
+            f"this space, whose units change ({change}); its "
+            "entries are fixed per position (a positional table) and do not follow the units, "
+            "so old outputs may move."
+        )
+    return found
+
+
 def blocks_kept(write_idx: np.ndarray, new_block: int, old_block: int) -> bool:
     """Whether every run of `new_block` consecutive new units is either all new or exactly the
     units of one old run of `old_block` (in any order): a GroupNorm's groups kept whole."""

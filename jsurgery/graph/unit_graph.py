@@ -47,10 +47,19 @@ class Graph:
             the function never reads it).
         additive: parameter leaves that are added to an activation (biases).
         input_axes: per input leaf, the node of each axis.
-        input_values: `{input index: node}` of integer inputs used as indices (token IDs).
+        input_values: `{input index: node}` of integer inputs used as indices (token IDs) or
+            one-hot encoded (actions).
+        value_constants: `{input index: [(value, source)]}` constant IDs the function puts
+            among an integer input's values (the pad token of a shifted sequence).
+        shifted_one_hots: `{input index: (operation, width)}` one-hot encodings of an integer
+            input whose values were changed by arithmetic first (`one_hot(a - 1, n)`), left
+            by position.
         output_axes: per output leaf, the node of each axis.
         cross: `{node: [(primitive, source)]}` operations that mix the units of a space.
         opaque: `{node: (primitive, source)}` operations the planner cannot follow.
+        constant: `{node: (primitive, source)}` arrays built inside the function from
+            constants only (a positional table made with `.at[].set`) that reach a space: their
+            entries are fixed per position, so they do not follow units that move.
         out_tree: the pytree structure of the function's output.
         carry: the function's carry (`jsurgery.graph.carry.Carry`: an argument returned as one of
             its outputs, a recurrent cell's step), or None.
@@ -69,9 +78,12 @@ class Graph:
     additive: set = field(default_factory=set)
     input_axes: list = field(default_factory=list)
     input_values: dict = field(default_factory=dict)
+    value_constants: dict = field(default_factory=dict)
+    shifted_one_hots: dict = field(default_factory=dict)
     output_axes: list = field(default_factory=list)
     cross: dict = field(default_factory=dict)
     opaque: dict = field(default_factory=dict)
+    constant: dict = field(default_factory=dict)
     out_tree: object = None
     carry: object = None
     carried: list = field(default_factory=list)
@@ -110,8 +122,9 @@ class Graph:
         self.parent[rb] = ra
         if rb in self.cross:
             self.cross.setdefault(ra, []).extend(self.cross.pop(rb))
-        if rb in self.opaque:
-            self.opaque.setdefault(ra, self.opaque.pop(rb))
+        for marks in (self.opaque, self.constant):
+            if rb in marks:
+                marks.setdefault(ra, marks.pop(rb))
         self._merge_composites(ra, ca, cb, where)
 
     def _merge_composites(self, root: int, ca, cb, where: str) -> None:
@@ -143,6 +156,9 @@ class Graph:
     def mark_opaque(self, n: int, primitive: str, source: str) -> None:
         self.opaque.setdefault(self.find(n), (primitive, source))
 
+    def mark_constant(self, n: int, primitive: str, source: str) -> None:
+        self.constant.setdefault(self.find(n), (primitive, source))
+
     def split_product(self, parts) -> bool:
         """Whether a composite `(kind, parts)` is a product of factors that a reshape split out
         of one axis (groups x group width, heads x head width), not a flatten."""
@@ -158,6 +174,9 @@ class Graph:
 
     def opaque_at(self, n: int):
         return self.opaque.get(self.find(n))
+
+    def constant_at(self, n: int):
+        return self.constant.get(self.find(n))
 
     def param_spaces(self) -> set:
         """The roots of the spaces that some parameter axis lies in directly (windows excluded)."""

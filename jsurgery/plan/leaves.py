@@ -145,6 +145,7 @@ class UnitMaps:
             if broken:
                 self.warnings.append(f"{self.labels[root]}: {broken}")
         self.warnings.extend(factors.mixed_composites(g, self.maps, self.labels))
+        self.warnings.extend(factors.moved_constants(g, self.maps, self.labels))
         self.warnings.extend(self._dropped(root) for root in self.maps if self._dropped(root))
 
     def _dropped(self, root: int) -> str | None:

@@ -25,7 +25,8 @@ def _function(tree, apply: Callable | None, arg: str):
     An NNX module is its own function (or `apply(module, *args)`): each trace merges a fresh
     copy in eval mode (Dropout off, BatchNorm on its running statistics), so the user's module
     is never changed, whatever mode it is in. An Equinox module is its own function too, over
-    its array leaves.
+    its array leaves. Python numbers in a plain tree (`trees.is_static`) are not leaves of the
+    function: it reads them as the constants they are.
     """
     if trees.is_nnx_module(tree):
         from flax import nnx
@@ -57,10 +58,14 @@ def _function(tree, apply: Callable | None, arg: str):
                 f"`apply`: no function for `{arg}`; pass apply=(old_fn, new_fn), or an NNX or "
                 "Equinox module, which is its own function."
             )
-        pairs, treedef = jax.tree_util.tree_flatten_with_path(tree)
+        every, treedef = jax.tree_util.tree_flatten_with_path(tree)
+        pairs = [(kp, leaf) for kp, leaf in every if not trees.is_static(leaf)]
+        statics = [leaf if trees.is_static(leaf) else None for _, leaf in every]
 
         def fn(ps, *args):
-            return apply(jax.tree_util.tree_unflatten(treedef, ps), *args)
+            given = iter(ps)
+            full = [next(given) if s is None else s for s in statics]
+            return apply(jax.tree_util.tree_unflatten(treedef, full), *args)
 
     return [leaf for _, leaf in pairs], [trees.keypath(kp) for kp, _ in pairs], fn
 

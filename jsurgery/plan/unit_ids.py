@@ -73,12 +73,14 @@ def io_ids(old: Traced, new: Traced, inputs, outputs) -> tuple[dict, dict, tuple
     out_pairs = _id_pairs(outputs, len(gn.output_axes), "outputs")
     single_in = inputs is not None and not isinstance(inputs, Mapping)
     single_out = outputs is not None and not isinstance(outputs, Mapping)
+    _refuse_shifted_one_hots(old, new, in_pairs)
     in_specs = []
     for k in range(len(gn.input_axes)):
         (no, _), (nn, axis) = input_axis(old.side, k), input_axis(new.side, k)
         in_specs.append(
             _given(k, nn, no, axis, in_pairs, "inputs", old, new, given_old, given_new, single_in)
         )
+    _check_value_constants(old, new, in_specs)
     out_specs = []
     for k in range(len(gn.output_axes)):
         (no, _), (nn, axis) = output_axis(old.side, k), output_axis(new.side, k)
@@ -88,6 +90,47 @@ def io_ids(old: Traced, new: Traced, inputs, outputs) -> tuple[dict, dict, tuple
             )
         )
     return given_old, given_new, tuple(in_specs), tuple(out_specs)
+
+
+def _refuse_shifted_one_hots(old: Traced, new: Traced, in_pairs: dict) -> None:
+    """Refuses a one-hot of an argument's values changed by arithmetic first (`one_hot(a - 1,
+    n)`) whose width changes or whose values are named: which value each entry stands for is
+    not followed, so the entries are left by position."""
+    go, gn = old.side.graph, new.side.graph
+    for k in sorted(set(go.shifted_one_hots) | set(gn.shifted_one_hots)):
+        (where, n_old), (_, n_new) = (g.shifted_one_hots.get(k, (None, None)) for g in (go, gn))
+        where = where or gn.shifted_one_hots[k][0]
+        if n_old == n_new and k not in in_pairs:
+            continue
+        raise PlanError(
+            f"`inputs[{k}]`: argument {k} is one-hot encoded after arithmetic on its values "
+            f"({where}), so the planner cannot tell which value each one-hot entry stands for "
+            f"(width {n_old} -> {n_new}); one-hot encode the argument itself "
+            f"(`jax.nn.one_hot(a, n)`, its values renumbered outside the function), whose "
+            "entries then follow the values named by inputs={" + f"{k}: (old_ids, new_ids)}}."
+        )
+
+
+def _check_value_constants(old: Traced, new: Traced, in_specs: list) -> None:
+    """Refuses token IDs the function pads with a constant (a shifted sequence's pad token)
+    when the constant names different tokens in the old and new IDs: the new network would
+    read another token where the old one read the pad."""
+    for k, spec in enumerate(in_specs):
+        if spec is None or spec[0] != "values":
+            continue
+        _, old_ids, new_ids = spec
+        for side in (old.side, new.side):
+            for value, where in side.graph.value_constants.get(k, []):
+                ok = 0 <= value < min(len(old_ids), len(new_ids))
+                if ok and old_ids[value] == new_ids[value]:
+                    continue
+                names = [list(ids)[value] if 0 <= value < len(ids) else None for ids in spec[1:]]
+                raise PlanError(
+                    f"`inputs[{k}]`: the {side.name} function's token IDs are padded with the "
+                    f"constant {value} ({where}), which is the token {names[0]!r} among the old "
+                    f"IDs and {names[1]!r} among the new ones; keep the pad token at position "
+                    f"{value} of the new IDs, so both networks read the same token there."
+                )
 
 
 def _given(k, nn, no, axis, pairs, arg, old, new, given_old, given_new, single=False):

@@ -15,7 +15,7 @@ from jsurgery.errors import PlanError
 from jsurgery.graph.carry import find_carry
 from jsurgery.graph.unit_graph import WRITE, Graph
 from jsurgery.trace.registry import RULES, rule_for
-from jsurgery.trace.walker import Walker
+from jsurgery.trace.walker import INPUT, PARAM, Walker
 
 
 def trace(
@@ -62,6 +62,7 @@ def trace(
         walker.fresh(c)
     for i, v in enumerate(jaxpr.invars):
         walker.fresh(v)
+        walker.tags[v] = frozenset({PARAM if i < n else INPUT})
         if i < n:
             walker.origin[v] = [([(a,) for a in range(len(v.aval.shape))], i)]
         elif jax.numpy.issubdtype(v.aval.dtype, jax.numpy.integer):

@@ -1,10 +1,13 @@
 """The walker: a jaxpr's equations, in order, each handed to the rule of its primitive.
 
 For each variable it keeps the unit-space node of every axis (`nodes`), which parameter leaves it
-views and through which of their axes (`origin`), and which integer input it carries (`values`,
-for token IDs). It knows no rule: it asks the `rule_for` it is given (`registry.rule_for`) for
-each equation's rule, so that the registry, whose `Rule` type names the walker, imports it and not
-the other way round.
+views and through which of their axes (`origin`), which integer input it carries (`values`, for
+token IDs), what it is computed from (`tags`: parameters, inputs, or neither for a constant),
+the value of a scalar constant passed into a nested jaxpr (`constants`) and the axis an `iota`
+counts along (`iotas`, for one-hot encodings), and where integer values were changed by
+arithmetic (`shifted`). It knows no rule: it asks the `rule_for` it is
+given (`registry.rule_for`) for each equation's rule, so that the registry, whose `Rule` type
+names the walker, imports it and not the other way round.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from jax.extend import core as jcore
 
 from jsurgery.errors import PlanError
 from jsurgery.graph.unit_graph import READ, Graph, Role
+
+#: The tags of what a variable is computed from (`Walker.tags`).
+PARAM, INPUT = "param", "input"
 
 
 def shape(v) -> tuple:
@@ -33,7 +39,10 @@ def _source(eqn: jcore.JaxprEqn) -> str:
 
 class Walker:
     """Walks jaxprs, keeping for each variable its axis nodes, which parameter leaf it views
-    (`origin`: per axis, the leaf axes it holds) and which integer input it carries (`values`).
+    (`origin`: per axis, the leaf axes it holds), which integer input it carries (`values`),
+    what it is computed from (`tags`), the value of a scalar constant (`constants`), the
+    axis an iota counts along (`iotas`) and the arithmetic that changed integer values
+    (`shifted`: variable -> the operation, for messages).
 
     Args:
         graph: the graph the walk fills.
@@ -51,6 +60,10 @@ class Walker:
         self.nodes: dict = {}
         self.origin: dict = {}
         self.values: dict = {}
+        self.tags: dict = {}
+        self.constants: dict = {}
+        self.iotas: dict = {}
+        self.shifted: dict = {}
         self.step = 0
         self.context = ""  # the source line of the call a nested jaxpr came from
 
@@ -69,14 +82,54 @@ class Walker:
         return self.nodes[v]
 
     def bind(self, inner, outer) -> None:
-        """Binds an inner jaxpr variable to an outer one (same nodes, origin and values)."""
+        """Binds an inner jaxpr variable to an outer one (same nodes, origin, values, tags,
+        constant value and iota axis)."""
         self.nodes[inner] = self.of(outer)
-        for table in (self.origin, self.values):
-            if not isinstance(outer, jcore.Literal) and outer in table:
+        self.tags[inner] = self.depends(outer)
+        if isinstance(outer, jcore.Literal):
+            if not getattr(outer.aval, "shape", ()):
+                self.constants[inner] = outer.val
+            return
+        for table in (self.origin, self.values, self.constants, self.iotas, self.shifted):
+            if outer in table:
                 table[inner] = table[outer]
 
+    def mix_tags(self, inner: list, outer: list) -> None:
+        """Tags each inner variable with what any outer one is computed from (a loop's body,
+        whose carry after one step holds what the consts and inputs make of it)."""
+        tags = frozenset().union(*(self.depends(v) for v in outer))
+        for v in inner:
+            self.tags[v] = tags
+
+    def depends(self, v) -> frozenset:
+        """What `v` is computed from: `PARAM`, `INPUT`, both, or neither (a constant)."""
+        if isinstance(v, jcore.Literal):
+            return frozenset()
+        return self.tags.get(v, frozenset())
+
+    def constant(self, v):
+        """The value of a scalar constant (a literal, or one passed into a nested jaxpr), or
+        None."""
+        if isinstance(v, jcore.Literal):
+            return v.val if not getattr(v.aval, "shape", ()) else None
+        return self.constants.get(v)
+
+    def carry_values(self, out, v) -> None:
+        """`out` carries the integer input `v` carries (token IDs cut, padded or moved)."""
+        if not isinstance(v, jcore.Literal) and v in self.values:
+            self.values[out] = self.values[v]
+            if v in self.shifted:
+                self.shifted[out] = self.shifted[v]
+
     def opaque(self, eqn: jcore.JaxprEqn, where: str) -> None:
-        """Marks every axis of the equation's operands and results as opaque."""
+        """Marks every axis of the equation's operands and results as opaque; on constants
+        only (a table built inside the function with `.at[].set`), its results are a constant
+        instead (`Graph.constant`): new axes whose entries do not follow units."""
+        if not any(self.depends(v) for v in eqn.invars):
+            for out in eqn.outvars:
+                for n in self.fresh(out):
+                    self.g.mark_constant(n, eqn.primitive.name, where)
+            return
         for v in eqn.invars:
             for n in self.of(v):
                 self.g.mark_opaque(n, eqn.primitive.name, where)
@@ -90,8 +143,10 @@ class Walker:
         return _source(eqn)
 
     # -- walking -------------------------------------------------------------------------------
-    def walk(self, jaxpr, invars_outer: list) -> list:
-        """Walks `jaxpr` with its invars bound to `invars_outer`; returns its outvars."""
+    def walk(self, jaxpr, invars_outer: list, loop: bool = False) -> list:
+        """Walks `jaxpr` with its invars bound to `invars_outer`; returns its outvars. The
+        body of a loop (`loop`) is walked once: each of its invars may then hold what any
+        operand is computed from (`tags`)."""
         if isinstance(jaxpr, jcore.ClosedJaxpr):
             jaxpr = jaxpr.jaxpr
         for c in jaxpr.constvars:
@@ -100,6 +155,8 @@ class Walker:
             raise PlanError("internal tracing error: a nested jaxpr has a different arity.")
         for inner, outer in zip(jaxpr.invars, invars_outer, strict=True):
             self.bind(inner, outer)
+        if loop:
+            self.mix_tags(jaxpr.invars, invars_outer)
         for eqn in jaxpr.eqns:
             self.equation(eqn)
         return list(jaxpr.outvars)
@@ -114,6 +171,9 @@ class Walker:
         name = eqn.primitive.name
         where = f"{name} at {_source(eqn) or self.context or 'unknown source'}"
         self.rule_for(eqn)(self, eqn, where)
+        tags = frozenset().union(*(self.depends(v) for v in eqn.invars))
+        for out in eqn.outvars:
+            self.tags[out] = self.tags.get(out, frozenset()) | tags
 
     def origins(self, v) -> list:
         """`[(per axis of v: the tuple of leaf axes it holds, leaf), ...]`: the parameter leaves

@@ -62,9 +62,9 @@ def while_loop(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
     p = eqn.params
     nc, nb = p["cond_nconsts"], p["body_nconsts"]
     consts_b, carry = list(eqn.invars[nc : nc + nb]), list(eqn.invars[nc + nb :])
-    outs = w.walk(p["body_jaxpr"], consts_b + carry)
+    outs = w.walk(p["body_jaxpr"], consts_b + carry, loop=True)
     _tie_all(w, carry, outs, where)
-    w.walk(p["cond_jaxpr"], list(eqn.invars[:nc]) + carry)
+    w.walk(p["cond_jaxpr"], list(eqn.invars[:nc]) + carry, loop=True)
     for out, v in zip(eqn.outvars, carry, strict=True):
         w.bind(out, v)
 
@@ -90,6 +90,7 @@ def scan(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
             w.fresh(c)
     for inner, outer in zip(jaxpr.invars[: n_consts + n_carry], body, strict=False):
         w.bind(inner, outer)
+    w.mix_tags(jaxpr.invars, eqn.invars)
     for e in jaxpr.eqns:
         w.equation(e)
     outs = list(jaxpr.outvars)

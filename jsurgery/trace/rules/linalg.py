@@ -11,7 +11,7 @@ from jax.extend import core as jcore
 
 from jsurgery.graph.unit_graph import READ, WINDOW
 from jsurgery.trace.registry import register
-from jsurgery.trace.walker import Walker
+from jsurgery.trace.walker import PARAM, Walker
 
 
 @register("dot_general")
@@ -27,17 +27,27 @@ def dot_general(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
         w.set_role(lhs, a, READ)
         w.set_role(rhs, b, READ)
         if not weighted:
-            w.g.mark_cross(
-                ln[a],
-                "dot_general of two activations (attention logits q.k sum "
-                "over head_dim, and their 1/sqrt(head_dim) scale moves with it)",
-                where,
-            )
+            w.g.mark_cross(ln[a], _unweighted(w, lhs, rhs), where)
     for a, b in zip(lb, rb, strict=True):
         w.g.tie(ln[a], rn[b], where)
     lfree = [a for a in range(len(ln)) if a not in lc and a not in lb]
     rfree = [b for b in range(len(rn)) if b not in rc and b not in rb]
     w.nodes[eqn.outvars[0]] = [ln[a] for a in lb] + [ln[a] for a in lfree] + [rn[b] for b in rfree]
+
+
+def _unweighted(w: Walker, lhs, rhs) -> str:
+    """What a contraction that reads no parameter as is sums over: a kernel computed from
+    parameters (an operand that depends on parameters and on no input), or two activations."""
+    if any(w.depends(v) == {PARAM} for v in (lhs, rhs)):
+        return (
+            "dot_general with a kernel computed from parameters by operations the planner "
+            "cannot follow as a read of the parameter (only scaling by a constant and sums of "
+            "parameters of one shape are), so the rows copies share are not divided"
+        )
+    return (
+        "dot_general of two activations (attention logits q.k sum over head_dim, and their "
+        "1/sqrt(head_dim) scale moves with it)"
+    )
 
 
 @register("conv_general_dilated")

@@ -36,6 +36,7 @@ def reshape(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
     ):
         _expand_or_squeeze(w, v, out, ins, nodes, n, where)
         return
+    w.carry_values(out, v)
     ai = [k for k in range(len(a)) if a[k] != 1]
     bi = [k for k in range(len(b)) if b[k] != 1]
     source: list = [[] for _ in b]
@@ -64,6 +65,9 @@ def _expand_or_squeeze(w: Walker, v, out, ins: list, nodes: list, n: int, where:
     for k in range(n):
         w.g.tie(ins[da + k], nodes[db + k], where)
     w.view(out, v, [[]] * db + [[da + k] for k in range(n)])
+    w.carry_values(out, v)
+    if v in w.iotas and w.iotas[v] >= da:
+        w.iotas[out] = w.iotas[v] - da + db
 
 
 def _group(w: Walker, ins: list, outs: list, where: str, eqn: jcore.JaxprEqn) -> None:
@@ -88,6 +92,7 @@ def squeeze(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
     keep = [a for a in range(len(shape(v))) if a not in dims]
     w.nodes[out] = [w.of(v)[a] for a in keep]
     w.view(out, v, [[a] for a in keep])
+    w.carry_values(out, v)
 
 
 @register("broadcast_in_dim")
@@ -102,8 +107,9 @@ def broadcast_in_dim(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
             nodes[d] = w.of(v)[a]
             source[d] = [a]
     w.view(out, v, source)
-    if not isinstance(v, jcore.Literal) and v in w.values:
-        w.values[out] = w.values[v]
+    w.carry_values(out, v)
+    if not isinstance(v, jcore.Literal) and v in w.iotas and source[dims[w.iotas[v]]]:
+        w.iotas[out] = dims[w.iotas[v]]
 
 
 @register("transpose")
@@ -113,6 +119,7 @@ def transpose(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
     perm = eqn.params["permutation"]
     w.nodes[out] = [w.of(v)[p] for p in perm]
     w.view(out, v, [[p] for p in perm])
+    w.carry_values(out, v)
 
 
 @register("concatenate")
@@ -126,6 +133,9 @@ def concatenate(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
             if a != d:
                 w.g.tie(n, out[a], where)
     w.g.define(out[d], "concat", [w.of(v)[d] for v in eqn.invars], where)
+    carried = {w.values.get(v) for v in eqn.invars if not isinstance(v, jcore.Literal)}
+    if len(carried) == 1 and None not in carried:
+        w.carry_values(eqn.outvars[0], eqn.invars[0])
 
 
 @register("split")
@@ -165,6 +175,7 @@ def slice_(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
         )
         w.g.define(n, "concat", parts, where)
     w.nodes[out] = nodes
+    w.carry_values(out, v)
 
 
 def _same_or_opaque(w: Walker, eqn: jcore.JaxprEqn, where: str, full: Callable) -> None:
@@ -181,17 +192,42 @@ def _same_or_opaque(w: Walker, eqn: jcore.JaxprEqn, where: str, full: Callable) 
 
 @register("pad")
 def pad(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
-    """Axes without padding keep their nodes; padded ones are opaque."""
-    cfg = eqn.params["padding_config"]
-    _same_or_opaque(w, eqn, where, lambda a: tuple(cfg[a]) == (0, 0, 0))
+    """Axes without padding keep their nodes; padded ones are opaque. Token IDs padded with a
+    constant (lm1b's `shift_right`) stay token IDs, the constant recorded among the input's
+    values (`Graph.value_constants`: it must name the same token on both sides)."""
+    cfg = [tuple(c) for c in eqn.params["padding_config"]]
+    (v, fill), (out,) = eqn.invars, eqn.outvars
+    value = w.constant(fill)
+    if value is None or isinstance(v, jcore.Literal) or v not in w.values:
+        _same_or_opaque(w, eqn, where, lambda a: cfg[a] == (0, 0, 0))
+        return
+    nodes = w.fresh(out)
+    for a, (lo, hi, _) in enumerate(cfg):
+        if cfg[a] == (0, 0, 0):
+            w.g.tie(w.of(v)[a], nodes[a], where)
+        elif _grows(cfg[a]):
+            ends = [w.g.node(lo)] * bool(lo), [w.g.node(hi)] * bool(hi)
+            w.g.define(nodes[a], "concat", [*ends[0], w.of(v)[a], *ends[1]], where)
+        else:
+            w.g.mark_opaque(w.of(v)[a], "pad", where)
+            w.g.mark_opaque(nodes[a], "pad", where)
+    w.carry_values(out, v)
+    w.g.value_constants.setdefault(w.values[v], []).append((int(value), where))
+
+
+def _grows(config: tuple) -> bool:
+    """Whether a pad's `(low, high, interior)` only adds entries at the ends."""
+    return config[0] >= 0 and config[1] >= 0 and config[2] == 0
 
 
 @register("dynamic_slice")
 def dynamic_slice(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
-    """Axes taken whole keep their nodes; cut ones are opaque."""
+    """Axes taken whole keep their nodes; cut ones are opaque. A cut of token IDs holds token
+    IDs."""
     v = eqn.invars[0]
     sizes = eqn.params["slice_sizes"]
     _same_or_opaque(w, eqn, where, lambda a: sizes[a] == shape(v)[a])
+    w.carry_values(eqn.outvars[0], v)
 
 
 @register("reduce_window_max", "reduce_window_min", "reduce_window_sum", "reduce_window")
