@@ -103,9 +103,20 @@ def verify(plan: Plan, old: Network, new: Network) -> tuple[tuple, str]:
     for p, (_, worst, _) in zip(promises, measured, strict=True):
         if p.broken:
             raise PlanError(_broken(plan, p, worst))
-    largest = max((d for d, _, _ in measured if d is not None), default=0.0)
-    text = f"verified on {len(draws)} random old inputs (largest difference {largest:.3g})"
-    return promises, text
+    return promises, _summary(promises, len(draws))
+
+
+def _summary(promises: tuple, draws: int) -> str:
+    """What verification found, in one line: the promises kept, and how far the units without
+    an exact promise moved."""
+    kept = [p.measured for p in promises if p.kind in ("exact", "start") and p.measured is not None]
+    loose = [p.measured for p in promises if p.kind in ("first order", "nothing") and p.measured]
+    text = f"verified on {draws} random old inputs: every promise kept"
+    if kept:
+        text += f" (largest difference {max(kept):.3g})"
+    if loose:
+        text += f"; old units without an exact promise move by up to {max(loose):.3g}"
+    return text
 
 
 def random_inputs(plan: Plan, example: tuple, draws: int = DRAWS) -> list[tuple]:
