@@ -145,3 +145,19 @@ def test_transplant_state_with_dataclass_params_keeps_the_old_outputs():
     assert int(state.step) == 1
     y_old = surgery.old.apply(old_state.params, *built.x_old)
     judge(EXACT, plan, distance(y_old, built.new_outputs(state.params), {}))
+
+
+# ----------------------------------------------------------------------------------------------
+# What the warnings say
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue 21: a LayerNorm warning names flax's normalization.py internals"
+)
+def test_layernorm_warning_names_the_users_layer_not_flax_internals():
+    plan = build(BY_ID["pqn/widened-under-layernorm"]).plan()
+    assert plan.warnings
+    for warning in plan.warnings:
+        assert "LayerNorm" in warning or "Dense" in warning, warning
+        assert "site-packages" not in warning and "_compute_stats" not in warning, warning
