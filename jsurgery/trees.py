@@ -164,7 +164,7 @@ def flatten(tree, arg: str, any_pytree: bool = False) -> FlatTree:
     elif is_eqx_module(tree):
         kind, tree = "eqx_module", eqx_partition(tree)[0]
     elif _is_nnx_state(tree):
-        kind = "nnx_state"
+        kind, tree = "nnx_state", _surgery_part(tree)[0]
     elif isinstance(tree, Mapping):
         kind = "variables" if isinstance(tree.get("params"), Mapping) else "params"
     elif any_pytree:
@@ -203,9 +203,23 @@ def flatten(tree, arg: str, any_pytree: bool = False) -> FlatTree:
     return FlatTree(kind, ordered, kind == "variables", creation)
 
 
+def _surgery_part(state) -> tuple:
+    """An nnx.State split into what surgery moves (params, batch statistics: what a module
+    gives the planner) and the rest (RNG keys and counts, kept from the new template)."""
+    from flax import nnx
+
+    return state.split((nnx.Param, nnx.BatchStat), ...)
+
+
 def rebuild(template, leaves: dict):
     """A tree of the template's kind with the given leaves (`{path: array}`); the template's
-    Python numbers (`is_static`) stay as they are unless given."""
+    Python numbers (`is_static`) stay as they are unless given, and so do an nnx.State's RNG
+    keys and counts."""
+    if _is_nnx_state(template):
+        from flax import nnx
+
+        moved, rest = _surgery_part(template)
+        return nnx.merge_state(_rebuild_pytree(moved, leaves), rest)
     if is_nnx_module(template):
         from flax import nnx
 

@@ -253,11 +253,6 @@ IDENTITY_BEFORE_AN_ACTIVATION = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 21: an identity Dense inserted before an activation that is not the identity "
-    "on its inputs (relu on signed values, tanh, gelu, silu) is reported exact",
-)
 @pytest.mark.parametrize("case", list(IDENTITY_BEFORE_AN_ACTIVATION))
 def test_identity_inserted_before_an_activation_warns_or_is_exact(case):
     check_preserving_promise(*IDENTITY_BEFORE_AN_ACTIVATION[case], seed=0)

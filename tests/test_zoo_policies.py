@@ -89,14 +89,7 @@ def _nnx_outputs(model, state, x, train: bool):
     return np.asarray(copy(x))
 
 
-RNG_KEYS = "issue 21: transplant of an nnx.State holding Dropout's RNG key fails with a TypeError"
-
-
-@pytest.mark.parametrize(
-    "as_module",
-    [True, pytest.param(False, marks=pytest.mark.xfail(strict=True, reason=RNG_KEYS))],
-    ids=["module", "state"],
-)
+@pytest.mark.parametrize("as_module", [True, False], ids=["module", "state"])
 @pytest.mark.parametrize("change", list(NNX_CHANGES))
 def test_nnx_train_mode_surgery_is_exact(change, as_module):
     old_shape, new_shape, kw = NNX_CHANGES[change]
@@ -122,7 +115,6 @@ def test_nnx_train_mode_surgery_is_exact(change, as_module):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21: dataclass params in transplant_state")
 def test_transplant_state_with_dataclass_params_keeps_the_old_outputs():
     surgery = BY_ID["dataclass-params/widened"]
     built = build(surgery)
