@@ -15,9 +15,101 @@ from surgery_models import apply_fn, rand, randomise_biases
 
 import jsurgery
 
+ACTIVATIONS = {"tanh": nn.tanh, "gelu": nn.gelu, "relu": nn.relu}
+
+
+class ActorTorso(nn.Module):
+    """purejaxrl's actor: Dense -> activation per hidden layer, then the logits."""
+
+    hidden: int
+    activation: str
+    out: int = 3
+
+    @nn.compact
+    def __call__(self, x):
+        for i in range(self.hidden):
+            x = ACTIVATIONS[self.activation](nn.Dense(8, name=f"hidden_{i}")(x))
+        return nn.Dense(self.out, name="logits")(x)
+
+
+def _inserted_plan(activation: str, traced: bool):
+    """A third hidden layer inserted into a two-layer torso under PRESERVING: the old and new
+    models, the old variables, the plan and the transplanted new variables."""
+    old_m, new_m = ActorTorso(2, activation), ActorTorso(3, activation)
+    x = jnp.ones((1, 4))
+    old = randomise_biases(_init(old_m, 0), 1)
+    template = _init(new_m, 2)
+    traced_args = dict(apply=(old_m.apply, new_m.apply), example=((x,), (x,)))
+    plan = jsurgery.make_plan(
+        old, template, **(traced_args if traced else {}), **jsurgery.PRESERVING
+    )
+    return old_m, new_m, old, plan, jsurgery.transplant(old, template, plan)
+
 
 def _init(model, seed: int):
     return jax.jit(model.init)(jax.random.key(seed), jnp.ones((1, 4)))
+
+
+def _moved(old_m, new_m, old, new) -> float:
+    """The largest change of the outputs on random inputs of either sign."""
+    x = 2.0 * rand((64, 4), 7)
+    return float(np.abs(apply_fn(old_m)(old, x) - apply_fn(new_m)(new, x)).max())
+
+
+def _about_inserted(plan) -> list:
+    return [w for w in plan.warnings if "hidden_2" in w]
+
+
+@pytest.mark.parametrize("activation", ["tanh", "gelu"])
+def test_identity_layer_before_a_non_idempotent_activation_is_warned_with_its_name(activation):
+    old_m, new_m, old, plan, new = _inserted_plan(activation, traced=True)
+    assert _moved(old_m, new_m, old, new) > 1e-2  # tanh(tanh(h)) != tanh(h): the warning is true
+    (warning,) = _about_inserted(plan)
+    assert "hidden_2/kernel" in warning and activation in warning
+    assert "not exact" in warning
+    assert "residual" in warning and "zero_fanout" in warning
+
+
+def test_identity_layer_before_relu_is_exact_and_not_warned():
+    old_m, new_m, old, plan, new = _inserted_plan("relu", traced=True)
+    assert _moved(old_m, new_m, old, new) < 1e-5
+    assert _about_inserted(plan) == []
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_params_only_identity_layer_says_it_is_exact_only_before_an_idempotent_activation(
+    activation,
+):
+    _, _, _, plan, _ = _inserted_plan(activation, traced=False)
+    (warning,) = _about_inserted(plan)
+    assert "hidden_2/kernel" in warning and "idempotent" in warning and "relu" in warning
+    assert "linear" in warning and "apply=" in warning
+
+
+def test_identity_conv_and_linear_layers_stay_unwarned():
+    """A Dirac conv before a ReLU and a Dense layer before the (linear) output are exact."""
+
+    class Stack(nn.Module):
+        convs: int
+
+        @nn.compact
+        def __call__(self, x):
+            for i in range(self.convs):
+                x = nn.relu(nn.Conv(4, (3, 3), name=f"conv_{i}")(x))
+            x = nn.Dense(5, name="last")(x.reshape(x.shape[0], -1))
+            return x
+
+    old_m, new_m = Stack(1), Stack(2)
+    x = jnp.ones((1, 3, 3, 2))
+    old = randomise_biases(jax.jit(old_m.init)(jax.random.key(0), x), 1)
+    template = jax.jit(new_m.init)(jax.random.key(2), x)
+    plan = jsurgery.make_plan(
+        old, template, apply=(old_m.apply, new_m.apply), example=((x,), (x,)), **jsurgery.PRESERVING
+    )
+    new = jsurgery.transplant(old, template, plan)
+    xs = rand((16, 3, 3, 2), 3)
+    np.testing.assert_allclose(apply_fn(new_m)(new, xs), apply_fn(old_m)(old, xs), atol=1e-5)
+    assert [w for w in plan.warnings if "conv_1" in w] == []
 
 
 # Tied input and output embeddings.

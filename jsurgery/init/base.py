@@ -113,6 +113,8 @@ class NewLeaf:
         label: the leaf, for messages.
         warnings: the plan's warnings.
         unit_ids: `unit_ids(axis)`, the IDs of the units along a unit axis.
+        applied: what the layer's output goes through before the next layer reads it (its
+            activation), as `jsurgery.graph.follows.Applied` records.
     """
 
     path: tuple
@@ -123,6 +125,7 @@ class NewLeaf:
     label: str
     warnings: list
     unit_ids: Callable[[int], tuple]
+    applied: tuple = ()
 
     def axes(self, role) -> list[int]:
         """The axes with `role` (`READ`, `WRITE` or `WINDOW`)."""

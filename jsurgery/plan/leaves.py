@@ -270,6 +270,7 @@ def new_leaf(
         f"new leaf {trees.path_str(path)!r}",
         units.warnings,
         lambda axis: units.new_ids(roots[axis]),
+        tuple(g.applied.get(ni, ())),
     )
     return leaf.template() if rule is None else rule.leaf_plan(leaf)
 

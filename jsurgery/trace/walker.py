@@ -15,6 +15,7 @@ from jax.extend import core as jcore
 
 from jsurgery.errors import PlanError
 from jsurgery.graph.unit_graph import READ, Graph, Role
+from jsurgery.trace.layer_outputs import LayerOutputs
 
 
 def shape(v) -> tuple:
@@ -51,6 +52,7 @@ class Walker:
         self.nodes: dict = {}
         self.origin: dict = {}
         self.values: dict = {}
+        self.layer_outputs = LayerOutputs(graph)
         self.step = 0
         self.context = ""  # the source line of the call a nested jaxpr came from
 
@@ -71,6 +73,7 @@ class Walker:
     def bind(self, inner, outer) -> None:
         """Binds an inner jaxpr variable to an outer one (same nodes, origin and values)."""
         self.nodes[inner] = self.of(outer)
+        self.layer_outputs.bind(inner, outer)
         for table in (self.origin, self.values):
             if not isinstance(outer, jcore.Literal) and outer in table:
                 table[inner] = table[outer]
@@ -105,7 +108,8 @@ class Walker:
         return list(jaxpr.outvars)
 
     def equation(self, eqn: jcore.JaxprEqn) -> None:
-        """Records the first use of the leaves the equation reads, then applies its rule."""
+        """Records the first use of the leaves the equation reads, applies its rule, then
+        records what it applies to a layer's output (`LayerOutputs`)."""
         self.step += 1
         for v in eqn.invars:
             for _, leaf in self.origins(v):
@@ -114,6 +118,7 @@ class Walker:
         name = eqn.primitive.name
         where = f"{name} at {_source(eqn) or self.context or 'unknown source'}"
         self.rule_for(eqn)(self, eqn, where)
+        self.layer_outputs.step(self.origins, eqn, where)
 
     def origins(self, v) -> list:
         """`[(per axis of v: the tuple of leaf axes it holds, leaf), ...]`: the parameter leaves
