@@ -198,6 +198,8 @@ def check_preserving_promise(old_spec, new_spec, inputs, outputs, seed, log=prin
         )
     except jsurgery.PlanError as error:
         log(f"refused: {error}")
+        caught_late = "reported success while wrong" in str(error)
+        assert not caught_late, f"caught only by verification: {error}"
         return "refused"
     out = jsurgery.transplant(old, new, plan)
     y_old = numpy_forward(old_spec, old, x)
@@ -206,6 +208,8 @@ def check_preserving_promise(old_spec, new_spec, inputs, outputs, seed, log=prin
     log(f"moved {moved:.3g}; warnings: {plan.warnings}")
     if not plan.warnings:
         assert moved <= EXACT_TOL, f"no warning, and the old outputs moved by {moved:.3g}"
+    if {p.kind for p in plan.promises if not p.new} == {"exact"}:
+        assert moved <= EXACT_TOL, f"promised exact, and the old outputs moved by {moved:.3g}"
     return ("warned" if plan.warnings else "silent") + (
         ", exact" if moved <= EXACT_TOL else ", moved"
     )

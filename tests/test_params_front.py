@@ -53,9 +53,18 @@ def _variables(case):
 
 def reasons(warnings) -> list:
     """Each warning with the operations and source lines it cites left out: the leaf or layer
-    it is about and what it says."""
+    it is about and what it says. Warnings about an identity start are compared on their own
+    (`identity_starts`): the params-only path does not know the activation."""
     cited = re.compile(r"^(.*?: ).*? (mixes the units .*)$")
-    return sorted(cited.sub(r"\1\2", w) for w in warnings)
+    return sorted(cited.sub(r"\1\2", w) for w in warnings if IDENTITY_START not in w)
+
+
+IDENTITY_START = "its identity start"
+
+
+def identity_starts(warnings) -> set:
+    """The leaves whose identity start a plan warns about."""
+    return {w.split(":")[0] for w in warnings if IDENTITY_START in w}
 
 
 @pytest.mark.parametrize("case", ALL, ids=[c[0] for c in ALL])
@@ -72,6 +81,8 @@ def test_params_only_and_traced_plans_agree(case):
     )
     assert from_params.layer_map == traced.layer_map
     assert reasons(from_params.warnings) == reasons(traced.warnings)
+    # the params-only path warns wherever an identity start is not known to be exact
+    assert identity_starts(traced.warnings) <= identity_starts(from_params.warnings)
     a = jax.tree.leaves(jsurgery.transplant(old, new, from_params))
     b = jax.tree.leaves(jsurgery.transplant(old, new, traced))
     for x, y in zip(a, b, strict=True):

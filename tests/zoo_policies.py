@@ -491,7 +491,6 @@ def distance(y_old, y_new, outputs: dict) -> float:
 def _cases_mlp_like() -> list[Surgery]:
     f2, f4 = Arg((2,)), Arg((4,))
     two_obs = {0: (["x", "theta"], OBS)}
-    tanh = "issue 21: tanh identity (an identity Dense inserted before tanh is reported exact)"
     ac_layers = {f"Dense_{n}": f"Dense_{o}" for n, o in [(0, 0), (2, 1), (3, 2), (4, 3), (5, 4)]}
     ac_layers["Dense_6"] = "Dense_5"
     pqn_layers = {"LayerNorm_0": "LayerNorm_0", "LayerNorm_2": "LayerNorm_1"}
@@ -514,12 +513,11 @@ def _cases_mlp_like() -> list[Surgery]:
                 outputs={0: (A2, A3)}),
         Surgery("ppo-tanh/widened", PureActorCritic(), PureActorCritic(2, (9, 7), 8), (f4,), EXACT),
         Surgery("ppo-tanh/identity-inserted-before-tanh", PureActorCritic(),
-                PureActorCritic(actor=(6, 6, 6)), (f4,), WARNED, layers=ac_layers, xfail=tanh),
+                PureActorCritic(actor=(6, 6, 6)), (f4,), WARNED, layers=ac_layers),
         Surgery("gelu-mlp/inputs-added", GeluMLP(), GeluMLP(), (f2,), EXACT, inputs=two_obs),
         Surgery("gelu-mlp/widened", GeluMLP(), GeluMLP(hidden=(9, 7)), (f4,), EXACT),
         Surgery("gelu-mlp/identity-inserted-before-gelu", GeluMLP(hidden=(6, 4)),
-                GeluMLP(hidden=(6, 6, 4)), (f4,), WARNED,
-                xfail="issue 21: an identity inserted before gelu is reported exact"),
+                GeluMLP(hidden=(6, 6, 4)), (f4,), WARNED),
         Surgery("c51/inputs-added", C51(), C51(), (f2,), EXACT, inputs=two_obs),
         Surgery("c51/widened", C51(), C51(hidden=9), (f4,), EXACT),
         Surgery("c51/actions-added", C51(2), C51(3), (f4,), EXACT, outputs={0: (A2, A3)},
@@ -571,8 +569,7 @@ def _cases_sequences() -> list[Surgery]:
         Surgery("transformer/vocab-added", tp_tok, TransformerPolicy(vocab=len(TOKENS_NEW)),
                 (tokens,), EXACT, inputs=vocab),
         Surgery("tied-embed/vocab-added", TiedLM(), TiedLM(len(TOKENS_NEW)), (tokens,), EXACT,
-                inputs=vocab, outputs={0: (TOKENS_OLD, TOKENS_NEW)},
-                xfail="issue 21: tied embeddings (a new token's start through the tied row)"),
+                inputs=vocab, outputs={0: (TOKENS_OLD, TOKENS_NEW)}),
         Surgery("tied-embed/mlp-widened", TiedLM(), TiedLM(mlp=11), (tokens,), EXACT),
         Surgery("tied-embed/width-widened", TiedLM(), TiedLM(width=9), (tokens,), WARNED,
                 xfail="issue 21: tied embeddings (a widened embedding is reported exact)"),

@@ -65,6 +65,9 @@ class Graph:
             its outputs, a recurrent cell's step), or None.
         carried: the nodes of the carry's axes, once tied across the step
             (`jsurgery.graph.carry.tie_carry`).
+        applied: `{leaf: [Applied]}`, per parameter leaf of a layer (a kernel contracted, a bias
+            added), the operations applied to the layer's output before the next layer reads it
+            (`jsurgery.graph.follows`).
         split: nodes made by a reshape that splits one axis into several (GroupNorm's groups and
             group width, heads and head width), as opposed to axes merged by a flatten.
     """
@@ -88,6 +91,7 @@ class Graph:
     carry: object = None
     carried: list = field(default_factory=list)
     split: set = field(default_factory=set)
+    applied: dict = field(default_factory=dict)
 
     @property
     def carry_leaves(self) -> int:

@@ -114,6 +114,10 @@ class NewLeaf:
         label: the leaf, for messages.
         warnings: the plan's warnings.
         unit_ids: `unit_ids(axis)`, the IDs of the units along a unit axis.
+        applied: what the layer's output goes through before the next layer reads it (its
+            activation), as `jsurgery.graph.follows.Applied` records.
+        applied_before: what its input went through after the layer that wrote it (that
+            layer's activation), or None where no layer wrote it (the network's inputs).
     """
 
     path: tuple
@@ -124,6 +128,8 @@ class NewLeaf:
     label: str
     warnings: list
     unit_ids: Callable[[int], tuple]
+    applied: tuple = ()
+    applied_before: tuple | None = None
 
     def axes(self, role) -> list[int]:
         """The axes with `role` (`READ`, `WRITE` or `WINDOW`)."""

@@ -7,9 +7,71 @@ from dataclasses import dataclass
 import numpy as np
 
 from jsurgery.errors import PlanError
+from jsurgery.graph.follows import describe, idempotent, is_stand_in, known_to_move
 from jsurgery.graph.unit_graph import READ, WINDOW, WRITE
 from jsurgery.init.base import LayerRule, NewLeaf
 from jsurgery.plan.data import LeafPlan
+
+#: What keeps the old function where an identity start does not.
+EXACT_INSTEAD = (
+    "Exact instead: a zero residual branch (an inserted layer whose output is added to the "
+    "stream, x + layer(x), its last layer starting at zero), or growing width with "
+    "new_hidden='zero_fanout' rather than inserting depth."
+)
+
+
+def activation_warning(leaf: NewLeaf) -> str | None:
+    """Why an identity kernel is not known to be exact: the layer's output goes through `f`
+    where the old network had its input `x`, itself the output of `f` one layer earlier, so
+    the start is exact only where `f(f(x)) == f(x)` (no activation, relu, a clip)."""
+    if is_stand_in(leaf.applied):
+        return (
+            f"{leaf.label}: its identity start is exact only if the activation after it is "
+            "idempotent (relu: relu(relu(x)) == relu(x)) or the layer is linear; the parameters "
+            "alone do not say which activation the network uses, and before tanh, GELU, SiLU, "
+            "sigmoid or ELU the old outputs move. Pass apply= and example= to have it checked. "
+            + EXACT_INSTEAD
+        )
+    if idempotent(leaf.applied):
+        return _input_warning(leaf)
+    name = describe(leaf.applied)
+    if known_to_move(leaf.applied):
+        why = "which applied twice is not applied once (f(f(x)) != f(x)), so the old outputs move"
+        head = "is not exact"
+    else:
+        why = "which the planner cannot tell to be idempotent (f(f(x)) == f(x))"
+        head = "is not known to be exact"
+    return (
+        f"{leaf.label}: its identity start {head}: the layer's output goes through {name}, "
+        f"{why}; an identity start is exact before relu, a clip or no activation (check_"
+        "preservation tells). " + EXACT_INSTEAD
+    )
+
+
+def _input_warning(leaf: NewLeaf) -> str | None:
+    """With an idempotent activation `f` after the layer, the start is exact only where its
+    inputs are already outputs of `f` (relu after relu): not where they come from another
+    activation (relu after tanh or a norm) or from the network's inputs."""
+    after = _signature(leaf.applied)
+    if not after or (leaf.applied_before is not None and _signature(leaf.applied_before) == after):
+        return None
+    source = (
+        "the network's inputs"
+        if leaf.applied_before is None
+        else "the previous layer, without activation"
+        if not leaf.applied_before
+        else f"the previous layer through {describe(leaf.applied_before)}"
+    )
+    return (
+        f"{leaf.label}: its identity start is not known to be exact: the layer's output goes "
+        f"through {describe(leaf.applied)}, which keeps only the values it would produce "
+        f"itself, and the layer's inputs come from {source}, which may lie outside them, so the "
+        "old outputs may move. " + EXACT_INSTEAD
+    )
+
+
+def _signature(applied) -> tuple:
+    return tuple((a.op, a.constant) for a in applied if not a.call)
 
 
 def _zeros(leaf: NewLeaf, note: str) -> LeafPlan:
@@ -20,9 +82,11 @@ def _zeros(leaf: NewLeaf, note: str) -> LeafPlan:
 class Identity(LayerRule):
     """Inserted layers: a Dense kernel is the identity on the units it passes through, a Conv
     kernel a centred Dirac (odd windows), a bias zero. Exact for ReLU networks (inputs to the
-    inserted layer are non-negative) with 'SAME' padding for convolutions. A layer that writes
-    into an old space it does not read (the last layer of a new residual branch) starts at zero,
-    exact when its output is added there; the plan warns.
+    inserted layer are non-negative) with 'SAME' padding for convolutions, and for a layer
+    without activation; before an activation that is not idempotent (tanh, GELU, SiLU) the plan
+    warns, naming it (`activation_warning`). A layer that writes into an old space it does not
+    read (the last layer of a new residual branch) starts at zero, exact when its output is
+    added there; the plan warns.
 
     `corner`: the Dirac one in the top-right window corner, as in the original work; it shifts
     feature maps by a pixel and is offered only for comparison.
@@ -67,6 +131,9 @@ class Identity(LayerRule):
                 f"{leaf.label}: identity init of a {shape[r]} -> {shape[w]} layer is not an "
                 "exact identity."
             )
+        warning = activation_warning(leaf)
+        if warning:
+            leaf.warnings.append(warning)
         if self.corner:
             leaf.warnings.append(
                 f"{leaf.label}: the corner Dirac kernel shifts feature maps by a pixel; it is "

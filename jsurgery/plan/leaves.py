@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from jsurgery import ids, trees
 from jsurgery.errors import PlanError
 from jsurgery.graph import factors
-from jsurgery.graph.unit_graph import READ, WINDOW
+from jsurgery.graph.unit_graph import READ, WINDOW, WRITE
 from jsurgery.init import CARRIED, HIDDEN, INPUT, OUTPUT, LayerRule, NewLeaf, NewUnits, Rules
 from jsurgery.plan.data import AxisMap, LeafPlan, SpaceMap, combine, identity_map, summary, unit_ids
+from jsurgery.plan.promise import NewUnitsNote
 
 
 class UnitMaps:
@@ -66,8 +69,51 @@ class UnitMaps:
                 "no `outputs` IDs or `new_outputs` start yet: keep this axis, or give the layer "
                 "layers={...: None}."
             )
+        self._lower_without_bias(root, sm, label)
         self.maps[root], self.labels[root] = sm, label
         return sm
+
+    def _lower_without_bias(self, root: int, sm: SpaceMap, label: str) -> None:
+        """A pessimistic start lowers new outputs by the margin through the bias that writes
+        them. Where no bias writes the outputs (a tied embedding's table read by `attend`, a
+        layer without a bias) the margin cannot be applied: the new outputs start at the old
+        outputs' mean, exactly, and the plan says so."""
+        if sm.offset is None or self._has_bias(root):
+            return
+        new_ids = self.new_ids(root)
+        started = [new_ids[p] for p in np.flatnonzero(sm.offset)]
+        margin = -float(sm.offset[np.flatnonzero(sm.offset)[0]])
+        sm.offset, sm.how = None, "mean"
+        which = f"output {started[0]!r}" if len(started) == 1 else f"outputs {started}"
+        self.warnings.append(
+            NewUnitsNote(
+                f"{label}: {which}: a pessimistic start lowers a new output by the margin "
+                f"({margin:g}) through a bias, and no bias writes these outputs (a tied embedding "
+                "read by `attend`, or an output layer without a bias), so the margin cannot be "
+                "applied; the new output starts at the mean of the old outputs instead (exactly, "
+                "never above the largest). Pass new_outputs='mean' for that start without this "
+                "warning, a per-ID copy {new_id: old_id}, or give the output layer a bias."
+            )
+        )
+
+    def _has_bias(self, root: int) -> bool:
+        """Whether a used one-axis leaf is added into the space `root` (a bias)."""
+        g = self.new.graph
+        return any(
+            i in g.additive and g.first_use[i] is not None and g.find(axes[0]) == root
+            for i, axes in enumerate(g.leaf_axes)
+            if len(axes) == 1
+        )
+
+    def writer_role(self, node: int, role: str) -> str:
+        """The role an axis is planned with: an embedding's rows looked up by token (READ)
+        that are also the weights of the outputs (the table read by `attend`, tied input and
+        output embeddings) are written as the outputs' rule says, since the old function reads
+        no new token."""
+        g = self.new.graph
+        root = g.find(node)
+        tokens = {g.find(n) for n in g.input_values.values()}
+        return WRITE if role == READ and root in self.outputs and root in tokens else role
 
     def _kind(self, root: int) -> str:
         if root in self.carried:
@@ -187,6 +233,7 @@ def matched_leaf(
                     "cannot be resized."
                 )
             continue
+        role = units.writer_role(node, role)
         am = units.axis_map(node, role, axis, len(shape) >= 2, label, weight)
         root = units.new.root(node)
         how = units.how(root)
@@ -227,8 +274,26 @@ def new_leaf(
         f"new leaf {trees.path_str(path)!r}",
         units.warnings,
         lambda axis: units.new_ids(roots[axis]),
+        tuple(g.applied.get(ni, ())),
+        _applied_before(units, ni, roots),
     )
     return leaf.template() if rule is None else rule.leaf_plan(leaf)
+
+
+def _applied_before(units: UnitMaps, ni: int, roots: list) -> tuple | None:
+    """What leaf `ni`'s input went through after the layer that wrote it (another layer's
+    `Graph.applied`), or None when no layer writes the space it reads."""
+    g = units.new.graph
+    reads = {roots[a] for a, role in enumerate(g.leaf_roles[ni]) if role == READ}
+    for leaf, ops in g.applied.items():
+        writes = {
+            units.new.root(n)
+            for n, role in zip(g.leaf_axes[leaf], g.leaf_roles[leaf], strict=True)
+            if role == WRITE
+        }
+        if leaf != ni and writes & reads:
+            return tuple(ops)
+    return None
 
 
 def unused_leaf(path, opath, old_index: int, shape, old_shape) -> LeafPlan:

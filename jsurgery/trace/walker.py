@@ -18,6 +18,7 @@ from jax.extend import core as jcore
 
 from jsurgery.errors import PlanError
 from jsurgery.graph.unit_graph import READ, Graph, Role
+from jsurgery.trace.layer_outputs import LayerOutputs
 
 #: The tags of what a variable is computed from (`Walker.tags`).
 PARAM, INPUT = "param", "input"
@@ -64,6 +65,7 @@ class Walker:
         self.constants: dict = {}
         self.iotas: dict = {}
         self.shifted: dict = {}
+        self.layer_outputs = LayerOutputs(graph)
         self.step = 0
         self.context = ""  # the source line of the call a nested jaxpr came from
 
@@ -86,6 +88,7 @@ class Walker:
         constant value and iota axis)."""
         self.nodes[inner] = self.of(outer)
         self.tags[inner] = self.depends(outer)
+        self.layer_outputs.bind(inner, outer)
         if isinstance(outer, jcore.Literal):
             if not getattr(outer.aval, "shape", ()):
                 self.constants[inner] = outer.val
@@ -162,7 +165,8 @@ class Walker:
         return list(jaxpr.outvars)
 
     def equation(self, eqn: jcore.JaxprEqn) -> None:
-        """Records the first use of the leaves the equation reads, then applies its rule."""
+        """Records the first use of the leaves the equation reads, applies its rule, then
+        records what it applies to a layer's output (`LayerOutputs`)."""
         self.step += 1
         for v in eqn.invars:
             for _, leaf in self.origins(v):
@@ -174,6 +178,7 @@ class Walker:
         tags = frozenset().union(*(self.depends(v) for v in eqn.invars))
         for out in eqn.outvars:
             self.tags[out] = self.tags.get(out, frozenset()) | tags
+        self.layer_outputs.step(self.origins, eqn, where)
 
     def origins(self, v) -> list:
         """`[(per axis of v: the tuple of leaf axes it holds, leaf), ...]`: the parameter leaves
