@@ -1,14 +1,19 @@
-"""Refusals name the real cause in the user's terms: the key the user meant, the layer kinds two
-networks differ in, and what settles it."""
+"""Refusals and warnings name the real cause in the user's terms: the key the user meant, the
+layer kinds two networks differ in, the user's layer and source line (never a library's file or
+private function), and what settles it."""
 
 import re
 
+import equinox as eqx
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from surgery_models import CNN, MLP
+from test_attention import EntityAttention, RmsStream
+from test_composite_spaces import Grouped, MaybeGrouped
 from zoo_policies import C51
 
 import jsurgery
@@ -17,6 +22,7 @@ BATCH, STEPS = 3, 16
 OBS4 = ["x", "v", "theta", "omega"]
 OBS6 = ["x", "x_dot", "v", "theta", "omega", "omega_dot"]
 OLD_COLUMNS = [0, 2, 3, 4]  # where OBS4's features sit among OBS6
+LIBRARY_WORDS = ("site-packages", "/flax/", "/jax/", "_compute_stats")
 
 
 def _perturbed(tree, seed):
@@ -150,3 +156,124 @@ def test_carry_true_says_how_to_have_the_carry_found():
     text = str(info.value)
     assert "got True" in text and "leave `carry` out" in text, text
     assert "apply=" in text and "(arg_index, output_index)" in text, text
+
+
+# ----------------------------------------------------------------------------------------------
+# Warnings and refusals made inside a library cite the user's layer and line
+# ----------------------------------------------------------------------------------------------
+
+
+def _traced(old_m, new_m, x, **kw):
+    old, new = old_m.init(jax.random.key(0), x), new_m.init(jax.random.key(1), x)
+    return jsurgery.make_plan(
+        old, new, apply=(old_m.apply, new_m.apply), example=((x,), (x,)), **kw
+    )
+
+
+class GroupedConv(nn.Module):
+    channels: int
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Conv(self.channels, (3,), feature_group_count=2, name="gconv")(x)
+        return nn.Dense(2)(h.reshape(x.shape[0], -1))
+
+
+class NnxNormed(nnx.Module):
+    def __init__(self, hidden, rngs):
+        self.dense = nnx.Linear(3, hidden, rngs=rngs)
+        self.norm = nnx.LayerNorm(hidden, rngs=rngs)
+        self.head = nnx.Linear(hidden, 2, rngs=rngs)
+
+    def __call__(self, x):
+        return self.head(self.norm(self.dense(x)))
+
+
+class EqxNormed(eqx.Module):
+    dense: eqx.nn.Linear
+    norm: eqx.nn.LayerNorm
+    head: eqx.nn.Linear
+
+    def __init__(self, hidden, key):
+        k1, k2 = jax.random.split(key)
+        self.dense = eqx.nn.Linear(3, hidden, key=k1)
+        self.norm = eqx.nn.LayerNorm(hidden)
+        self.head = eqx.nn.Linear(hidden, 2, key=k2)
+
+    def __call__(self, x):
+        return self.head(self.norm(self.dense(x)))
+
+
+X2, XE, XC = jnp.ones((2, 3)), jnp.ones((2, 5, 3)), jnp.ones((2, 5, 4))
+P = jsurgery.PRESERVING
+
+# (id, plan, the words that must cite the user's layer)
+LIBRARY_CASES = [
+    (
+        "layernorm-after-widened-dense",
+        lambda: _traced(MLP((4,), 2, "layer"), MLP((6,), 2, "layer"), X2, **P),
+        ["`LayerNorm_0`", "surgery_models.py"],
+    ),
+    (
+        "params-only-layernorm",
+        lambda: jsurgery.make_plan(
+            _shapes(MLP((4,), 2, "layer"), (1, 3)), _shapes(MLP((6,), 2, "layer"), (1, 3)), **P
+        ),
+        ["a norm layer read from the parameters"],
+    ),
+    ("layernorm-inserted", lambda: _traced(MLP((4,), 2), MLP((4,), 2, "layer"), X2, **P), []),
+    (
+        "groupnorm-group-width",
+        lambda: _traced(Grouped(num_groups=2, group_size=None), Grouped(6, 2, None), XE, **P),
+        ["`gn`", "test_composite_spaces.py"],
+    ),
+    ("groupnorm-inserted", lambda: _traced(MaybeGrouped(False), MaybeGrouped(True), XE, **P), []),
+    (
+        "attention-head-width",
+        lambda: _traced(EntityAttention(), EntityAttention(head_dim=6), XE, **P),
+        ["`attn`", "test_attention.py"],
+    ),
+    (
+        "layernorm-before-attention",
+        lambda: _traced(EntityAttention(norm=True), EntityAttention(width=12, norm=True), XE, **P),
+        ["`ln`"],
+    ),
+    ("rmsnorm", lambda: _traced(RmsStream(), RmsStream(width=12), XE, **P), ["`rms`"]),
+    (
+        "grouped-convolution-refused",
+        lambda: _traced(GroupedConv(4), GroupedConv(6), XC, **P),
+        ["`gconv`", "test_messages.py"],
+    ),
+    (
+        "nnx-layernorm",
+        lambda: jsurgery.make_plan(
+            NnxNormed(4, nnx.Rngs(0)), NnxNormed(6, nnx.Rngs(1)), example=((X2,), (X2,)), **P
+        ),
+        ["`LayerNorm`", "test_messages.py"],
+    ),
+    (
+        "equinox-layernorm",
+        lambda: jsurgery.make_plan(
+            EqxNormed(4, jax.random.key(0)),
+            EqxNormed(6, jax.random.key(1)),
+            example=((X2[0],), (X2[0],)),
+            **P,
+        ),
+        ["`LayerNorm`", "test_messages.py"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "make, cites", [c[1:] for c in LIBRARY_CASES], ids=[c[0] for c in LIBRARY_CASES]
+)
+def test_messages_from_inside_a_library_cite_the_users_layer_not_the_library(make, cites):
+    try:
+        texts = list(make().warnings)
+    except jsurgery.PlanError as e:
+        texts = [str(e)]
+    assert texts, "neither a warning nor a refusal"
+    for text in texts:
+        assert not any(word in text for word in LIBRARY_WORDS), text
+    if cites:
+        assert any(all(c in text for c in cites) for text in texts), texts
