@@ -144,9 +144,6 @@ def test_transplant_state_with_dataclass_params_keeps_the_old_outputs():
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 21: a LayerNorm warning names flax's normalization.py internals"
-)
 def test_layernorm_warning_names_the_users_layer_not_flax_internals():
     plan = build(BY_ID["pqn/widened-under-layernorm"]).plan()
     assert plan.warnings

@@ -90,9 +90,13 @@ def check_carry_arg(carry) -> tuple[int, int]:
         and all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in carry)
     )
     if not ok:
+        detect = "; to have the carry detected, leave `carry` out (None)" if carry is True else ""
         raise PlanError(
             f"`carry`: expected None (detect), False (no carry) or (arg_index, output_index), "
-            f"got {carry!r}."
+            f"got {carry!r}{detect}. A carry is the recurrent state of a traced plan (apply= "
+            "and example=): None finds it as argument 0 when the function returns it as the "
+            "first of two outputs (`apply(variables, carry, x) -> (carry, y)`); "
+            "(arg_index, output_index) names another argument and output."
         )
     return int(carry[0]), int(carry[1])
 

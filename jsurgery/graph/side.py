@@ -4,7 +4,7 @@ and with its flat tree, layers and traced function (`Traced`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jsurgery import trees
 from jsurgery.graph.unit_graph import Graph
@@ -29,6 +29,7 @@ class Side:
     graph: Graph
     paths: list  # leaf index -> path string
     name: str  # "old" or "new"
+    input_paths: list = field(default_factory=list)  # input leaf -> key path in the arguments
 
     def root(self, node: int) -> int:
         return self.graph.find(node)

@@ -59,7 +59,9 @@ def make_plan(
         example: positional arguments per side, `((x_old, ...), (x_new, ...))`, arrays or
             `jax.ShapeDtypeStruct`s.
         inputs: `(old_ids, new_ids)` of the input features (the last axis of the one input,
-            channels for a CNN), or `{arg_index: pair}` on a traced plan; by position when None.
+            channels for a CNN), or `{input_index: pair}` on a traced plan (indices into
+            `jax.tree.leaves` of the example arguments: a carry `(c, h)` before the observation
+            takes indices 0 and 1); by position when None.
         outputs: `(old_ids, new_ids)` of the output units (actions, classes), or
             `{output_index: pair}` (indices into `jax.tree.leaves` of a traced output); units
             not named keep their positions.

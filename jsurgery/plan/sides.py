@@ -74,7 +74,8 @@ def trace_side(tree, apply, example: tuple, arg: str, name: str, carry=None) -> 
     flat = trees.flatten(tree, arg, any_pytree=True)
     leaves, paths, fn = _function(tree, apply, arg)
     graph = trace(fn, leaves, tuple(example), name, carry, [trees.path_str(p) for p in paths])
-    side = Side(graph, [trees.path_str(p) for p in paths], name)
+    arg_paths = [kp for kp, _ in jax.tree_util.tree_flatten_with_path(tuple(example))[0]]
+    side = Side(graph, [trees.path_str(p) for p in paths], name, arg_paths)
     tie_carry(side)
     _refuse_opaque(side)
     return Traced(flat, side, paths, _layers(flat, side, paths), fn, leaves)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import jax
+
 from jsurgery import ids, trees
 from jsurgery.errors import PlanError
 from jsurgery.graph.side import Side, Traced
@@ -35,16 +37,19 @@ def _refuse_opaque_ids(old: Traced, new: Traced, in_specs: tuple, out_specs: tup
                     )
 
 
-def _id_pairs(spec, count: int, arg: str) -> dict:
+def _id_pairs(spec, side: Side, arg: str) -> dict:
     """`{index: (old_ids, new_ids)}` from a pair (one input / output) or a dict."""
+    g = side.graph
+    count = len(g.input_axes if arg == "inputs" else g.output_axes)
     if spec is None:
         return {}
     if isinstance(spec, Mapping):
         for k in spec:
             if not isinstance(k, int) or not 0 <= k < count:
+                layout = key_layout(side, arg)
                 raise PlanError(
                     f"`{arg}`: key {k!r} is not the index of one of the function's {count} "
-                    f"{arg} (0 to {count - 1})."
+                    f"{arg} (0 to {count - 1})" + (f"; {layout}." if layout else ".")
                 )
         return {k: ids.check_pair(f"{arg}[{k}]", v) for k, v in spec.items()}
     if count != 1:
@@ -63,14 +68,21 @@ def io_ids(old: Traced, new: Traced, inputs, outputs) -> tuple[dict, dict, tuple
             f"`example`: the old function takes {len(go.input_axes)} input arrays, the new one "
             f"{len(gn.input_axes)}; give both the same inputs."
         )
+    for t in (old, new):
+        if not t.side.graph.output_axes:
+            raise PlanError(
+                f"`apply`: the {t.side.name} function returned no arrays; the planner follows "
+                "the network from its parameters to what it returns, so `apply` must return the "
+                "network's outputs (a missing `return`?)."
+            )
     if go.out_tree != gn.out_tree:
         raise PlanError(
             f"`apply`: the old function returns {go.out_tree}, the new one {gn.out_tree}; they "
             "must return the same structure (one array per output)."
         )
     given_old, given_new = {}, {}
-    in_pairs = _id_pairs(inputs, len(gn.input_axes), "inputs")
-    out_pairs = _id_pairs(outputs, len(gn.output_axes), "outputs")
+    in_pairs = _id_pairs(inputs, new.side, "inputs")
+    out_pairs = _id_pairs(outputs, new.side, "outputs")
     single_in = inputs is not None and not isinstance(inputs, Mapping)
     single_out = outputs is not None and not isinstance(outputs, Mapping)
     _refuse_shifted_one_hots(old, new, in_pairs)
@@ -139,10 +151,7 @@ def _given(k, nn, no, axis, pairs, arg, old, new, given_old, given_new, single=F
     against IDs named for the same space before."""
     if nn is None or no is None:
         if k in pairs:
-            raise PlanError(
-                f"`{arg}[{k}]`: no axis of this {arg[:-1]} carries units of a parameter (a "
-                "scalar or a squeezed value); it has no units to name."
-            )
+            raise PlanError(_split_output(new, k) or _no_units(arg, k, old, new, pairs[k]))
         return None
     named = k in pairs
     pair = pairs.get(k, (ids.positions(old.side.size(no)), ids.positions(new.side.size(nn))))
@@ -154,27 +163,133 @@ def _given(k, nn, no, axis, pairs, arg, old, new, given_old, given_new, single=F
             raise PlanError(
                 f"`{label}`: this space already has the IDs given as `{given[root][1]}` "
                 f"({list(given[root][0])[:8]}); the two must be the same units."
+                + _key_hint(arg, k, old, new, pair)
             )
         where = f"the {arg} of the {side.name} network" if single else f"{arg} {k}"
-        ids.check_count(label, pair[j], side.size(node), where + _touched_by(side, node, arg))
+        try:
+            ids.check_count(label, pair[j], side.size(node), where + _touched_by(side, node, arg))
+        except PlanError as e:
+            raise PlanError(str(e) + (_key_hint(arg, k, old, new, pair) if named else "")) from None
         if named:
             given[root] = (pair[j], label)
     return (axis, pair[0], pair[1])
 
 
-def _touched_by(side: Side, node: int, arg: str) -> str:
-    """`" (read by 'leaf')"`: the first parameter leaf with an axis in the space of `node`."""
+def _no_units(arg: str, k: int, old: Traced, new: Traced, pair: tuple) -> str:
+    return (
+        f"`{arg}[{k}]`: no axis of this {arg[:-1]} carries units of a parameter (a scalar or a "
+        "squeezed value); it has no units to name." + _key_hint(arg, k, old, new, pair)
+    )
+
+
+def _split_output(t: Traced, k: int) -> str | None:
+    """The refusal for IDs named for output `k` whose unit axis is a factor that a reshape
+    splits out of one layer's output units (a distributional head's `(actions, atoms)`)."""
+    g = t.side.graph
+    spaces = g.param_spaces()
+    for a, node in enumerate(g.output_axes[k]):
+        for root, composite in g.composite.items():
+            parts = [g.find(p) for p in composite[1]]
+            if g.find(node) not in parts or root not in spaces or not g.split_product(composite):
+                continue
+            leaf = _first_leaf(t.side, root)
+            layer = next(
+                (L.path for L in t.layers if leaf in {v[0] for v in L.leaves.values()}), ""
+            )
+            sizes = [g.size[p] for p in parts]
+            return (
+                f"`outputs[{k}]`: the units of this output (axis {a}, {g.size[g.find(node)]} "
+                f"units) are a factor that a reshape splits out of the {g.size[root]} output "
+                f"units of layer {layer!r} (into {sizes}: a distributional head's (actions, "
+                "atoms)); such an axis cannot gain or lose units yet and takes no `outputs` IDs "
+                "or `new_outputs` start: keep its units (drop `outputs`), or start the layer "
+                f"from the template with layers={{{layer!r}: None}} (its old weights are then "
+                "not carried over)."
+            )
+    return None
+
+
+def _first_leaf(side: Side, root: int) -> int | None:
+    """The first-used parameter leaf with an axis in the space `root`."""
     g = side.graph
-    root = g.find(node)
     hits = [
         (g.first_use[i], i)
         for i, axes in enumerate(g.leaf_axes)
         if g.first_use[i] is not None and any(g.find(n) == root for n in axes)
     ]
-    if not hits:
+    return min(hits)[1] if hits else None
+
+
+def _key_hint(arg: str, k: int, old: Traced, new: Traced, pair: tuple) -> str:
+    """What key `k` of `inputs` / `outputs` names when the keys are not the arguments or
+    outputs themselves (a carry `(c, h)` takes two keys), and the one key whose old and new
+    sizes the IDs given fit."""
+    locate = input_axis if arg == "inputs" else output_axis
+    count = len(new.side.graph.input_axes if arg == "inputs" else new.side.graph.output_axes)
+    fits = []
+    for j in range(count):
+        nodes = [(t.side, locate(t.side, j)[0]) for t in (old, new)]
+        sizes = [side.size(n) if n is not None else None for side, n in nodes]
+        if j != k and sizes == [len(pair[0]), len(pair[1])]:
+            fits.append(j)
+    parts = [key_layout(new.side, arg, k)]
+    if len(fits) == 1:
+        parts.append(
+            f"the IDs given fit key {fits[0]} ({_key_names(new.side, arg)[fits[0]][1]}): "
+            f"{arg}={{{fits[0]}: (old_ids, new_ids)}}"
+        )
+    text = "; ".join(p for p in parts if p)
+    return f" {text[0].upper()}{text[1:]}." if text else ""
+
+
+def _key_names(side: Side, arg: str) -> list:
+    """Per key of `inputs` / `outputs`: its top-level argument or output and, within it, the
+    array leaf's path (`jax.tree.leaves` order)."""
+    if arg == "inputs":
+        paths = side.input_paths
+        top = [f"argument {kp[0].idx}" for kp in paths]
+    else:
+        tree = side.graph.out_tree
+        shaped = jax.tree_util.tree_unflatten(tree, list(range(tree.num_leaves)))
+        paths = [kp for kp, _ in jax.tree_util.tree_flatten_with_path(shaped)[0]]
+        top = [f"output {jax.tree_util.keystr(kp[:1])}" if kp else "the output" for kp in paths]
+    names = []
+    for kp, owner in zip(paths, top, strict=True):
+        inner = jax.tree_util.keystr(tuple(kp[1:]))
+        names.append((owner, f"leaf `{inner}` of {owner}" if inner else owner))
+    return names
+
+
+def key_layout(side: Side, arg: str, k: int | None = None) -> str:
+    """`"keys of inputs count array leaves, not arguments: argument 0 is keys 0-1, ..."`, or ""
+    when every argument (output) is one array, so that keys and arguments agree."""
+    names = _key_names(side, arg)
+    owners = [owner for owner, _ in names]
+    if all(owners.count(o) == 1 for o in owners):
+        return ""
+    spans = []
+    for owner in dict.fromkeys(owners):
+        hit = [j for j, o in enumerate(owners) if o == owner]
+        spans.append(
+            f"{owner} is key {hit[0]}"
+            if len(hit) == 1
+            else f"{owner} is keys {hit[0]}-{hit[-1]} ({len(hit)} arrays)"
+        )
+    what = "the example arguments" if arg == "inputs" else "the function's output"
+    named = f"key {k} is {names[k][1]}; " if k is not None and k < len(names) else ""
+    return (
+        f"the keys of `{arg}` count the array leaves of {what} (`jax.tree.leaves`), not "
+        f"{'arguments' if arg == 'inputs' else 'output elements'}: {named}{', '.join(spans)}"
+    )
+
+
+def _touched_by(side: Side, node: int, arg: str) -> str:
+    """`" (read by 'leaf')"`: the first parameter leaf with an axis in the space of `node`."""
+    leaf = _first_leaf(side, side.graph.find(node))
+    if leaf is None:
         return f" of the {side.name} function"
     verb = "read" if arg == "inputs" else "written"
-    return f" ({verb} by {side.paths[min(hits)[1]]!r})"
+    return f" ({verb} by {side.paths[leaf]!r})"
 
 
 def hidden_ids(old: Traced, new: Traced, layer_map: dict, hidden, given_old, given_new) -> None:

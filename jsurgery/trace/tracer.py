@@ -15,6 +15,7 @@ from jsurgery.errors import PlanError
 from jsurgery.graph.carry import find_carry
 from jsurgery.graph.unit_graph import WRITE, Graph
 from jsurgery.trace.registry import RULES, rule_for
+from jsurgery.trace.sources import path_runs
 from jsurgery.trace.walker import INPUT, PARAM, Walker
 
 
@@ -54,6 +55,7 @@ def trace(
         raise _trace_error(e, arg, traced, names, tuple(args), carry) from e
     g = Graph()
     walker = Walker(g, rule_for)
+    walker.layer_names = path_runs(list(names or []))
     jaxpr = closed.jaxpr
     n = len(specs)
     g.first_use = [None] * n

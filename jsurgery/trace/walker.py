@@ -19,6 +19,7 @@ from jax.extend import core as jcore
 from jsurgery.errors import PlanError
 from jsurgery.graph.unit_graph import READ, Graph, Role
 from jsurgery.trace.layer_outputs import LayerOutputs
+from jsurgery.trace.sources import origin
 
 #: The tags of what a variable is computed from (`Walker.tags`).
 PARAM, INPUT = "param", "input"
@@ -27,15 +28,6 @@ PARAM, INPUT = "param", "input"
 def shape(v) -> tuple:
     """The shape of a jaxpr variable or literal (`()` for a scalar without one)."""
     return tuple(getattr(v.aval, "shape", ()))
-
-
-def _source(eqn: jcore.JaxprEqn) -> str:
-    try:
-        from jax._src import source_info_util
-
-        return source_info_util.summarize(eqn.source_info)
-    except Exception:  # noqa: BLE001 -- a missing source line must not stop a plan
-        return ""
 
 
 class Walker:
@@ -67,7 +59,9 @@ class Walker:
         self.shifted: dict = {}
         self.layer_outputs = LayerOutputs(graph)
         self.step = 0
-        self.context = ""  # the source line of the call a nested jaxpr came from
+        self.context = ""  # where the call a nested jaxpr came from is (`origin`)
+        self.scope = ""  # the name stack of that call
+        self.layer_names: frozenset = frozenset()  # `sources.path_runs` of the leaves' paths
 
     # -- variables -----------------------------------------------------------------------------
     def of(self, v) -> list:
@@ -140,10 +134,10 @@ class Walker:
             for n in self.fresh(out):
                 self.g.mark_opaque(n, eqn.primitive.name, where)
 
-    @staticmethod
-    def source(eqn: jcore.JaxprEqn) -> str:
-        """The user's source line of an equation, or "" when unknown."""
-        return _source(eqn)
+    def source(self, eqn: jcore.JaxprEqn) -> str:
+        """Where an equation comes from in the user's code (`sources.origin`: its source line,
+        or the user's layer and line for one made inside a library), or "" when unknown."""
+        return origin(eqn, self.layer_names, self.scope)
 
     # -- walking -------------------------------------------------------------------------------
     def walk(self, jaxpr, invars_outer: list, loop: bool = False) -> list:
@@ -173,7 +167,7 @@ class Walker:
                 if self.g.first_use[leaf] is None:
                     self.g.first_use[leaf] = self.step
         name = eqn.primitive.name
-        where = f"{name} at {_source(eqn) or self.context or 'unknown source'}"
+        where = f"{name} {self.source(eqn) or self.context or 'at an unknown source'}"
         self.rule_for(eqn)(self, eqn, where)
         tags = frozenset().union(*(self.depends(v) for v in eqn.invars))
         for out in eqn.outvars:

@@ -23,9 +23,11 @@ def call(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
     if jaxpr is None or len(_inner(jaxpr).invars) != len(eqn.invars):
         w.opaque(eqn, where)
         return
-    outer, w.context = w.context, w.source(eqn) or w.context
+    outer = w.context, w.scope
+    w.context = w.source(eqn) or w.context
+    w.scope = "/".join(s for s in (w.scope, str(eqn.source_info.name_stack)) if s)
     outs = w.walk(jaxpr, list(eqn.invars))
-    w.context = outer
+    w.context, w.scope = outer
     for out, inner in zip(eqn.outvars, outs, strict=True):
         w.bind(out, inner)
 
