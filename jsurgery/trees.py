@@ -208,7 +208,7 @@ def _surgery_part(state) -> tuple:
     gives the planner) and the rest (RNG keys and counts, kept from the new template)."""
     from flax import nnx
 
-    return state.split((nnx.Param, nnx.BatchStat), ...)
+    return nnx.split_state(state, (nnx.Param, nnx.BatchStat), ...)
 
 
 def rebuild(template, leaves: dict):

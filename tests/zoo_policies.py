@@ -521,7 +521,7 @@ def _cases_mlp_like() -> list[Surgery]:
         Surgery("c51/inputs-added", C51(), C51(), (f2,), EXACT, inputs=two_obs),
         Surgery("c51/widened", C51(), C51(hidden=9), (f4,), EXACT),
         Surgery("c51/actions-added", C51(2), C51(3), (f4,), EXACT, outputs={0: (A2, A3)},
-                xfail="issue 22: a distributional head gains actions (refused today, naming the reshape)"),
+                xfail="issue 22: a distributional head gains actions (refused today)"),
         Surgery("transformed-kernel/inputs-added", TransformedMLP(), TransformedMLP(), (f2,),
                 EXACT, inputs=two_obs),
         Surgery("transformed-kernel/widened", TransformedMLP(), TransformedMLP(hidden=9), (f4,),
