@@ -18,7 +18,7 @@ from jsurgery import ids, trees
 from jsurgery.errors import PlanError
 from jsurgery.execute.transplant import apply_leaves
 from jsurgery.plan.plan import Plan
-from jsurgery.plan.promise import Promise, with_measured
+from jsurgery.plan.promise import Promise, amount, with_measured
 
 #: How many random old inputs verification draws.
 DRAWS = 8
@@ -113,9 +113,9 @@ def _summary(promises: tuple, draws: int) -> str:
     loose = [p.measured for p in promises if p.kind in ("first order", "nothing") and p.measured]
     text = f"verified on {draws} random old inputs: every promise kept"
     if kept:
-        text += f" (largest difference {max(kept):.3g})"
+        text += f" (largest difference {amount(max(kept))})"
     if loose:
-        text += f"; old units without an exact promise move by up to {max(loose):.3g}"
+        text += f"; old units without an exact promise move by up to {amount(max(loose))}"
     return text
 
 

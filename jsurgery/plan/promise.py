@@ -71,7 +71,7 @@ class Promise:
         what = _units_text(self)
         text = f"output {self.output}, {what}: {self.describe()}"
         if self.measured is not None:
-            text += f" (measured: {self.measured:.3g})"
+            text += f" (measured: {amount(self.measured)})"
         return text
 
     def describe(self) -> str:
@@ -86,6 +86,12 @@ class Promise:
         if self.kind == "nothing":
             return f"no promise ({self.reason})"
         return "exact"
+
+
+def amount(x: float) -> str:
+    """A measured difference for reading: below float32 rounding (1e-6), zero included, shown
+    as such, since its digits are rounding noise that differs between machines and versions."""
+    return "< 1e-6" if x < 1e-6 else f"{x:.3g}"
 
 
 def _units_text(p: Promise) -> str:
