@@ -34,6 +34,7 @@ class Net2Net(UnitRule):
 
     noise: float = 0.0
     seed: int = 0
+    normalised: bool = True
     fits = frozenset({"new_hidden"})
 
     def space_map(self, units: NewUnits) -> SpaceMap:
@@ -73,12 +74,14 @@ class Net2Net(UnitRule):
         return sm
 
 
-def net2net(noise: float = 0.0, seed: int = 0) -> Net2Net:
+def net2net(noise: float = 0.0, seed: int = 0, normalised: bool = True) -> Net2Net:
     """New hidden units as Net2Net replicas of old ones (`new_hidden`); exact for `noise` 0.
 
     Args:
         noise: relative noise on the incoming weights of the copies (0: exact).
         seed: the seed of that noise, an integer in [0, 2**32).
+        normalised: whether a space a LayerNorm or RMSNorm reads is widened so that the norm's
+            statistics are kept (False: plain replicas there, which move the old outputs).
 
     Raises:
         PlanError: when `noise` is not a finite number or `seed` not such an integer.
@@ -89,4 +92,4 @@ def net2net(noise: float = 0.0, seed: int = 0) -> Net2Net:
         Net2Net(noise=0.01, seed=0)
     """
     noise = check_number(noise, "noise", "it is the relative noise on the copies, e.g. 0.01.")
-    return Net2Net(noise, check_seed(seed))
+    return Net2Net(noise, check_seed(seed), bool(normalised))
