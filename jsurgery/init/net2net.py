@@ -89,7 +89,7 @@ def net2net(noise: float = 0.0, seed: int = 0, normalised: bool = True) -> Net2N
     Example:
         >>> import jsurgery
         >>> jsurgery.init.net2net(noise=0.01)
-        Net2Net(noise=0.01, seed=0)
+        Net2Net(noise=0.01, seed=0, normalised=True)
     """
     noise = check_number(noise, "noise", "it is the relative noise on the copies, e.g. 0.01.")
     return Net2Net(noise, check_seed(seed), bool(normalised))
