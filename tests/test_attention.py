@@ -48,8 +48,7 @@ def _surgery(old_m, new_m, n_feats=(3, 3), **kw):
         new,
         apply=(old_m.apply, new_m.apply),
         example=((x,), (x_new,)),
-        **kw,
-        **jsurgery.PRESERVING,
+        **{**jsurgery.PRESERVING, **kw},
     )
     return x, old, plan, jsurgery.transplant(old, new, plan)
 
@@ -99,9 +98,20 @@ def test_head_width_change_is_named_in_the_warnings():
     assert not report.ok(1e-5)
 
 
-def test_layernorm_over_a_widened_stream_is_named_in_the_warnings():
-    _, _, plan, _ = _surgery(EntityAttention(norm=True), EntityAttention(width=12, norm=True))
-    assert any("reduce" in w and "embed" in w for w in plan.warnings), plan.warnings
+REPLICAS = {"new_hidden": jsurgery.init.net2net(normalised=False)}
+
+
+@pytest.mark.parametrize("options", [{}, REPLICAS], ids=["default", "replicas"])
+def test_a_stream_widened_under_a_layernorm(options):
+    """The default keeps the norm's statistics (exact up to its epsilon); plain replicas change
+    them, and the plan names the norm's reduction over the stream."""
+    old_m, new_m = EntityAttention(norm=True), EntityAttention(width=12, norm=True)
+    x, old, plan, out = _surgery(old_m, new_m, **options)
+    gap = np.abs(np.asarray(new_m.apply(out, x)) - np.asarray(old_m.apply(old, x))).max()
+    if options:
+        assert any("reduce" in w and "embed" in w for w in plan.warnings), plan.warnings
+    else:
+        assert gap <= 1e-5 * (1 + np.abs(np.asarray(old_m.apply(old, x))).max()), gap
 
 
 class EntityMixer(nn.Module):
@@ -136,7 +146,8 @@ class RmsStream(nn.Module):
         return nn.Dense(2, name="pi")(nn.RMSNorm(name="rms")(x).mean(axis=1))
 
 
-def test_rmsnorm_over_a_widened_stream_is_named_in_the_warnings():
-    """The mean of squares runs over the widened units, so no start keeps the old outputs."""
-    _, _, plan, _ = _surgery(RmsStream(), RmsStream(width=12))
-    assert any("reduce" in w and "embed" in w for w in plan.warnings), plan.warnings
+def test_a_stream_widened_under_an_rmsnorm_keeps_the_old_outputs():
+    """New units start at zero and the norm's scales take sqrt(d / D): the mean square, and with
+    it every old unit, is kept (up to the norm's epsilon)."""
+    x, old, plan, out = _surgery(RmsStream(), RmsStream(width=12))
+    compare_outputs(RmsStream().apply(old, x), RmsStream(width=12).apply(out, x), {}, 1e-5)

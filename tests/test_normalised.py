@@ -46,6 +46,22 @@ class SimBa(nn.Module):
         return nn.Dense(3)(nn.LayerNorm()(x))
 
 
+class BRO(nn.Module):
+    """BroNet: Dense -> LayerNorm -> relu, then residual blocks x + LN(Dense(relu(LN(Dense(x)))));
+    `final`: a LayerNorm over the stream before the head."""
+
+    width: int
+    final: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.relu(nn.LayerNorm()(nn.Dense(self.width)(x)))
+        for _ in range(2):
+            h = nn.relu(nn.LayerNorm()(nn.Dense(self.width)(x)))
+            x = x + nn.LayerNorm()(nn.Dense(self.width)(h))
+        return nn.Dense(3)(nn.LayerNorm()(x) if self.final else x)
+
+
 class Transformer(nn.Module):
     """Pre-LN encoder on (tokens, features): attention and GELU MLP blocks, final LayerNorm."""
 
@@ -98,6 +114,7 @@ WIDENED = {
     "pqn-32-48": (PQN((32, 32)), PQN((48, 48)), X),
     "rmsnorm-24-40": (PQN((24,), "rms"), PQN((40,), "rms"), X),
     "simba-stream-16-24": (SimBa(16), SimBa(24), X),
+    "bro-16-24": (BRO(16), BRO(24), X),
     "transformer-width-and-heads": (Transformer(16, 2), Transformer(24, 3), XSEQ),
 }
 
@@ -174,6 +191,15 @@ def test_a_norm_after_the_activation_is_not_promised():
     assert _moved(old, new, old_vars, new_vars, X) > 1e-3
 
 
+def test_a_norm_over_a_sum_of_norm_outputs_is_not_promised():
+    """BRO with a final LayerNorm: the stream it reads is a sum of LayerNorm outputs, whose new
+    units are those norms' biases, not the mean of the old units: warned, and the outputs move."""
+    old, new = BRO(16, final=True), BRO(24, final=True)
+    old_vars, new_vars, plan = _surgery(old, new, X)
+    assert plan.promises[0].kind == "nothing" and plan.warnings
+    assert _moved(old, new, old_vars, new_vars, X) > 1e-3
+
+
 def test_a_wider_attention_head_is_not_promised():
     """Widening the head dimension changes q.k and its 1/sqrt(head_dim) scale: warned."""
     old, new = Transformer(16, 2, head_dim=8), Transformer(24, 2, head_dim=12)
@@ -202,7 +228,8 @@ def test_new_units_under_a_layernorm_learn():
     _, start, _ = _surgery(old, new, X)
     trained = _sgd_steps(new, start, X)
     before, after = start["params"], trained["params"]
-    for layer, leaf, axis in [("Dense_0", "kernel", 1), ("LayerNorm_0", "bias", 0), ("Dense_1", "kernel", 0)]:  # fmt: skip
+    new_unit_axes = [("Dense_0", "kernel", 1), ("LayerNorm_0", "bias", 0), ("Dense_1", "kernel", 0)]
+    for layer, leaf, axis in new_unit_axes:
         a = np.take(np.asarray(before[layer][leaf]), range(8, 13), axis=axis)
         b = np.take(np.asarray(after[layer][leaf]), range(8, 13), axis=axis)
         moved = np.abs(b - a).reshape(-1, 5) if axis == 0 else np.abs(b - a)

@@ -89,10 +89,13 @@ def test_params_only_and_traced_plans_agree(case):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_params_only_widening_under_layernorm_is_named_and_the_outputs_move():
+def test_params_only_replicas_under_layernorm_are_named_and_the_outputs_move():
+    """Plain replicas (`normalised=False`) under a LayerNorm; the default keeps the norm's
+    statistics (tests/test_normalised.py)."""
     _, old_m, new_m, old_in, new_in, kwargs, _ = LAYERNORM_CASES[0]
     old, new = _variables(LAYERNORM_CASES[0])
-    plan = jsurgery.make_plan(old, new, **kwargs)
+    replicas = {**kwargs, "new_hidden": jsurgery.init.net2net(normalised=False)}
+    plan = jsurgery.make_plan(old, new, **replicas)
     x = jax.random.normal(jax.random.key(3), (64, old_in))
     moved = jsurgery.transplant(old, new, plan)
     diff = float(jnp.abs(old_m.apply(old, x) - new_m.apply(moved, x)).max())
@@ -114,8 +117,9 @@ class NnxNormed(nnx.Module):
 
 def test_nnx_module_without_example_warns_about_the_layernorm_like_the_traced_plan():
     old, new = NnxNormed(32, nnx.Rngs(0)), NnxNormed(48, nnx.Rngs(1))
-    plain = jsurgery.make_plan(old, new, **jsurgery.PRESERVING)
+    replicas = {**jsurgery.PRESERVING, "new_hidden": jsurgery.init.net2net(normalised=False)}
+    plain = jsurgery.make_plan(old, new, **replicas)
     x = jnp.ones((1, 4))
-    traced = jsurgery.make_plan(old, new, example=((x,), (x,)), **jsurgery.PRESERVING)
+    traced = jsurgery.make_plan(old, new, example=((x,), (x,)), **replicas)
     assert reasons(plain.warnings) == reasons(traced.warnings)
     assert any("dense/" in w and "mixes the units" in w for w in plain.warnings)

@@ -145,7 +145,9 @@ def test_transplant_state_with_dataclass_params_keeps_the_old_outputs():
 
 
 def test_layernorm_warning_names_the_users_layer_not_flax_internals():
-    plan = build(BY_ID["pqn/widened-under-layernorm"]).plan()
+    built = build(BY_ID["pqn/widened-under-layernorm"])
+    replicas = {**built.kwargs, "new_hidden": jsurgery.init.net2net(normalised=False)}
+    plan = jsurgery.make_plan(built.old_vars, built.new_template, **replicas)
     assert plan.warnings
     for warning in plan.warnings:
         assert "LayerNorm" in warning or "Dense" in warning, warning

@@ -170,7 +170,7 @@ class Graph:
         self.moments.setdefault(self.find(n), set()).add((moment, activated))
 
     def norm_kind(self, n: int) -> str | None:
-        """"layer" or "rms" for a space a norm reads straight from the layers that write it
+        """ "layer" or "rms" for a space a norm reads straight from the layers that write it
         (LayerNorm: a sum of the values and of their squares; RMSNorm: of the squares only),
         None otherwise: no norm, another op mixing the units (a softmax's max), or a norm
         reading the values through an activation (relu, then a norm), whose statistics no

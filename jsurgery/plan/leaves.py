@@ -45,6 +45,7 @@ class UnitMaps:
         factors.check_named_products(g, given_new, self.units)
         split = factors.unit_factors(g, self.units)
         self.output_factors = split & {g.find(n) for axes in g.output_axes for n in axes}
+        self.factors = split
         self.units |= split
         self.maps: dict = {}
         self.labels: dict = {}
@@ -60,7 +61,8 @@ class UnitMaps:
         old_ids = unit_ids(self.given_old, o, self.old.graph.size[o], "an old space")
         src = ids.index_of(new_ids, old_ids)
         kind = self._kind(root)
-        norm = self.new.graph.norm_kind(root) if kind == HIDDEN else None
+        whole = kind == HIDDEN and root not in self.factors  # not a GroupNorm's group width
+        norm = self.new.graph.norm_kind(root) if whole else None
         norm = norm if norm == self.old.graph.norm_kind(o) else None
         sm = self.rules.space_map(
             NewUnits(
@@ -124,7 +126,7 @@ class UnitMaps:
         return found
 
     def norm_role(self, leaf: int) -> str | None:
-        """"scale" or "bias" for a norm's one-axis leaf, else None."""
+        """ "scale" or "bias" for a norm's one-axis leaf, else None."""
         axes = self.new.graph.leaf_axes[leaf]
         if len(axes) != 1:
             return None
