@@ -46,6 +46,8 @@ class Promise:
         measured: the largest difference found by running both networks (None: not run).
         tolerance: the largest difference an exact or start promise allows on those outputs
             (relative to their magnitude; float rounding).
+        held: `(old_id, value)` of each removed input the promise holds at its value
+            (`make_plan(removed_inputs=...)`): the old network is compared with them there.
     """
 
     output: int
@@ -59,6 +61,7 @@ class Promise:
     new: bool = False
     measured: float | None = field(default=None, compare=False)
     tolerance: float | None = field(default=None, compare=False)
+    held: tuple = ()
 
     @property
     def broken(self) -> bool:
@@ -76,6 +79,10 @@ class Promise:
 
     def describe(self) -> str:
         """The promise in words, without its output and units."""
+        held = _held_text(self.held) if self.kind != "nothing" else ""
+        return self._kind_text() + held
+
+    def _kind_text(self) -> str:
         if self.kind == "start":
             if self.start == "copy":
                 return "start as copies of " + ", ".join(map(repr, self.copies))
@@ -86,6 +93,13 @@ class Promise:
         if self.kind == "nothing":
             return f"no promise ({self.reason})"
         return "exact"
+
+
+def _held_text(held: tuple) -> str:
+    if not held:
+        return ""
+    values = ", ".join(f"{uid!r} = {value:g}" for uid, value in held)
+    return f" with the removed inputs held at their values ({values})"
 
 
 def amount(x: float) -> str:
