@@ -101,31 +101,35 @@ def test_without_removed_inputs_the_outputs_move_and_the_plan_says_so():
 
 
 class ActorCritic(nn.Module):
-    """Two heads, each with its own first layer reading the observation."""
+    """Two heads, each with its own first layer reading the observation: the critic's a
+    DenseGeneral (kernel `(in, 2, 4)`, bias `(2, 4)`)."""
+
+    actor_width: int
 
     @nn.compact
     def __call__(self, x):
-        actor = nn.Dense(3, name="actor_out")(nn.tanh(nn.Dense(8, name="actor_in")(x)))
-        critic = nn.Dense(1, name="critic_out")(nn.relu(nn.Dense(8, name="critic_in")(x)))
-        return actor, critic
+        h = nn.tanh(nn.Dense(self.actor_width, name="actor_in")(x))
+        actor = nn.Dense(3, name="actor_out")(h)
+        h = nn.relu(nn.DenseGeneral((2, 4), name="critic_in")(x)).reshape(*x.shape[:-1], 8)
+        return actor, nn.Dense(1, name="critic_out")(h)
 
 
-def test_an_actor_critic_folds_into_both_first_layers():
-    model = ActorCritic()
-    old, new = _random(model, (1, 6), 2), _random(model, (1, 4), 3)
-    kw = dict(TRACED, apply=model.apply)
+def test_an_actor_critic_folds_into_both_first_layers_and_net2net_copies_the_folded_bias():
+    old_m, new_m = ActorCritic(8), ActorCritic(12)
+    old, new = _random(old_m, (1, 6), 2), _random(new_m, (1, 4), 3)
+    kw = dict(TRACED, apply=(old_m.apply, new_m.apply))
     plan = jsurgery.make_plan(old, new, **kw, removed_inputs=HELD, **jsurgery.PRESERVING)
     out = jsurgery.transplant(old, new, plan)
     x = _old_inputs(32, 4)
-    apply = jax.jit(model.apply)
-    for y_old, y_new in zip(apply(old, x), apply(out, x[:, KEPT]), strict=True):
+    ys = jax.jit(old_m.apply)(old, x), jax.jit(new_m.apply)(out, x[:, KEPT])
+    for y_old, y_new in zip(*ys, strict=True):
         _close(y_old, y_new)
-    p = out["params"]
     for layer in ("actor_in", "critic_in"):
         kernel, bias = old["params"][layer]["kernel"], old["params"][layer]["bias"]
-        want = bias + 1.5 * kernel[5]  # wind is held at 0, mass at 1.5
-        np.testing.assert_allclose(p[layer]["bias"], want, rtol=1e-6)
-        np.testing.assert_array_equal(p[layer]["kernel"], kernel[np.asarray(KEPT)])
+        want = bias + 1.5 * kernel[5]  # wind (row 4) is held at 0, mass (row 5) at 1.5
+        got = out["params"][layer]
+        np.testing.assert_allclose(got["bias"][..., : bias.shape[-1]], want, rtol=1e-6)
+        np.testing.assert_array_equal(got["kernel"][..., : bias.shape[-1]], kernel[KEPT, ...])
 
 
 def test_adam_moments_of_a_folded_bias_are_kept():
