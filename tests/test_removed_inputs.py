@@ -132,6 +132,31 @@ def test_an_actor_critic_folds_into_both_first_layers_and_net2net_copies_the_fol
         np.testing.assert_array_equal(got["kernel"][..., : bias.shape[-1]], kernel[KEPT, ...])
 
 
+class Frames(nn.Module):
+    """A stack of frames flattened into one dense layer: feature r of frame j is row 6j + r."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.relu(nn.Dense(8)(x.reshape(*x.shape[:-2], -1)))
+        return nn.Dense(2)(h)
+
+
+def test_a_removed_feature_is_held_in_every_frame_of_a_flattened_stack():
+    model = Frames()
+    old, new = _random(model, (1, 3, 6), 4), _random(model, (1, 3, 4), 5)
+    example = ((jnp.ones((2, 3, 6)),), (jnp.ones((2, 3, 4)),))
+    kw = dict(apply=model.apply, example=example, inputs=(OLD_IDS, NEW_IDS))
+    plan = jsurgery.make_plan(old, new, **kw, removed_inputs=HELD)
+    out = jsurgery.transplant(old, new, plan)
+    x = rand((16, 3, 6), 6)
+    x[..., 4], x[..., 5] = 0.0, 1.5
+    apply = jax.jit(model.apply)
+    _close(apply(old, x), apply(out, x[..., KEPT]))
+    kernel = np.asarray(old["params"]["Dense_0"]["kernel"])
+    want = old["params"]["Dense_0"]["bias"] + 1.5 * kernel[[5, 11, 17]].sum(axis=0)
+    np.testing.assert_allclose(out["params"]["Dense_0"]["bias"], want, rtol=1e-6)
+
+
 def test_adam_moments_of_a_folded_bias_are_kept():
     """The bias's gradient is the same with the input folded, so its moments carry over; the
     removed rows' moments go with the rows."""

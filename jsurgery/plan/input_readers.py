@@ -2,13 +2,16 @@
 and the bias added to its product, read from the function's jaxpr.
 
 Folding an input held at a value into a bias is exact only where the input reaches nothing but
-kernels (an affine first layer): the walk follows the input through casts and reshapes that keep
-its feature axis last, through calls (`jit`, custom derivatives), and refuses any other use,
-naming the operation and where it is. From each product it follows sums to the add of a bias.
+kernels (an affine first layer): the walk follows the input through casts, through reshapes that
+keep whole blocks of its features on the last axis (a stack of frames flattened: feature `r` of
+`n` is then at `r + n * j`), through calls (`jit`, custom derivatives), and refuses any other
+use, naming the operation and where it is. From each product it follows sums to the add of a
+bias.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,7 +22,7 @@ from jsurgery.errors import PlanError
 from jsurgery.trace.registry import CALL_KEYS
 from jsurgery.trace.sources import origin, path_runs
 
-#: Operations that pass a value through with its feature axis last and its values unchanged.
+#: Operations that pass a value through with its values unchanged.
 _PASS = frozenset({"convert_element_type", "copy", "copy_p", "reshape"})
 #: Operations that place a bias on a product's trailing axes.
 _PLACE = frozenset({"convert_element_type", "reshape", "broadcast_in_dim"})
@@ -38,11 +41,18 @@ class Reader:
         kernel: the kernel's leaf index (in the function's leaf order).
         axis: the kernel's axis contracted with the features.
         bias: the bias leaf added to the product, or None when there is none.
+        blocks: how many blocks of the input's features the read axis holds (a stack of frames
+            flattened): feature `r` of `n` is read at rows `r + n * j`, `j < blocks`.
     """
 
     kernel: int
     axis: int
     bias: int | None
+    blocks: int = 1
+
+    def rows(self, position: int, n: int):
+        """The rows of the read axis that hold feature `position` of `n`."""
+        return [position + n * j for j in range(self.blocks)]
 
 
 @dataclass(frozen=True)
@@ -89,8 +99,8 @@ def readers(fn: Callable, leaves: list, args: tuple, k: int, names: list, what: 
     leaf_of = {env[v]: i for i, v in enumerate(jaxpr.invars[:n])}
     found = _walk(eqns, env[jaxpr.invars[n + k]], set(outs), leaf_of, (what, names))
     return [
-        Reader(leaf, axis, _bias(eqns, y, outs, leaf_of, leaves, (leaf, axis), names))
-        for leaf, axis, y in found
+        Reader(leaf, axis, _bias(eqns, y, outs, leaf_of, leaves, (leaf, axis), names), blocks)
+        for leaf, axis, y, blocks in found
     ]
 
 
@@ -129,22 +139,26 @@ _CAST = frozenset({"convert_element_type"})
 
 
 def _walk(eqns: list, start: int, results: set, leaf_of: dict, said: tuple) -> list:
-    """`(kernel leaf, read axis, product key)` per contraction the input reaches; refuses any
-    other use (`said`: the removed inputs and the leaves' names, for messages)."""
+    """`(kernel leaf, read axis, product key, blocks)` per contraction the input reaches;
+    refuses any other use (`said`: the removed inputs and the leaves' names, for messages).
+    `derived` holds, per value computed from the input, how many blocks of its features its
+    last axis holds."""
     what, names = said
-    derived, found = {start}, []
+    derived, found = {start: 1}, []
     for e in eqns:
         hit = [i for i, key in enumerate(e.ins) if key in derived]
         if not hit:
             continue
-        if e.prim in _PASS and _keeps_last_axis(e):
-            derived.update(e.outs)
+        blocks = _blocks(e, derived[e.ins[hit[0]]]) if e.prim in _PASS and hit == [0] else None
+        if blocks is not None:
+            derived[e.outs[0]] = blocks
         elif e.prim == "dot_general" and hit == [0]:
-            found.append((*_contraction(eqns, e, leaf_of, what), e.outs[0]))
+            kernel, axis = _contraction(eqns, e, leaf_of, what)
+            found.append((kernel, axis, e.outs[0], derived[e.ins[0]]))
         else:
             kernel = _placed(eqns, e.ins[1], leaf_of, _CAST) if len(e.ins) > 1 else None
             raise PlanError(_refusal(e, what, names[kernel] if kernel is not None else None))
-    if derived & results:
+    if derived.keys() & results:
         raise PlanError(
             f"{what}: the function returns the input itself; folding a removed input into a "
             "bias is exact only when it reaches nothing but a first layer's kernel."
@@ -152,10 +166,20 @@ def _walk(eqns: list, start: int, results: set, leaf_of: dict, said: tuple) -> l
     return found
 
 
-def _keeps_last_axis(e: _Eqn) -> bool:
+def _blocks(e: _Eqn, blocks: int) -> int | None:
+    """How many blocks of the features the result's last axis holds, when the operation keeps
+    whole blocks there (its last axis is the operand's, several of its trailing axes merged,
+    or a split of it into whole blocks); None otherwise."""
     shape_in = tuple(e.eqn.invars[0].aval.shape)
     shape_out = tuple(e.eqn.outvars[0].aval.shape)
-    return bool(shape_in) and bool(shape_out) and shape_in[-1] == shape_out[-1]
+    if not shape_in or not shape_out:
+        return None
+    n = shape_in[-1] // blocks
+    last = shape_out[-1]
+    merged = [math.prod(shape_in[len(shape_in) - t :]) for t in range(1, len(shape_in) + 1)]
+    if last in merged or (shape_in[-1] % last == 0 and last % n == 0):
+        return last // n
+    return None
 
 
 def _contraction(eqns: list, e: _Eqn, leaf_of: dict, what: str) -> tuple[int, int]:

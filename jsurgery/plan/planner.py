@@ -220,7 +220,10 @@ def _params_only(
         carry=False,
         held=frozenset(removed),
     )
-    fields = fold_removed(fields, sides, removed)
+    try:
+        fields = fold_removed(fields, sides, removed)
+    except PlanError as e:
+        raise PlanError(params.in_user_words(str(e))) from None
     warnings = tuple(params.in_user_words(w) for w in fields["warnings"])
     tokens = [spec for spec in fields["input_specs"] if spec and spec[0] == "values"]
     fields = dict(fields, warnings=warnings, input_specs=tuple(tokens), output_specs=(), carry=None)

@@ -42,8 +42,9 @@ def fold_removed(fields: dict, sides, removed: dict) -> dict:
     for k in sorted({h.input for h in held}):
         mine = [h for h in held if h.input == k]
         what = f"`removed_inputs` {[h.id for h in mine]}"
+        n = len(fields["input_specs"][k][1])
         for reader in readers(old.fn, old.leaves, old_ex, k, old.side.paths, what):
-            leaves = _fold_into_bias(leaves, old, reader, mine, what)
+            leaves = _fold_into_bias(leaves, old, reader, (mine, n), what)
     values = tuple((h.id, h.value) for h in held)
     promises = tuple(replace(p, held=values) for p in fields["promises"])
     return dict(fields, leaves=tuple(leaves), promises=promises, removed=held)
@@ -106,9 +107,11 @@ def _input_of(uid, specs: tuple) -> int:
     return found[0]
 
 
-def _fold_into_bias(leaves: list, old, reader, held: list, what: str) -> list:
-    """`leaves` with the removed inputs `held` folded into the bias that `reader`'s kernel
-    feeds, in every new leaf that continues that bias."""
+def _fold_into_bias(leaves: list, old, reader, inputs: tuple, what: str) -> list:
+    """`leaves` with the removed inputs folded into the bias that `reader`'s kernel feeds, in
+    every new leaf that continues that bias (`inputs`: the `Held` inputs and how many features
+    their input has)."""
+    held, n = inputs
     kernel_path = old.side.paths[reader.kernel]
     if reader.bias is None:
         raise PlanError(
@@ -120,8 +123,8 @@ def _fold_into_bias(leaves: list, old, reader, held: list, what: str) -> list:
     fold = Fold(
         flat.index(old.paths[reader.kernel]),
         reader.axis,
-        np.asarray([h.position for h in held], np.int32),
-        np.asarray([h.value for h in held], np.float64),
+        np.asarray([r for h in held for r in reader.rows(h.position, n)], np.int32),
+        np.asarray([h.value for h in held for _ in range(reader.blocks)], np.float64),
     )
     note = (
         "; folds removed inputs "
