@@ -11,6 +11,7 @@ bias.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,7 +64,13 @@ class _Eqn:
     ins: tuple
     outs: tuple
     eqn: jcore.JaxprEqn
-    where: str
+    scope: str  # the name stack of the call it was inlined from
+    runs: frozenset  # the names layers may have (`path_runs`)
+
+    @property
+    def where(self) -> str:
+        """Where it is, in the user's words (`jsurgery.trace.sources.origin`)."""
+        return origin(self.eqn, self.runs, self.scope)
 
 
 def readers(fn: Callable, leaves: list, args: tuple, k: int, names: list, what: str) -> list:
@@ -92,8 +99,8 @@ def readers(fn: Callable, leaves: list, args: tuple, k: int, names: list, what: 
     )
     jaxpr = closed.jaxpr
     n = len(specs)
-    keys = _Keys()
-    env = {v: keys.new() for v in [*jaxpr.constvars, *jaxpr.invars]}
+    keys = itertools.count()
+    env = {v: next(keys) for v in [*jaxpr.constvars, *jaxpr.invars]}
     eqns: list[_Eqn] = []
     outs = _inline(jaxpr, env, keys, eqns, path_runs(names), "")
     leaf_of = {env[v]: i for i, v in enumerate(jaxpr.invars[:n])}
@@ -104,16 +111,7 @@ def readers(fn: Callable, leaves: list, args: tuple, k: int, names: list, what: 
     ]
 
 
-class _Keys:
-    def __init__(self):
-        self.n = 0
-
-    def new(self) -> int:
-        self.n += 1
-        return self.n
-
-
-def _inline(jaxpr, env: dict, keys: _Keys, out: list, runs, scope: str) -> list:
+def _inline(jaxpr, env: dict, keys: itertools.count, out: list, runs, scope: str) -> list:
     """Appends the equations of `jaxpr` to `out`, calls inlined, variables as keys (`env` binds
     the jaxpr's inputs); returns the keys of its results."""
     for e in jaxpr.eqns:
@@ -122,16 +120,16 @@ def _inline(jaxpr, env: dict, keys: _Keys, out: list, runs, scope: str) -> list:
         inner = inner if e.primitive.name in _CALLS else None
         inner_jaxpr = inner.jaxpr if isinstance(inner, jcore.ClosedJaxpr) else inner
         if inner_jaxpr is not None and len(inner_jaxpr.invars) == len(ins):
-            bound = {v: keys.new() for v in inner_jaxpr.constvars}
+            bound = {v: next(keys) for v in inner_jaxpr.constvars}
             bound.update(zip(inner_jaxpr.invars, ins, strict=True))
             stack = "/".join(s for s in (scope, str(e.source_info.name_stack)) if s)
             results = _inline(inner_jaxpr, bound, keys, out, runs, stack)
             env.update(zip(e.outvars, results, strict=True))
             continue
         for v in e.outvars:
-            env[v] = keys.new()
+            env[v] = next(keys)
         outs = tuple(env[v] for v in e.outvars)
-        out.append(_Eqn(e.primitive.name, ins, outs, e, origin(e, runs, scope)))
+        out.append(_Eqn(e.primitive.name, ins, outs, e, scope, runs))
     return [env.get(v) if not isinstance(v, jcore.Literal) else None for v in jaxpr.outvars]
 
 

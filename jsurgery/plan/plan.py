@@ -96,6 +96,8 @@ class Plan:
             return "its warnings are not all text"
         if not all(isinstance(p, Promise) for p in self.promises):
             return "its promises are not all Promise records"
+        if not all(isinstance(h, Held) for h in self.removed):
+            return "its removed inputs are not all Held records"
         return None
 
     def __str__(self) -> str:
