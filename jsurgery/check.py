@@ -71,8 +71,9 @@ def check_preservation(
     """Compares the old and new networks on a batch of old inputs.
 
     The new network sees `x_old` embedded in its input space (old features at their new positions,
-    zeros for new features: the old input subspace); the outputs whose IDs both networks have are
-    compared.
+    zeros for new features: the old input subspace); the old network sees it with the removed
+    inputs held at their values (`make_plan(removed_inputs=...)`, `Plan.hold_removed`); the
+    outputs whose IDs both networks have are compared.
 
     Args:
         old_apply: `old_apply(old_params, x) -> outputs`, features and outputs on the last axis.
@@ -91,7 +92,7 @@ def check_preservation(
     _check_old_inputs(x_old, plan)
     if plan.output_specs:
         return _check_traced(old_apply, old_params, new_apply, new_params, x_old, plan)
-    y_old = np.asarray(old_apply(old_params, jnp.asarray(x_old)))
+    y_old = np.asarray(old_apply(old_params, _held(plan, jnp.asarray(x_old))))
     y_new = np.asarray(new_apply(new_params, plan.embed_inputs(x_old)))
     diff, per_output, compared, new_outputs = _compare(y_old, y_new, plan.outputs, None)
     return PreservationReport(
@@ -146,13 +147,21 @@ def _compare(y_old, y_new, spec, head, axis=-1):
     )
 
 
+def _held(plan: Plan, *x_old):
+    """The old inputs with the plan's removed inputs held at their values (none: unchanged)."""
+    if not plan.removed:
+        return x_old[0] if len(x_old) == 1 else x_old
+    return plan.hold_removed(*x_old)
+
+
 def _check_traced(old_apply, old_params, new_apply, new_params, x_old, plan):
     import jax
 
     args = tuple(x_old) if isinstance(x_old, (tuple, list)) else (x_old,)
     embedded = plan.embed_inputs(*args)
     embedded = embedded if len(args) > 1 else (embedded,)
-    y_old = jax.tree_util.tree_leaves(old_apply(old_params, *args))
+    held = _held(plan, *args) if len(args) > 1 else (_held(plan, *args),)
+    y_old = jax.tree_util.tree_leaves(old_apply(old_params, *held))
     y_new = jax.tree_util.tree_leaves(new_apply(new_params, *embedded))
     if len(y_old) != len(y_new) or len(y_new) != len(plan.output_specs):
         raise PlanError(

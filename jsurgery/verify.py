@@ -1,7 +1,8 @@
 """Checks a plan's promises by running the old and new networks on random old inputs.
 
 `make_plan` calls `verify` whenever it has both functions and concrete arrays: the old network
-runs on a small batch of random old inputs, the new one with the transplanted weights on the
+runs on a small batch of random old inputs (removed inputs held at their values,
+`Plan.hold_removed`), the new one with the transplanted weights on the
 same inputs placed in its input space (`Plan.embed_inputs`), and each promise is measured. A
 broken promise is a `PlanError`: the plan is never returned.
 """
@@ -91,7 +92,7 @@ def verify(plan: Plan, old: Network, new: Network) -> tuple[tuple, str]:
         PlanError: for an exact or start promise the networks do not keep, naming the output,
             the units, the difference and the layers the plan started or changed.
     """
-    draws = random_inputs(plan, old.example)
+    draws = [held(plan, args) for args in random_inputs(plan, old.example)]
     weights = transplanted(plan, old, new)
     try:
         pairs = _run(plan, old, new, weights, draws)
@@ -168,6 +169,16 @@ def _worst(found: list) -> tuple:
     if found[0][0] is None:
         return found[0]
     return max(found, key=lambda f: f[0] - f[2])
+
+
+def held(plan: Plan, args: tuple) -> tuple:
+    """`args` with the plan's removed inputs held at their values (`Plan.hold_removed`)."""
+    if not plan.removed:
+        return args
+    arg_leaves, treedef = jax.tree_util.tree_flatten(args)
+    moved = plan.hold_removed(*arg_leaves)
+    moved = moved if len(arg_leaves) > 1 else (moved,)
+    return tuple(jax.tree_util.tree_unflatten(treedef, list(moved)))
 
 
 def embedded(plan: Plan, args: tuple) -> tuple:
@@ -293,6 +304,7 @@ def changed_layers(plan: Plan) -> list[str]:
             continue
         name = trees.path_str(lp.path[:-1]) or trees.path_str(lp.path)
         changed = lp.source != "old" or lp.old_shape != lp.shape or lp.offset is not None
+        changed = changed or bool(lp.fold)
         changed = changed or any(not am.is_copy(len(am.idx)) for am in lp.axes)
         if changed and name not in out:
             out.append(name)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jsurgery.plan.data import AxisMap, LeafPlan
+from jsurgery.plan.data import AxisMap, Fold, LeafPlan
 
 MAX_SEGMENTS = 8  # beyond this many runs the last axis is one take (a permutation, say)
 
@@ -161,6 +161,18 @@ def _segment(
     if lp.offset is not None:
         x = x + jnp.asarray(lp.offset[sl] if last is not None else lp.offset, x.dtype)
     return x
+
+
+def folded(old, folds: tuple[Fold, ...], old_leaves: tuple):
+    """The old bias `old` with removed inputs folded in: for each fold, the kernel's removed
+    rows (on its read axis) times the values they are held at, summed over the rows and added
+    (computed in at least float32, returned in the bias's dtype)."""
+    dtype = jnp.promote_types(old.dtype, jnp.float32)
+    out = old.astype(dtype)
+    for f in folds:
+        rows = jnp.take(old_leaves[f.kernel], f.rows, axis=f.axis).astype(dtype)
+        out = out + jnp.tensordot(jnp.asarray(f.values, dtype), rows, axes=([0], [f.axis]))
+    return out.astype(old.dtype)
 
 
 def _identity_leaf(lp: LeafPlan, dtype, moments: bool):

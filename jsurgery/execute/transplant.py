@@ -22,6 +22,8 @@ def apply_leaves(
     out = []
     for i, (lp, tmpl) in enumerate(zip(plan.leaves, tmpl_leaves, strict=True)):
         old = old_leaves[lp.old_index] if lp.old_index >= 0 else None
+        if lp.fold and mode == "params":
+            old = gather.folded(old, lp.fold, old_leaves)
         key = jax.random.fold_in(base, i) if plan.noise else None
         x = gather.new_leaf(lp, old, tmpl, key, mode == "moments", plan.noise)
         if shardings is not None and shardings[i] is not None:
@@ -141,5 +143,7 @@ def transplant(old, new_template, plan: Plan):
 
 def transplant_moments(old, new_template, plan: Plan):
     """Moves per-parameter statistics (Adam's `mu`/`nu`, traces): copied units move with their
-    parameters, every new unit and new layer starts at zero."""
+    parameters, every new unit and new layer starts at zero. A bias that removed inputs were
+    folded into (`removed_inputs`) keeps its statistics: its gradient is the same function of
+    the kept inputs."""
     return _run(old, new_template, plan, "moments")

@@ -122,10 +122,12 @@ def build(
     rules,
     allow_dtype_change: bool,
     carry=None,
+    held=frozenset(),
 ) -> dict:
     """The fields of a `Plan` made from the traced graphs of the old and new functions, new
     parts started by `rules` (`jsurgery.init.Rules`); `carry` is None (detect), False (none) or
-    `(arg_index, output_index)`."""
+    `(arg_index, output_index)`; `held`: old input IDs folded into biases (`removed_inputs`),
+    whose dropping moves no old output."""
     old_fn, new_fn = _functions(apply)
     old_ex, new_ex = _examples(example)
     old = trace_side(old_tree, old_fn, old_ex, "old", "old", carry)
@@ -151,6 +153,7 @@ def build(
         warnings,
         carried_roots(new.side),
     )
+    units.held = frozenset(held)
     leaves = _leaf_plans(old, new, pairs, units, layer_map, layers, rules, allow_dtype_change)
     units.cross_warnings()
     _check_carry(new, units, leaves, new_ex, in_specs)

@@ -55,6 +55,44 @@ class AxisMap:
         )
 
 
+@dataclass(frozen=True)
+class Held:
+    """An old input the new network lacks, held at a value (`make_plan(removed_inputs=...)`):
+    the new network on the kept inputs computes the old function with this input there.
+
+    Attributes:
+        input: the input's index among the leaves of the function's arguments (0 for one).
+        axis: its feature axis, counted from the end (-1: the last).
+        position: its position on that axis in the old input.
+        id: its ID.
+        value: the value it is held at.
+    """
+
+    input: int
+    axis: int
+    position: int
+    id: object
+    value: float
+
+
+@dataclass(frozen=True, eq=False)
+class Fold:
+    """Removed inputs held at values, folded into a bias: before the bias is gathered, its old
+    value gets `sum_r values[r] * kernel[rows[r]]`, the kernel's rows taken on its read axis.
+
+    Attributes:
+        kernel: position of the old kernel in the old flat tree.
+        axis: the kernel's read axis (the one contracted with the input's features).
+        rows: the removed inputs' rows on that axis.
+        values: the value each removed input is held at.
+    """
+
+    kernel: int
+    axis: int
+    rows: np.ndarray
+    values: np.ndarray
+
+
 @dataclass(frozen=True, eq=False)
 class LeafPlan:
     """The plan for one leaf of the new tree."""
@@ -70,6 +108,7 @@ class LeafPlan:
     identity: tuple | None = None  # indices of the ones for source "identity"
     note: str = ""
     template_scale: float = 1.0  # factor on the template at the axes' `scaled` positions
+    fold: tuple[Fold, ...] = ()  # removed inputs folded into this bias (`removed_inputs`)
 
     def __post_init__(self):
         problem = self._problem()
@@ -88,6 +127,10 @@ class LeafPlan:
             return f"source {self.source!r} with old leaf {self.old_path!r}"
         if self.source == "identity" and self.identity is None:
             return "an identity leaf without the positions of its ones"
+        if self.fold and not reads_old:
+            return "removed inputs folded into a leaf that does not read its old value"
+        if any(len(f.rows) != len(f.values) for f in self.fold):
+            return "a fold with different numbers of rows and values"
         for am in self.axes:
             if not 0 <= am.axis < len(self.shape) or len(am.idx) != self.shape[am.axis]:
                 return f"axis map of axis {am.axis} has {len(am.idx)} entries for {self.shape}"

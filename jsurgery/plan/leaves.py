@@ -16,6 +16,10 @@ from jsurgery.plan.promise import NewUnitsNote
 class UnitMaps:
     """The `SpaceMap` of every new unit space, built on first use by the space's init rule."""
 
+    #: Old input IDs held at values and folded into biases (`removed_inputs`): dropped, and the
+    #: old outputs (with them held) do not move.
+    held: frozenset = frozenset()
+
     def __init__(
         self,
         corr,
@@ -246,7 +250,10 @@ class UnitMaps:
         if (root in self.outputs and root not in self.carried) or len(kept) == sm.n_old:
             return None
         old_ids = unit_ids(self.given_old, self.corr.to_old[root], sm.n_old, "an old space")
-        lost = [u for q, u in enumerate(old_ids) if q not in kept]
+        held = self.held if root in self.inputs else frozenset()
+        lost = [u for q, u in enumerate(old_ids) if q not in kept and u not in held]
+        if not lost:
+            return None  # held at values and folded into biases (`removed_inputs`)
         text = (
             f"{self.labels[root]}: {len(lost)} of {sm.n_old} old {self._kind(root)} units are "
             f"dropped ({lost[:8]}{' ...' if len(lost) > 8 else ''}); the old outputs depend on "

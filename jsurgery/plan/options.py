@@ -44,3 +44,33 @@ def check_options(inputs, outputs, order, allow_dtype_change) -> None:
             f"`allow_dtype_change`: {allow_dtype_change!r} is not True or False; True casts old "
             "leaves to the template's dtypes."
         )
+
+
+def check_removed(removed_inputs) -> dict:
+    """`removed_inputs` as `{old_id: float}`, refused when it is not a dict of finite numbers.
+    (Whether each ID is an old input that the new network lacks is checked where the inputs'
+    IDs are known.)
+
+    Raises:
+        PlanError: naming the argument, or the ID whose value is not a finite number.
+    """
+    if removed_inputs is None:
+        return {}
+    if not isinstance(removed_inputs, Mapping):
+        raise PlanError(
+            f"`removed_inputs`: expected a dict {{old_input_id: value}}, got "
+            f"{type(removed_inputs).__name__} {removed_inputs!r}; each removed input is held at "
+            "its value, for example removed_inputs={'wind': 0.0}."
+        )
+    return {uid: _value(uid, v) for uid, v in removed_inputs.items()}
+
+
+def _value(uid, v) -> float:
+    """The value a removed input is held at, as a float."""
+    a = np.asarray(v) if not isinstance(v, str) else None
+    if a is None or a.ndim != 0 or a.dtype.kind not in "iuf" or not np.isfinite(a):
+        raise PlanError(
+            f"`removed_inputs`: the value of {uid!r} is {v!r}, not a finite number; a removed "
+            "input is held at one number, its value in the old network's inputs."
+        )
+    return float(a)

@@ -10,7 +10,7 @@ import numpy as np
 from jsurgery import ids
 from jsurgery.errors import PlanError
 from jsurgery.graph.carry import Carry
-from jsurgery.plan.data import LeafPlan
+from jsurgery.plan.data import Held, LeafPlan
 from jsurgery.plan.promise import Promise
 from jsurgery.plan.report import render
 
@@ -43,6 +43,9 @@ class Plan:
             difference measured when the plan was verified.
         verified: whether `make_plan` ran both networks to check the promises, and what it found
             (or why it could not).
+        removed: the old inputs the new network lacks that are held at values and folded into
+            the biases of the layers reading them (`jsurgery.plan.data.Held`, from
+            `make_plan(removed_inputs=...)`); `hold_removed` sets them in old inputs.
     """
 
     leaves: tuple[LeafPlan, ...]
@@ -63,6 +66,7 @@ class Plan:
     carry: Carry | None = field(default=None)
     promises: tuple[Promise, ...] = field(default=())
     verified: str = field(default="not verified")
+    removed: tuple[Held, ...] = field(default=())
 
     def __post_init__(self):
         problem = self._problem()
@@ -92,6 +96,8 @@ class Plan:
             return "its warnings are not all text"
         if not all(isinstance(p, Promise) for p in self.promises):
             return "its promises are not all Promise records"
+        if not all(isinstance(h, Held) for h in self.removed):
+            return "its removed inputs are not all Held records"
         return None
 
     def __str__(self) -> str:
@@ -115,6 +121,37 @@ class Plan:
         specs = _specs(self)
         out = tuple(_embed(x, spec) for x, spec in zip(x_old, specs, strict=True))
         return out[0] if len(out) == 1 else out
+
+    def hold_removed(self, *x_old):
+        """The old inputs with each removed input (`make_plan(removed_inputs=...)`) set to the
+        value it is held at: the new network on the kept inputs computes the old function of
+        these. Inputs come back unchanged where none was removed; with several inputs, pass
+        them all and get a tuple back.
+
+        Raises:
+            PlanError: for an input that is not one of the old network's.
+
+        Example:
+            >>> import jax, jax.numpy as jnp, flax.linen as nn, jsurgery
+            >>> old = nn.Dense(2).init(jax.random.key(0), jnp.ones((1, 3)))
+            >>> new = nn.Dense(2).init(jax.random.key(1), jnp.ones((1, 2)))
+            >>> plan = jsurgery.make_plan(old, new, inputs=(["a", "b", "c"], ["a", "c"]),
+            ...                           removed_inputs={"b": 0.5})
+            >>> plan.hold_removed(jnp.ones((1, 3)))
+            Array([[1. , 0.5, 1. ]], dtype=float32)
+        """
+        import jax.numpy as jnp
+
+        problem = old_input_problem(self, x_old)
+        if problem:
+            raise PlanError(f"`hold_removed`: {problem}; pass the old network's inputs.")
+        out = [jnp.asarray(x) for x in x_old]
+        for h in self.removed:
+            x = out[h.input]
+            where = [slice(None)] * x.ndim
+            where[h.axis] = h.position
+            out[h.input] = x.at[tuple(where)].set(jnp.asarray(h.value, x.dtype))
+        return out[0] if len(out) == 1 else tuple(out)
 
 
 def _specs(plan: Plan) -> tuple:

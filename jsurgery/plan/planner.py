@@ -10,8 +10,9 @@ from jsurgery import init, params
 from jsurgery.errors import PlanError
 from jsurgery.graph.carry import check_carry_arg
 from jsurgery.plan.build import build
-from jsurgery.plan.options import check_options
+from jsurgery.plan.options import check_options, check_removed
 from jsurgery.plan.plan import Plan
+from jsurgery.plan.removed import fold_removed
 from jsurgery.verify import checked
 
 IdPair = tuple[Sequence[Hashable], Sequence[Hashable]]
@@ -39,6 +40,7 @@ def make_plan(
     allow_dtype_change: bool = False,
     carry: bool | tuple[int, int] | None = None,
     verify: bool = True,
+    removed_inputs: Mapping[Hashable, float] | None = None,
 ) -> Plan:
     """Plans moving the weights of `old` into a network shaped like `new_template`.
 
@@ -99,6 +101,13 @@ def make_plan(
             and check every promise of the plan (`Plan.promises`) before returning it; done
             when both functions and concrete arrays are known (not on the params-only path,
             not for shapes alone: `Plan.verified` says).
+        removed_inputs: `{old_id: value}`: old inputs the new network lacks, each held at its
+            value and folded into the bias of every layer that reads it (`bias[o] += sum_r
+            kernel[r, o] * value[r]`, from the old weights inside `transplant`), so the new
+            network on the kept inputs computes what the old one computed with these inputs
+            held. Exact for affine first layers (a dense layer with a bias, read directly by
+            the input); anything else the input reaches first is refused. Without it, a removed
+            input's rows are dropped and the plan warns that the old outputs move.
 
     Returns:
         A `Plan`; `print(plan)` shows it leaf by leaf, with its promises.
@@ -106,7 +115,9 @@ def make_plan(
     Raises:
         PlanError: for duplicate IDs, IDs that do not match a parameter's size, layers that
             cannot be matched, a flatten boundary whose spatial size changed, unsupported leaves,
-            dtype and shape surprises, or a promise the networks do not keep when run.
+            dtype and shape surprises, a promise the networks do not keep when run, or a
+            removed input that is not an old input, is still a new one, has no finite value,
+            or reaches something other than a dense first layer with a bias.
 
     Example:
         >>> import jax, jax.numpy as jnp, flax.linen as nn, jsurgery
@@ -126,6 +137,7 @@ def make_plan(
     _check_mapping("layers", layers, "{new_layer_path: old_layer_path or None}")
     _check_mapping("hidden", hidden, "{new_layer_path: (old_ids, new_ids)}")
     check_options(inputs, outputs, order, allow_dtype_change)
+    removed = check_removed(removed_inputs)
     rules = init.resolve(
         new_inputs,
         new_hidden,
@@ -153,7 +165,9 @@ def make_plan(
             rules=rules,
             allow_dtype_change=allow_dtype_change,
             carry=carry,
+            held=frozenset(removed),
         )
+        fields = fold_removed(fields, sides, removed)
     elif carry:
         raise PlanError(
             f"`carry`: {carry!r} names a recurrent state of a traced function; pass apply= and "
@@ -170,17 +184,19 @@ def make_plan(
             hidden=hidden,
             rules=rules,
             allow_dtype_change=allow_dtype_change,
+            removed=removed,
         )
     plan = Plan(options=rules.options, noise=rules.noise, seed=rules.seed, **fields)
     return checked(plan, sides, verify)
 
 
 def _params_only(
-    old, new_template, *, order, inputs, outputs, layers, hidden, rules, allow_dtype_change
+    old, new_template, *, order, inputs, outputs, layers, hidden, rules, allow_dtype_change, removed
 ) -> dict:
     """The fields of a params-only plan: each side's chain of layers, read from names and
-    shapes, is written as a function (`jsurgery.params`) and planned like a traced one. The plan
-    keeps the params-only conventions: one input and one output, units on the last axis."""
+    shapes, is written as a function (`jsurgery.params`) and planned like a traced one, removed
+    inputs folded into the first layers' biases. The plan keeps the params-only conventions:
+    one input and one output, units on the last axis."""
     if isinstance(inputs, Mapping) or isinstance(outputs, Mapping):
         raise PlanError(
             "`inputs`/`outputs` as {index: pair} name one of several inputs or outputs of a "
@@ -190,7 +206,7 @@ def _params_only(
     n_in, n_out = _id_count(inputs), _id_count(outputs)
     old_side = params.chain_side(old, "old", order, n_in[0], n_out[0])
     new_side = params.chain_side(new_template, "new_template", order, n_in[1], n_out[1])
-    fields, _ = build(
+    fields, sides = build(
         old,
         new_template,
         apply=(old_side.apply, new_side.apply),
@@ -202,7 +218,12 @@ def _params_only(
         rules=rules,
         allow_dtype_change=allow_dtype_change,
         carry=False,
+        held=frozenset(removed),
     )
+    try:
+        fields = fold_removed(fields, sides, removed)
+    except PlanError as e:
+        raise PlanError(params.in_user_words(str(e))) from None
     warnings = tuple(params.in_user_words(w) for w in fields["warnings"])
     tokens = [spec for spec in fields["input_specs"] if spec and spec[0] == "values"]
     fields = dict(fields, warnings=warnings, input_specs=tuple(tokens), output_specs=(), carry=None)

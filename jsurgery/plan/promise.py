@@ -52,6 +52,8 @@ class Promise:
             (relative to their magnitude; float rounding).
         up_to: for "exact", what it is exact up to ("the norm's epsilon": a LayerNorm or
             RMSNorm over widened units, whose epsilon then acts as epsilon * D / d).
+        held: `(old_id, value)` of each removed input the promise holds at its value
+            (`make_plan(removed_inputs=...)`): the old network is compared with them there.
     """
 
     output: int
@@ -66,6 +68,7 @@ class Promise:
     measured: float | None = field(default=None, compare=False)
     tolerance: float | None = field(default=None, compare=False)
     up_to: str = ""
+    held: tuple = ()
 
     @property
     def broken(self) -> bool:
@@ -83,6 +86,10 @@ class Promise:
 
     def describe(self) -> str:
         """The promise in words, without its output and units."""
+        held = _held_text(self.held) if self.kind != "nothing" else ""
+        return self._kind_text() + held
+
+    def _kind_text(self) -> str:
         if self.kind == "start":
             if self.start == "copy":
                 return "start as copies of " + ", ".join(map(repr, self.copies))
@@ -93,6 +100,13 @@ class Promise:
         if self.kind == "nothing":
             return f"no promise ({self.reason})"
         return f"exact up to {self.up_to}" if self.up_to else "exact"
+
+
+def _held_text(held: tuple) -> str:
+    if not held:
+        return ""
+    values = ", ".join(f"{uid!r} = {value:g}" for uid, value in held)
+    return f" with the removed inputs held at their values ({values})"
 
 
 def amount(x: float) -> str:
