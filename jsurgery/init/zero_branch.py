@@ -27,6 +27,12 @@ _KEEP_ZERO = frozenset(
     "reduce_precision reduce_sum reduce_max reduce_min cumsum slice dynamic_slice integer_pow "
     "square sqrt abs sign sin tanh erf".split()
 )
+#: Views of a parameter: a zero multiplied by one of the old network's weights stands where
+#: the old network had a value, not beside it.
+_VIEWS = frozenset(
+    "reshape broadcast_in_dim transpose squeeze expand_dims convert_element_type copy "
+    "copy_p".split()
+)
 #: Bounds (relu's max with 0): zero when every operand is zero.
 _BOUNDS = frozenset({"max", "min", "concatenate"})
 #: Calls of a jaxpr run once, on the operands as given (not loops, not conditionals).
@@ -85,20 +91,32 @@ def branch_reach(fn, leaves: list, example: tuple, zero: set, template: set) -> 
         for i, v in enumerate(jaxpr.invars[: len(specs)])
         if i in zero or i in template
     }
-    outs = _run(jaxpr, env)
+    weights = {v for v in jaxpr.invars[: len(specs)] if v not in env}
+    outs = _run(jaxpr, env, weights)
     return frozenset().union(*(b.leaves for b in outs if b is not None))
 
 
-def _run(jaxpr, env: dict) -> list:
+def _run(jaxpr, env: dict, weights: set) -> list:
+    """Runs `jaxpr` on the abstract values `env`; `weights`: the variables that are views of
+    the old network's weights (inserted identities included)."""
     for eqn in jaxpr.eqns:
-        ins = [None if isinstance(v, jcore.Literal) else env.get(v) for v in eqn.invars]
-        if all(b is None for b in ins):
+        ins = [_get(env, v) for v in eqn.invars]
+        if _inner(eqn) is not None:
+            outs = _call(eqn, ins, weights)
+        elif all(b is None for b in ins):
+            if eqn.primitive.name in _VIEWS and eqn.invars[0] in weights:
+                weights.add(eqn.outvars[0])
             continue
-        outs = _call(eqn, ins) if _inner(eqn) is not None else [_step(eqn, ins)] * len(eqn.outvars)
+        else:
+            outs = [_step(eqn, ins, weights)] * len(eqn.outvars)
         for v, b in zip(eqn.outvars, outs, strict=True):
             if b is not None:
                 env[v] = b
-    return [None if isinstance(v, jcore.Literal) else env.get(v) for v in jaxpr.outvars]
+    return [_get(env, v) for v in jaxpr.outvars]
+
+
+def _get(env: dict, v):
+    return None if isinstance(v, jcore.Literal) else env.get(v)
 
 
 def _inner(eqn):
@@ -111,19 +129,23 @@ def _inner(eqn):
     return None
 
 
-def _call(eqn, ins: list) -> list:
+def _call(eqn, ins: list, weights: set) -> list:
     inner = _inner(eqn)
     if len(inner.invars) != len(ins):
         fed = frozenset().union(*(b.leaves for b in ins if b is not None))
         return [Branch(False, fed)] * len(eqn.outvars)
-    return _run(inner, {v: b for v, b in zip(inner.invars, ins, strict=True) if b is not None})
+    pairs = list(zip(inner.invars, eqn.invars, ins, strict=True))
+    weights |= {v for v, outer, _ in pairs if outer in weights}
+    return _run(inner, {v: b for v, _, b in pairs if b is not None}, weights)
 
 
-def _step(eqn, ins: list) -> Branch | None:
+def _step(eqn, ins: list, weights: set) -> Branch | None:
     """The abstract value of the equation's outputs, some operand being a branch value."""
     name = eqn.primitive.name
     fed = frozenset().union(*(b.leaves for b in ins if b is not None))
     zeros = [b is not None and b.zero for b in ins]
+    if name in _PRODUCTS and any(v in weights for v in eqn.invars if _variable(v)):
+        return Branch(False, fed)
     if name in _ADDS:
         rest = [b for b in ins if b is None or not b.zero]
         if not rest:
@@ -140,6 +162,10 @@ def _step(eqn, ins: list) -> Branch | None:
     if name in _BOUNDS:
         return Branch(all(z or _is_zero(v) for z, v in zip(zeros, eqn.invars, strict=True)), fed)
     return Branch(False, fed)
+
+
+def _variable(v) -> bool:
+    return not isinstance(v, jcore.Literal)
 
 
 def _is_zero(v) -> bool:
