@@ -265,3 +265,26 @@ def test_a_zero_gate_is_not_promised_exact():
     assert moved > 1e-3
     assert any("'params/down/kernel'" in w and "gates" in w for w in plan.warnings), plan.warnings
     assert [p.kind for p in plan.promises] == ["nothing"]
+
+
+class FlatSimba(nn.Module):
+    """SimBa with every layer at the top level, so the params-only path reads it as a chain."""
+
+    inner: tuple = (8,)
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Dense(6, name="embed")(x)
+        for i, w in enumerate(self.inner):
+            h = nn.relu(nn.Dense(w, name=f"up_{i}")(nn.LayerNorm(name=f"ln_{i}")(x)))
+            x = x + nn.Dense(6, name=f"down_{i}")(h)
+        return nn.Dense(2, name="head")(nn.LayerNorm(name="final_ln")(x))
+
+
+def test_params_only_does_not_promise_an_inserted_block_exact():
+    x = _inputs((OBS,), 0, 2)
+    old, template = _draw(FlatSimba(), x, 1), _draw(FlatSimba((8, 5)), x, 2)
+    order = ["embed", "ln_0", "up_0", "down_0", "ln_1", "up_1", "down_1", "final_ln", "head"]
+    plan = jsurgery.make_plan(old, template, order=order, **jsurgery.PRESERVING)
+    assert [p.kind for p in plan.promises] == ["nothing"]
+    assert any("down_1/kernel" in w and "apply=" in w for w in plan.warnings), plan.warnings

@@ -192,7 +192,8 @@ class Identity(LayerRule):
 
 def identity() -> Identity:
     """Inserted layers start as identities (`new_layers`): identity kernels, centred Dirac
-    convolutions, zero biases; a new residual branch's last layer starts at zero.
+    convolutions, zero biases; in a new residual branch, every weight that writes into the
+    stream without reading it starts at zero and the layers inside keep their template init.
 
     Example:
         >>> import jsurgery

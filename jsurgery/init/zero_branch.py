@@ -219,6 +219,7 @@ def settle(traced, example: tuple, leaf_plans: list, inserted: set, additive, wa
         f"new leaves {names} reach the outputs other than by adding zero to the stream: an "
         "inserted layer that starts at zero keeps the old function only when its output is "
         "added to the stream (x + block(x)), not when it gates, scales or replaces it or goes "
-        "through a loop, so the new network is not known to be exact (check_preservation tells)."
+        "through a loop, so the new network is not known to be exact (check_preservation tells; "
+        "parameters alone, without apply=, show no residual add: pass apply= and example=)."
     )
     return set()
