@@ -10,6 +10,7 @@ from jsurgery.errors import PlanError
 from jsurgery.graph.follows import describe, idempotent, is_stand_in, known_to_move
 from jsurgery.graph.unit_graph import READ, WINDOW, WRITE
 from jsurgery.init.base import LayerRule, NewLeaf
+from jsurgery.init.zero_branch import KeptTemplate
 from jsurgery.plan.data import LeafPlan
 
 #: What keeps the old function where an identity start does not.
@@ -74,6 +75,19 @@ def _signature(applied) -> tuple:
     return tuple((a.op, a.constant) for a in applied if not a.call)
 
 
+def _writes_back(leaf: NewLeaf) -> bool:
+    """Whether a weight writes only spaces of the old network, reading none of them (the last
+    layer of a new residual branch: its output is added to the stream it does not read)."""
+    reads, writes, old = leaf.axes(READ), leaf.axes(WRITE), leaf.old_spaces
+    written = {old[w] for w in writes}
+    return (
+        bool(reads)
+        and bool(writes)
+        and None not in written
+        and not written & {old[r] for r in reads}
+    )
+
+
 def _zeros(leaf: NewLeaf, note: str) -> LeafPlan:
     return LeafPlan(leaf.path, None, -1, leaf.shape, None, "identity", identity=(), note=note)
 
@@ -84,9 +98,16 @@ class Identity(LayerRule):
     kernel a centred Dirac (odd windows), a bias zero. Exact for ReLU networks (inputs to the
     inserted layer are non-negative) with 'SAME' padding for convolutions, and for a layer
     without activation; before an activation that is not idempotent (tanh, GELU, SiLU) the plan
-    warns, naming it (`activation_warning`). A layer that writes into an old space it does not
-    read (the last layer of a new residual branch) starts at zero, exact when its output is
-    added there; the plan warns.
+    warns, naming it (`activation_warning`).
+
+    A new residual branch, x + block(x), starts at zero: every weight that writes into a space
+    of the old network without reading that space (an attention block's output projection,
+    `(heads, head_dim, features)`, an MLP's last Dense, a norm's bias at the branch's end)
+    starts at zero, and the layers inside the branch (query, key and value projections, an MLP's
+    first Dense, the norms before them) keep their template init, so the branch can learn. The
+    planner checks on the traced function that these leaves reach the outputs only through
+    zeros added to the stream (`jsurgery.init.zero_branch`), and warns where they do not (a
+    zero gate, `x * block(x)`, is not `x`).
 
     `corner`: the Dirac one in the top-right window corner, as in the original work; it shifts
     feature maps by a pixel and is offered only for comparison.
@@ -102,20 +123,17 @@ class Identity(LayerRule):
             r, w = reads[0], writes[0]
             if old[w] is not None and old[w] == old[r]:
                 return self._identity(leaf, r, w)
-            if old[w] is not None:
-                leaf.warnings.append(
-                    f"{leaf.label} writes into a space of the old network and starts at zero: "
-                    "exact when its output is added there (a new residual branch); if it gates "
-                    "or replaces that space instead, the new network is not exact "
-                    "(check_preservation tells)."
-                )
-                return _zeros(leaf, "new layer: zeros (adds nothing to an old space)")
-        if len(leaf.shape) == 1 and leaf.additive and old[0] is not None:
+        if _writes_back(leaf):
+            return _zeros(leaf, "new layer: zeros (adds nothing to an old space)")
+        if leaf.additive and old and all(o is not None for o in old):
             return _zeros(leaf, "new layer: zeros")
-        if any(o is not None for o in old):
+        if any(old[w] is not None for w in writes):
             leaf.warnings.append(
-                f"{leaf.label} keeps its template init in a space of the old network; the new "
-                "network is not exact there."
+                KeptTemplate(
+                    f"{leaf.label} keeps its template init in a space of the old network; the "
+                    "new network is not exact there.",
+                    leaf.path,
+                )
             )
         return leaf.template()
 
@@ -174,7 +192,8 @@ class Identity(LayerRule):
 
 def identity() -> Identity:
     """Inserted layers start as identities (`new_layers`): identity kernels, centred Dirac
-    convolutions, zero biases; a new residual branch's last layer starts at zero.
+    convolutions, zero biases; in a new residual branch, every weight that writes into the
+    stream without reading it starts at zero and the layers inside keep their template init.
 
     Example:
         >>> import jsurgery

@@ -11,6 +11,7 @@ from jsurgery import trees
 from jsurgery.errors import PlanError
 from jsurgery.graph.carry import carried_roots, check_same_carry
 from jsurgery.graph.side import Traced
+from jsurgery.init.zero_branch import settle
 from jsurgery.match.choose import choose_matching
 from jsurgery.match.inserted import continue_through_inserted
 from jsurgery.plan.carry_check import check_stays_zero
@@ -162,7 +163,9 @@ def build(
     if dropped:
         warnings.append(f"old layers not carried over: {dropped}.")
     first = lambda specs: (specs[0][1], specs[0][2]) if specs and specs[0] else ((), ())  # noqa: E731
-    promises = _promises(new, units, leaves, layer_map, warnings, out_specs)
+    inserted = _inserted_leaves(new, layer_map)
+    settled = settle(new, new_ex, leaves, inserted, new.side.graph.additive, warnings)
+    promises = _promises(new, units, leaves, inserted - settled, warnings, out_specs)
     fields = dict(
         leaves=tuple(leaves),
         old_leaves=tuple((p, *trees.shape_dtype(v)) for p, v in old.flat.leaves.items()),
@@ -182,16 +185,21 @@ def build(
     return fields, (old, new, old_ex, new_ex)
 
 
-def _promises(new: Traced, units, leaves, layer_map, warnings, out_specs) -> tuple:
-    """What the plan promises for each output (`jsurgery.plan.promise`)."""
-    g = new.side.graph
-    ends = units.inputs | units.outputs
-    hidden = {r: sm for r, sm in units.maps.items() if r not in ends or r in units.carried}
-    inserted = {
+def _inserted_leaves(new: Traced, layer_map: dict) -> set:
+    """The paths of the leaves of inserted layers."""
+    return {
         path
         for path in new.flat.leaves
         if layer_map.get(trees.path_str(new.flat.split(path)[1]) or ROOT, "") is None
     }
+
+
+def _promises(new: Traced, units, leaves, inserted: set, warnings, out_specs) -> tuple:
+    """What the plan promises for each output (`jsurgery.plan.promise`); `inserted`: the
+    paths of inserted leaves whose start can move the old outputs."""
+    g = new.side.graph
+    ends = units.inputs | units.outputs
+    hidden = {r: sm for r, sm in units.maps.items() if r not in ends or r in units.carried}
     used = [lp for lp in leaves if not lp.note.startswith("not read")]
     old = old_units_promise(hidden, units.labels, used, inserted, warnings, units.carried)
     out = []
