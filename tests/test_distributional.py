@@ -102,6 +102,15 @@ def test_a_pessimistic_new_action_is_worth_less_than_every_old_action(returns):
     assert plan.verified.startswith("verified"), plan.verified
 
 
+def test_a_zero_started_action_has_equal_probabilities_on_every_atom():
+    old_m, new_m = C51(2), C51(3)
+    old, new, _ = _surgery(old_m, new_m, outputs=BOTH, new_outputs="zeros")
+    (p_old, q_old), (p_new, q_new) = _forward(old_m, old), _forward(new_m, new)
+    _assert_exact(p_new[:, [0, 2]], p_old)
+    _assert_exact(q_new[:, [0, 2]], q_old)
+    _assert_exact(p_new[:, 1], np.full((len(OBS), ATOMS), 1 / ATOMS))
+
+
 def test_a_removed_action_leaves_the_others_exact():
     old_m, new_m = C51(3), C51(2)
     old, new, _ = _surgery(old_m, new_m, outputs={0: (A3, A2), 1: (A3, A2)})
