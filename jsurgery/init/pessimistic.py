@@ -23,7 +23,9 @@ class Pessimistic(UnitRule):
     """New outputs: the mean of the old outputs' weights and biases, the bias lowered by
     `margin`. A new output equals the mean of the old outputs minus `margin`, below the lowest
     old output wherever the old outputs lie within `margin` of their mean; the old outputs are
-    exact."""
+    exact. A new action of a distributional head (`(actions, atoms)`) starts instead with its
+    probability on atom 0, taken as the lowest of an ascending support (`on_atoms`; `margin`
+    only says that it is lowered)."""
 
     margin: float = 1.0
     fits = frozenset({"new_outputs"})

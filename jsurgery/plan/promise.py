@@ -258,8 +258,7 @@ def _starts(k, new_ids, old_ids, fresh, sm, carried, atoms=None) -> list[Promise
     for (start, value), members in groups.items():
         units = tuple(u for u, _ in members)
         if start is None:
-            why = "template init" if atoms is None or not value else value
-            out.append(Promise(k, units, "nothing", reason=why, new=True))
+            out.append(Promise(k, units, "nothing", reason=value or "template init", new=True))
         elif start == "copy":
             copies = tuple(old_ids[i] for _, i in members)
             out.append(Promise(k, units, "start", start="copy", copies=copies, new=True))
