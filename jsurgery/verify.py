@@ -224,10 +224,11 @@ def _difference(p: Promise, a: np.ndarray, b: np.ndarray, spec) -> tuple[float, 
     a, b = np.moveaxis(a, axis, -1), np.moveaxis(b, axis, -1)
     new_pos = ids.index_of(list(p.units), list(new_ids))
     got = b[..., new_pos]
-    want = _expected(p, a, old_ids)
+    want = _expected(p, a, old_ids, axis)
     if got.shape != want.shape:
         return np.inf, "shape"
-    diff = np.abs(got - want).reshape(-1, len(p.units))
+    over = got - want if p.start == "below" else np.abs(got - want)
+    diff = np.maximum(over, 0.0).reshape(-1, len(p.units))
     diff = np.where(np.isnan(got) & np.isnan(want), 0.0, diff.reshape(got.shape)).reshape(
         diff.shape
     )
@@ -235,11 +236,18 @@ def _difference(p: Promise, a: np.ndarray, b: np.ndarray, spec) -> tuple[float, 
     return _largest(diff), worst
 
 
-def _expected(p: Promise, a: np.ndarray, old_ids) -> np.ndarray:
-    """What the promise says the new units of `p` hold, from the old outputs `a` (units last)."""
+def _expected(p: Promise, a: np.ndarray, old_ids, axis: int) -> np.ndarray:
+    """What the promise says the new units of `p` hold, from the old outputs `a` (units last,
+    moved there from `axis`); for a "below" start, the bound they stay under."""
     n = len(p.units)
     if p.kind == "start" and p.start == "copy":
         return a[..., ids.index_of(list(p.copies), list(old_ids))]
+    if p.kind == "start" and p.start == "below":
+        return np.repeat(a.min(axis=-1, keepdims=True), n, axis=-1)
+    if p.kind == "start" and p.start == "logits":
+        shape = [1] * a.ndim
+        shape[p.along - (p.along > axis % a.ndim)] = len(p.values)
+        return np.broadcast_to(np.reshape(p.values, shape), a.shape[:-1] + (n,))
     if p.kind == "start":
         base = (
             a.mean(axis=-1, keepdims=True) if p.start == "mean" else np.zeros(a.shape[:-1] + (1,))
@@ -270,6 +278,8 @@ def _broken(plan: Plan, p: Promise, worst) -> str:
         f"network differs from that by up to {p.measured:.3g}{unit}. Layers the plan started or "
         f"changed, in forward order: {_listed(changed_layers(plan))}. "
     )
+    if p.start in ("below", "logits"):
+        return text + _atoms_hint(p)
     if p.kind == "start":
         return text + (
             "A start value is set through the weights of the layer that writes the output, so "
@@ -287,6 +297,20 @@ def _broken(plan: Plan, p: Promise, worst) -> str:
     return text + (
         "This plan would have reported success while wrong, so it is refused: please report "
         "it with the call that made it; make_plan(..., verify=False) returns it unchecked."
+    )
+
+
+def _atoms_hint(p: Promise) -> str:
+    """Why a distributional head's pessimistic start can break, and what settles it."""
+    first = repr(p.units[0])
+    return (
+        "A pessimistic new action of a distributional head puts its probability on atom 0, "
+        "which is the lowest value of the support only when the support is ascending (C51's "
+        "jnp.linspace(v_min, v_max, atoms)), and its expected value is at most every old "
+        "action's only then; the start holds for the head's logits and the expectation over "
+        "the support, not for other values computed from them. Start these actions per ID, "
+        f"new_outputs={{{first}: old_id}}, or with new_outputs='template'; make_plan(..., "
+        "verify=False) returns the plan unchecked."
     )
 
 

@@ -14,7 +14,6 @@ from flax import nnx
 from surgery_models import CNN, MLP
 from test_attention import EntityAttention, RmsStream
 from test_composite_spaces import Grouped, MaybeGrouped
-from zoo_policies import C51
 
 import jsurgery
 
@@ -90,30 +89,6 @@ def test_the_key_the_refusal_gives_keeps_the_old_policy_over_a_rollout():
         np.testing.assert_allclose(y_new, y_old, atol=1e-5, rtol=0)
         for a, b in zip(c_old, c_new, strict=True):
             np.testing.assert_allclose(np.asarray(b)[:, :16], a, atol=1e-5, rtol=0)
-
-
-def _c51(**kw):
-    old_m, new_m = C51(3), C51(4)
-    x = jnp.zeros((2, 4))
-    old, new = old_m.init(jax.random.key(0), x), new_m.init(jax.random.key(1), x)
-    return jsurgery.make_plan(
-        old, new, apply=(old_m.apply, new_m.apply), example=((x,), (x,)), **kw
-    )
-
-
-def test_outputs_named_on_a_distributional_head_are_refused_for_the_real_cause():
-    with pytest.raises(jsurgery.PlanError) as named:
-        _c51(outputs=(["a", "b", "c"], ["a", "b", "c", "d"]), **jsurgery.PRESERVING)
-    with pytest.raises(jsurgery.PlanError) as unnamed:
-        _c51(**jsurgery.PRESERVING)
-    text = str(named.value)
-    assert "no axis of this output carries units" not in text, text
-    assert "`outputs[0]`" in text and "'Dense_1'" in text and "reshape" in text, text
-    assert "(actions, atoms)" in text and "(actions, atoms)" in str(unnamed.value), text
-    assert "cannot gain or lose units" in text, text
-    assert "layers={'Dense_1': None}" in text, text
-    plan = _c51(layers={"Dense_1": None}, **jsurgery.PRESERVING)  # what the message offers
-    assert any("Dense_1" in w and "not carried over" in w for w in plan.warnings), plan.warnings
 
 
 def _shapes(model, shape):

@@ -176,3 +176,16 @@ def check_named_products(graph: Graph, given: dict, units: set) -> None:
                 f"{read} on their own, so IDs for the whole axis cannot say where a unit goes in "
                 "each factor; leave this axis by position (drop these IDs)."
             )
+
+
+def split_whole(graph: Graph, node: int) -> tuple[int, list] | None:
+    """`(whole, factors)` when `node` is the leading factor of a parameter's axis that a reshape
+    splits (a distributional head's actions, split with its atoms out of the head's
+    `actions * atoms` units), else None. The leading factor carries the units an output names
+    (`outputs=` IDs); the others are read by position."""
+    root, spaces = graph.find(node), graph.param_spaces()
+    for whole, composite in graph.composite.items():
+        parts = [graph.find(p) for p in composite[1]]
+        if parts[0] == root and whole in spaces and graph.split_product(composite):
+            return whole, parts
+    return None

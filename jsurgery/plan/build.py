@@ -209,7 +209,8 @@ def _promises(new: Traced, units, leaves, inserted: set, warnings, out_specs) ->
         sm = units.maps.get(root)
         if sm is not None and sm.offset is not None and not _offset_written(new, leaves, root):
             sm = replace(sm, offset=None)  # no bias writes the space: the offset is not applied
-        out += output_promises(k, spec, sm, old, root in units.carried)
+        atoms = units.atoms(root, g.output_axes[k]) if root is not None else None
+        out += output_promises(k, spec, sm, old, root in units.carried, atoms)
     return tuple(out)
 
 

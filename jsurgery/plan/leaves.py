@@ -9,8 +9,9 @@ from jsurgery.errors import PlanError
 from jsurgery.graph import factors
 from jsurgery.graph.unit_graph import READ, WINDOW, WRITE
 from jsurgery.init import CARRIED, HIDDEN, INPUT, OUTPUT, LayerRule, NewLeaf, NewUnits, Rules
+from jsurgery.init.pessimistic import on_atoms
 from jsurgery.plan.data import AxisMap, LeafPlan, SpaceMap, combine, identity_map, summary, unit_ids
-from jsurgery.plan.promise import NewUnitsNote
+from jsurgery.plan.promise import Atoms, NewUnitsNote
 
 
 class UnitMaps:
@@ -48,11 +49,12 @@ class UnitMaps:
         self.units = g.param_spaces() | self.inputs | self.outputs | set(given_new) | self.carried
         factors.check_named_products(g, given_new, self.units)
         split = factors.unit_factors(g, self.units)
-        self.output_factors = split & {g.find(n) for axes in g.output_axes for n in axes}
         self.factors = split
         self.units |= split
         self.maps: dict = {}
         self.labels: dict = {}
+        self.distributions = {r: w for r in self.outputs if (w := factors.split_whole(g, r))}
+        self.atom_offsets: dict = {}
 
     def new_ids(self, root: int) -> tuple:
         return unit_ids(self.given_new, root, self.new.graph.size[root], "a new space")
@@ -80,16 +82,60 @@ class UnitMaps:
                 norm_bias=norm is not None and bool(self.norm_leaves(root)["bias"]),
             )
         )
-        if root in self.output_factors and factors.changed(sm):
-            raise PlanError(
-                f"{label}: an output axis split out of one layer's units by a reshape (a "
-                "distributional head's (actions, atoms)) gains or loses units; such outputs take "
-                "no `outputs` IDs or `new_outputs` start yet: keep this axis, or give the layer "
-                "layers={...: None}."
-            )
+        if root in self.distributions:
+            sm = self._on_atoms(root, sm, label)
         self._lower_without_bias(root, sm, label)
         self.maps[root], self.labels[root] = sm, label
         return sm
+
+    def _on_atoms(self, root: int, sm: SpaceMap, label: str) -> SpaceMap:
+        """The map of a distributional head's actions (the leading factor of the head's units,
+        split by a reshape into `(actions, atoms)`): copies and zeros apply to each action's
+        block of atoms; a pessimistic start becomes `pessimistic.on_atoms`'s, its bias offset
+        kept for the head's bias (`bias_offset`). A start the atoms cannot take is refused."""
+        whole, parts = self.distributions[root]
+        g = self.new.graph
+        bias = None
+        if sm.offset is not None and not (sm.offset > 0).any():
+            sm, bias = on_atoms(sm, g.size[whole] // g.size[root])
+        if sm.write_mean is not None or sm.offset is not None:
+            raise PlanError(
+                f"{label}: the new outputs are actions of a distributional head (its units split "
+                f"by a reshape into (actions, atoms) = {tuple(g.size[p] for p in parts)}), and "
+                f"'{sm.how}' starts them from the old actions' mean or with an offset, which a "
+                "softmax over the atoms does not keep; start them with new_outputs="
+                "'pessimistic' (probability on the lowest atom), per ID {new_id: old_id}, "
+                "'zeros' (equal probabilities) or 'template'."
+            )
+        if bias is not None and not self._has_bias(whole):
+            raise PlanError(
+                f"{label}: a pessimistic new action of a distributional head starts with its "
+                "probability on the lowest atom through the head's bias, and the head has no "
+                "bias; start it per ID new_outputs={new_id: old_id}, or give the head a bias."
+            )
+        if bias is not None:
+            self.atom_offsets[whole] = bias
+        return sm
+
+    def atoms(self, root: int, axes) -> Atoms | None:
+        """How an output with axes `axes` (nodes), its units in `root`, holds a distributional
+        head's actions, or None when `root` is not such a head's actions."""
+        if root not in self.distributions:
+            return None
+        g = self.new.graph
+        whole, parts = self.distributions[root]
+        inner = [a for a, n in enumerate(axes) if g.find(n) in parts[1:]]
+        bias = self.atom_offsets.get(whole)
+        rows = () if bias is None else bias.reshape(g.size[root], -1)
+        logits = {q: row for q, row in enumerate(rows) if row.any()}
+        axis = inner[0] if len(inner) == 1 and len(parts) == 2 else None
+        return Atoms(axis, not inner, logits)
+
+    def bias_offset(self, root: int) -> np.ndarray | None:
+        """The offset added to a bias that writes the space `root`: a pessimistic start's."""
+        if root in self.atom_offsets:
+            return self.atom_offsets[root]
+        return self.maps[root].offset if root in self.outputs and root in self.maps else None
 
     def _lower_without_bias(self, root: int, sm: SpaceMap, label: str) -> None:
         """A pessimistic start lowers new outputs by the margin through the bias that writes
@@ -294,10 +340,10 @@ def matched_leaf(
             maps.append(am)
         if am.scaled is not None:
             scaled.append(root)
-        if len(shape) == 1 and additive and root in units.outputs:
-            offset = units.maps[root].offset
-        elif norm == "bias" and root in units.maps:
+        if len(shape) == 1 and additive and norm == "bias" and root in units.maps:
             offset = units.maps[root].norm_offset
+        elif len(shape) == 1 and additive:
+            offset = units.bias_offset(root)
     return LeafPlan(
         path,
         opath,

@@ -17,8 +17,9 @@ import numpy as np
 
 #: What a promise says of its units.
 Kind = Literal["exact", "first order", "start", "nothing"]
-#: For a "start" promise, the value the units start at.
-Start = Literal["copy", "mean", "zero"]
+#: For a "start" promise, the value the units start at: a copy, the old units' mean or zero (plus
+#: an offset), constant atom logits, or at most every old unit ("below").
+Start = Literal["copy", "mean", "zero", "logits", "below"]
 _STRENGTH = {"exact": 0, "first order": 1, "nothing": 2}
 
 
@@ -41,10 +42,14 @@ class Promise:
             a whole).
         kind: "exact", "first order" (in `scale`), "start" (new units) or "nothing".
         start: for "start": "copy" (of `copies`, old IDs per unit), "mean" (of the old units,
-            plus `offset`) or "zero" (plus `offset`).
+            plus `offset`), "zero" (plus `offset`), "logits" (the constant atom logits `values`
+            along the output's axis `along`: a distributional head's new action) or "below"
+            (at most every old unit: its expected value).
         copies: for a "copy" start, the old ID each unit copies.
         offset: for a "mean" or "zero" start, the offset added (minus a pessimistic margin).
         scale: for "first order", the scale the change is first order in.
+        values: for a "logits" start, the logit of each atom.
+        along: for a "logits" start, the output's axis of the atoms.
         reason: why the promise is no stronger.
         new: whether the units are new (the old network lacks them).
         measured: the largest difference found by running both networks (None: not run).
@@ -63,6 +68,8 @@ class Promise:
     copies: tuple = ()
     offset: float = 0.0
     scale: float = 0.0
+    values: tuple = ()
+    along: int | None = None
     reason: str = ""
     new: bool = False
     measured: float | None = field(default=None, compare=False)
@@ -93,6 +100,16 @@ class Promise:
         if self.kind == "start":
             if self.start == "copy":
                 return "start as copies of " + ", ".join(map(repr, self.copies))
+            if self.start == "logits":
+                return (
+                    f"start at the atom logits [{_runs(self.values)}] along axis {self.along} (the "
+                    "probability on atom 0, the lowest of an ascending support)"
+                )
+            if self.start == "below":
+                return (
+                    "start at or below every old unit (the expected value of the lowest atom, "
+                    "atom 0, of an ascending support)"
+                )
             base = "the old units' mean" if self.start == "mean" else "0"
             return f"start at {base}{_signed(self.offset)}"
         if self.kind == "first order":
@@ -113,6 +130,17 @@ def amount(x: float) -> str:
     """A measured difference for reading: below float32 rounding (1e-6), zero included, shown
     as such, since its digits are rounding noise that differs between machines and versions."""
     return "< 1e-6" if x < 1e-6 else f"{x:.3g}"
+
+
+def _runs(values: tuple) -> str:
+    """`(0, -30, -30, -30)` as "0, -30 x3"."""
+    runs: list = []
+    for v in values:
+        if runs and runs[-1][0] == v:
+            runs[-1][1] += 1
+        else:
+            runs.append([v, 1])
+    return ", ".join(f"{v:g}" + (f" x{n}" if n > 1 else "") for v, n in runs)
 
 
 def _units_text(p: Promise) -> str:
@@ -196,9 +224,29 @@ def _mask(mask, where) -> np.ndarray:
     return np.zeros(len(where), bool) if mask is None else np.asarray(mask)[where]
 
 
-def output_promises(k: int, spec, sm, old: OldUnits, carried: bool) -> list[Promise]:
-    """The promises for output `k`, with `spec` `(axis, old_ids, new_ids)` or None (no units)
-    and `sm` the `SpaceMap` of its unit space (None: unchanged)."""
+@dataclass(frozen=True, eq=False)
+class Atoms:
+    """How an output holds the actions of a distributional head (a layer's units split by a
+    reshape into `(actions, atoms)`).
+
+    Attributes:
+        axis: the output's axis of the atoms (logits or probabilities), or None.
+        reduced: whether the output is reduced over the atoms (Q-values, their expectation).
+        logits: `{position of a new action: its atom logits}` for the new actions started with
+            constant logits (a pessimistic start).
+    """
+
+    axis: int | None
+    reduced: bool
+    logits: dict = field(default_factory=dict)
+
+
+def output_promises(
+    k: int, spec, sm, old: OldUnits, carried: bool, atoms: Atoms | None = None
+) -> list[Promise]:
+    """The promises for output `k`, with `spec` `(axis, old_ids, new_ids)` or None (no units),
+    `sm` the `SpaceMap` of its unit space (None: unchanged) and `atoms` how the output holds a
+    distributional head's actions (None: it does not)."""
     base = dict(output=k, kind=old.kind, scale=old.scale, reason=old.reason, up_to=old.up_to)
     if spec is None:
         return [Promise(units=(), **base)]
@@ -213,7 +261,7 @@ def output_promises(k: int, spec, sm, old: OldUnits, carried: bool) -> list[Prom
         why = "the old units are not kept exactly, so new ones have no start value"
         units = tuple(new_ids[q] for q in fresh)
         return [*out, Promise(k, units, "nothing", reason=why, new=True)]
-    return out + _starts(k, new_ids, old_ids, fresh, sm, carried)
+    return out + _starts(k, new_ids, old_ids, fresh, sm, carried, atoms)
 
 
 def _src(new_ids, old_ids, sm) -> np.ndarray:
@@ -223,23 +271,44 @@ def _src(new_ids, old_ids, sm) -> np.ndarray:
     return np.array([where.get(u, -1) for u in new_ids], np.int64)
 
 
-def _starts(k, new_ids, old_ids, fresh, sm, carried) -> list[Promise]:
+def _starts(k, new_ids, old_ids, fresh, sm, carried, atoms=None) -> list[Promise]:
     """One promise per kind of start among the new units `fresh` of an output."""
     groups: dict = {}
     for q in fresh:
-        key = _start_of(sm, q, carried)
+        key = _start_of(sm, q, carried) if atoms is None else _atom_start(sm, q, atoms)
         groups.setdefault(key[:2], []).append((new_ids[q], key[2]))
     out = []
-    for (start, offset), members in groups.items():
+    for (start, value), members in groups.items():
         units = tuple(u for u, _ in members)
         if start is None:
-            out.append(Promise(k, units, "nothing", reason="template init", new=True))
+            out.append(Promise(k, units, "nothing", reason=value or "template init", new=True))
         elif start == "copy":
             copies = tuple(old_ids[i] for _, i in members)
             out.append(Promise(k, units, "start", start="copy", copies=copies, new=True))
+        elif start == "logits":
+            along = atoms.axis
+            out.append(Promise(k, units, "start", start=start, values=value, along=along, new=True))
         else:
-            out.append(Promise(k, units, "start", start=start, offset=offset, new=True))
+            out.append(Promise(k, units, "start", start=start, offset=value, new=True))
     return out
+
+
+def _atom_start(sm, q: int, atoms: Atoms) -> tuple:
+    """`(start, value, old position)` of new action `q` of an output holding a distributional
+    head's actions: a copy of an old action's block of atoms is a copy wherever the output
+    holds it; constant atom logits are a "logits" start where the output holds the atoms and a
+    "below" start (its expected value) where it is reduced over them; zero logits start the
+    logits at zero. Otherwise `(None, reason, -1)`."""
+    base = _start_of(sm, q, False)
+    if q in atoms.logits and atoms.axis is not None:
+        return "logits", tuple(float(v) for v in atoms.logits[q]), -1
+    if q in atoms.logits and atoms.reduced:
+        return "below", 0.0, -1
+    if base[0] == "copy" or (base[0] == "zero" and atoms.axis is not None):
+        return base
+    if base[0] is None:
+        return None, "template init", -1
+    return None, f"a value computed from its atom logits ({sm.how})", -1
 
 
 def _start_of(sm, q: int, carried: bool) -> tuple:

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from jsurgery import trees
 from jsurgery.errors import PlanError
+from jsurgery.graph import factors
 from jsurgery.graph.carry import tie_carry
 from jsurgery.graph.side import Side, Traced
 from jsurgery.graph.unit_graph import WINDOW
@@ -179,11 +180,16 @@ def _holds_units(g, node: int, spaces: set) -> bool:
 
 def output_axis(side: Side, k: int):
     """The node and axis of output `k` that carry its units: its one axis that a parameter
-    writes, else its last axis when several do, else none (a squeezed value, a scalar)."""
+    writes (or the leading factor of one split by a reshape: a distributional head's actions),
+    else its last axis when several do, else none (a squeezed value, a scalar)."""
     g = side.graph
     axes = g.output_axes[k]
     spaces = g.param_spaces()
-    hits = [a for a, n in enumerate(axes) if _holds_units(g, n, spaces)]
+    hits = [
+        a
+        for a, n in enumerate(axes)
+        if _holds_units(g, n, spaces) or factors.split_whole(g, n) is not None
+    ]
     if not hits:
         return None, None
     a = hits[0] if len(hits) == 1 else len(axes) - 1

@@ -9,6 +9,7 @@ import jax
 
 from jsurgery import ids, trees
 from jsurgery.errors import PlanError
+from jsurgery.graph import factors
 from jsurgery.graph.side import Side, Traced
 from jsurgery.match.layers import GraphLayer
 from jsurgery.plan.sides import input_axis, output_axis
@@ -93,13 +94,11 @@ def io_ids(old: Traced, new: Traced, inputs, outputs) -> tuple[dict, dict, tuple
             _given(k, nn, no, axis, in_pairs, "inputs", old, new, given_old, given_new, single_in)
         )
     _check_value_constants(old, new, in_specs)
-    out_specs = []
-    for k in range(len(gn.output_axes)):
+    out_specs = [None] * len(gn.output_axes)
+    for k in sorted(range(len(gn.output_axes)), key=lambda k: k not in out_pairs):  # named first
         (no, _), (nn, axis) = output_axis(old.side, k), output_axis(new.side, k)
-        out_specs.append(
-            _given(
-                k, nn, no, axis, out_pairs, "outputs", old, new, given_old, given_new, single_out
-            )
+        out_specs[k] = _given(
+            k, nn, no, axis, out_pairs, "outputs", old, new, given_old, given_new, single_out
         )
     return given_old, given_new, tuple(in_specs), tuple(out_specs)
 
@@ -148,12 +147,16 @@ def _check_value_constants(old: Traced, new: Traced, in_specs: list) -> None:
 def _given(k, nn, no, axis, pairs, arg, old, new, given_old, given_new, single=False):
     """The `(axis, old_ids, new_ids)` spec of input or output `k`; IDs the user named are
     recorded per space (`given_old`, `given_new`), checked against the space's size and
-    against IDs named for the same space before."""
+    against IDs named for the same space before. An unnamed one whose space has IDs named (the
+    logits and Q-values of one head's actions) takes those."""
     if nn is None or no is None:
         if k in pairs:
             raise PlanError(_split_output(new, k) or _no_units(arg, k, old, new, pairs[k]))
         return None
     named = k in pairs
+    ro, rn = old.side.root(no), new.side.root(nn)
+    if not named and ro in given_old and rn in given_new:
+        return (axis, given_old[ro][0], given_new[rn][0])
     pair = pairs.get(k, (ids.positions(old.side.size(no)), ids.positions(new.side.size(nn))))
     for given, side, node, j in ((given_old, old.side, no, 0), (given_new, new.side, nn, 1)):
         root = side.root(node)
@@ -167,7 +170,9 @@ def _given(k, nn, no, axis, pairs, arg, old, new, given_old, given_new, single=F
             )
         where = f"the {arg} of the {side.name} network" if single else f"{arg} {k}"
         try:
-            ids.check_count(label, pair[j], side.size(node), where + _touched_by(side, node, arg))
+            ids.check_count(
+                label, pair[j], side.size(node), where + _touched_by(side, node, arg, axis)
+            )
         except PlanError as e:
             raise PlanError(str(e) + (_key_hint(arg, k, old, new, pair) if named else "")) from None
         if named:
@@ -183,8 +188,9 @@ def _no_units(arg: str, k: int, old: Traced, new: Traced, pair: tuple) -> str:
 
 
 def _split_output(t: Traced, k: int) -> str | None:
-    """The refusal for IDs named for output `k` whose unit axis is a factor that a reshape
-    splits out of one layer's output units (a distributional head's `(actions, atoms)`)."""
+    """The refusal for IDs named for output `k` whose axes hold only inner factors that a reshape
+    splits out of one layer's output units (a distributional head's atoms of `(actions,
+    atoms)`)."""
     g = t.side.graph
     spaces = g.param_spaces()
     for a, node in enumerate(g.output_axes[k]):
@@ -199,12 +205,11 @@ def _split_output(t: Traced, k: int) -> str | None:
             sizes = [g.size[p] for p in parts]
             return (
                 f"`outputs[{k}]`: the units of this output (axis {a}, {g.size[g.find(node)]} "
-                f"units) are a factor that a reshape splits out of the {g.size[root]} output "
-                f"units of layer {layer!r} (into {sizes}: a distributional head's (actions, "
-                "atoms)); such an axis cannot gain or lose units yet and takes no `outputs` IDs "
-                "or `new_outputs` start: keep its units (drop `outputs`), or start the layer "
-                f"from the template with layers={{{layer!r}: None}} (its old weights are then "
-                "not carried over)."
+                f"units) are an inner factor that a reshape splits out of the {g.size[root]} "
+                f"output units of layer {layer!r} (into {sizes}: a distributional head's "
+                "(actions, atoms)); only the leading factor (the actions) takes `outputs` IDs, "
+                "the inner ones stay by position: name an output that holds the leading factor, "
+                f"or drop `outputs[{k}]`."
             )
     return None
 
@@ -283,8 +288,20 @@ def key_layout(side: Side, arg: str, k: int | None = None) -> str:
     )
 
 
-def _touched_by(side: Side, node: int, arg: str) -> str:
-    """`" (read by 'leaf')"`: the first parameter leaf with an axis in the space of `node`."""
+def _touched_by(side: Side, node: int, arg: str, axis: int | None = None) -> str:
+    """`" (read by 'leaf')"`: the first parameter leaf with an axis in the space of `node`; for
+    the leading factor of a leaf's axis split by a reshape (a distributional head's actions),
+    the output's axis and the split."""
+    split = factors.split_whole(side.graph, node)
+    if split is not None:
+        whole, parts = split
+        leaf = _first_leaf(side, whole)
+        sizes = tuple(side.graph.size[p] for p in parts)
+        return (
+            f" (axis {axis}: the leading factor of the {side.graph.size[whole]} units written "
+            f"by {side.paths[leaf]!r}, which a reshape splits into {sizes}, a distributional "
+            "head's (actions, atoms))"
+        )
     leaf = _first_leaf(side, side.graph.find(node))
     if leaf is None:
         return f" of the {side.name} function"
