@@ -181,18 +181,20 @@ class EqxNormed(eqx.Module):
 
 X2, XE, XC = jnp.ones((2, 3)), jnp.ones((2, 5, 3)), jnp.ones((2, 5, 4))
 P = jsurgery.PRESERVING
+#: Plain Net2Net replicas: under a norm they change its statistics, and the plan warns.
+R = {**P, "new_hidden": jsurgery.init.net2net(normalised=False)}
 
 # (id, plan, the words that must cite the user's layer)
 LIBRARY_CASES = [
     (
         "layernorm-after-widened-dense",
-        lambda: _traced(MLP((4,), 2, "layer"), MLP((6,), 2, "layer"), X2, **P),
+        lambda: _traced(MLP((4,), 2, "layer"), MLP((6,), 2, "layer"), X2, **R),
         ["`LayerNorm_0`", "surgery_models.py"],
     ),
     (
         "params-only-layernorm",
         lambda: jsurgery.make_plan(
-            _shapes(MLP((4,), 2, "layer"), (1, 3)), _shapes(MLP((6,), 2, "layer"), (1, 3)), **P
+            _shapes(MLP((4,), 2, "layer"), (1, 3)), _shapes(MLP((6,), 2, "layer"), (1, 3)), **R
         ),
         ["a norm layer read from the parameters"],
     ),
@@ -210,10 +212,10 @@ LIBRARY_CASES = [
     ),
     (
         "layernorm-before-attention",
-        lambda: _traced(EntityAttention(norm=True), EntityAttention(width=12, norm=True), XE, **P),
+        lambda: _traced(EntityAttention(norm=True), EntityAttention(width=12, norm=True), XE, **R),
         ["`ln`"],
     ),
-    ("rmsnorm", lambda: _traced(RmsStream(), RmsStream(width=12), XE, **P), ["`rms`"]),
+    ("rmsnorm", lambda: _traced(RmsStream(), RmsStream(width=12), XE, **R), ["`rms`"]),
     (
         "grouped-convolution-refused",
         lambda: _traced(GroupedConv(4), GroupedConv(6), XC, **P),
@@ -222,7 +224,7 @@ LIBRARY_CASES = [
     (
         "nnx-layernorm",
         lambda: jsurgery.make_plan(
-            NnxNormed(4, nnx.Rngs(0)), NnxNormed(6, nnx.Rngs(1)), example=((X2,), (X2,)), **P
+            NnxNormed(4, nnx.Rngs(0)), NnxNormed(6, nnx.Rngs(1)), example=((X2,), (X2,)), **R
         ),
         ["`LayerNorm`", "test_messages.py"],
     ),
@@ -232,7 +234,7 @@ LIBRARY_CASES = [
             EqxNormed(4, jax.random.key(0)),
             EqxNormed(6, jax.random.key(1)),
             example=((X2[0],), (X2[0],)),
-            **P,
+            **R,
         ),
         ["`LayerNorm`", "test_messages.py"],
     ),
