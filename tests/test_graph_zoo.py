@@ -132,9 +132,13 @@ def test_dueling_new_action_at_the_mean_is_exact():
     np.testing.assert_allclose(y_new[:, A3.index("noop")], y_old.mean(axis=-1), atol=1e-5)
 
 
-def test_layernorm_over_widened_units_is_named_in_the_warnings():
+def test_replicas_under_a_layernorm_are_named_in_the_warnings():
+    """Net2Net replicas (`normalised=False`) change what a LayerNorm over them computes: the
+    plan says so (the default keeps the norm's statistics: tests/test_normalised.py)."""
     case = Case("ln", NormMLP(4, 2, "layer"), NormMLP(6, 2, "layer"), ((3,),))
-    _, plan, _ = _surgery(case)
+    built = build(case)
+    replicas = {**built.kwargs, "new_hidden": jsurgery.init.net2net(normalised=False)}
+    plan = jsurgery.make_plan(built.old_vars, built.new_template, **replicas)
     words = ("norm", "mean", "reduce")
     assert any(word in w.lower() for w in plan.warnings for word in words), plan.warnings
 

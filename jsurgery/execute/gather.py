@@ -151,15 +151,16 @@ def _segment(
     missing = _mask(masks["undefined"], ndim)
     if moments:
         return x if missing is None else jnp.where(missing, jnp.zeros((), x.dtype), x)
-    if lp.offset is not None:
-        x = x + jnp.asarray(lp.offset[sl] if last is not None else lp.offset, x.dtype)
     noisy = _mask(masks["noise"], ndim)
     if noisy is not None and eps is not None:
         x = jnp.where(noisy, x * (1 + eps[..., sl]), x)
     if missing is not None:
         x = jnp.where(missing, _scaled(tmpl[..., sl], lp, masks["scaled"]), x)
     zeroed = _mask(masks["zero"], ndim)
-    return x if zeroed is None else jnp.where(zeroed, jnp.zeros((), x.dtype), x)
+    x = x if zeroed is None else jnp.where(zeroed, jnp.zeros((), x.dtype), x)
+    if lp.offset is not None:
+        x = x + jnp.asarray(lp.offset[sl] if last is not None else lp.offset, x.dtype)
+    return x
 
 
 def _identity_leaf(lp: LeafPlan, dtype, moments: bool):

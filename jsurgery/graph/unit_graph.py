@@ -56,6 +56,11 @@ class Graph:
             by position.
         output_axes: per output leaf, the node of each axis.
         cross: `{node: [(primitive, source)]}` operations that mix the units of a space.
+        moments: `{node: {(moment, activated)}}` sums over a space's units: of the values
+            ("first") or their squares ("second"), and whether the values went through an
+            activation after the layer that wrote them (a norm's statistics; `norm_kind`).
+        layer_biases: parameter leaves added to a layer's contraction (a Dense's bias), as
+            opposed to other added leaves (a norm's bias).
         opaque: `{node: (primitive, source)}` operations the planner cannot follow.
         constant: `{node: (primitive, source)}` arrays built inside the function from
             constants only (a positional table made with `.at[].set`) that reach a space: their
@@ -85,6 +90,8 @@ class Graph:
     shifted_one_hots: dict = field(default_factory=dict)
     output_axes: list = field(default_factory=list)
     cross: dict = field(default_factory=dict)
+    moments: dict = field(default_factory=dict)
+    layer_biases: set = field(default_factory=set)
     opaque: dict = field(default_factory=dict)
     constant: dict = field(default_factory=dict)
     out_tree: object = None
@@ -126,6 +133,8 @@ class Graph:
         self.parent[rb] = ra
         if rb in self.cross:
             self.cross.setdefault(ra, []).extend(self.cross.pop(rb))
+        if rb in self.moments:
+            self.moments.setdefault(ra, set()).update(self.moments.pop(rb))
         for marks in (self.opaque, self.constant):
             if rb in marks:
                 marks.setdefault(ra, marks.pop(rb))
@@ -156,6 +165,26 @@ class Graph:
 
     def mark_cross(self, n: int, primitive: str, source: str) -> None:
         self.cross.setdefault(self.find(n), []).append((primitive, source))
+
+    def mark_moment(self, n: int, moment: str, activated: bool) -> None:
+        self.moments.setdefault(self.find(n), set()).add((moment, activated))
+
+    def norm_kind(self, n: int) -> str | None:
+        """"layer" or "rms" for a space a norm reads straight from the layers that write it
+        (LayerNorm: a sum of the values and of their squares; RMSNorm: of the squares only),
+        None otherwise: no norm, another op mixing the units (a softmax's max), or a norm
+        reading the values through an activation (relu, then a norm), whose statistics no
+        choice of new weights keeps."""
+        root = self.find(n)
+        moments = self.moments.get(root, set())
+        if not any(m == "second" for m, _ in moments):
+            return None
+        if any(p != "reduce_sum" for p, _ in self.cross.get(root, [])):
+            return None
+        first = [activated for m, activated in moments if m == "first"]
+        if first:
+            return None if any(first) else "layer"
+        return None if any(a for _, a in moments) else "rms"
 
     def mark_opaque(self, n: int, primitive: str, source: str) -> None:
         self.opaque.setdefault(self.find(n), (primitive, source))

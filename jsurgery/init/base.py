@@ -43,6 +43,9 @@ class NewUnits:
         warnings: the plan's warnings; a rule appends what the user should know.
         new: the units this rule starts (every unit with `src` -1 unless a per-ID choice gives
             the rule a subset).
+        norm: "layer" or "rms" for a hidden space that a LayerNorm or an RMSNorm reads straight
+            from the layers writing it (`Graph.norm_kind`), else None.
+        norm_bias: whether such a norm adds a bias of its own.
     """
 
     src: np.ndarray
@@ -52,6 +55,8 @@ class NewUnits:
     label: str
     warnings: list
     new: np.ndarray | None = None
+    norm: str | None = None
+    norm_bias: bool = False
 
     def __post_init__(self):
         if self.new is None:

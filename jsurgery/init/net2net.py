@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from jsurgery.init.base import CARRIED, HIDDEN, NewUnits, UnitRule, check_number, check_seed
+from jsurgery.init.normalised import kept_statistics
 from jsurgery.plan.data import SpaceMap
 from jsurgery.plan.promise import NewUnitsNote
 
@@ -22,8 +23,11 @@ class Net2Net(UnitRule):
     and the outgoing weights of a unit and its copies are divided by the number of copies (Chen
     et al., Net2Net). Exact; `noise` > 0 multiplies the copies' incoming weights by
     (1 + noise * N(0, 1)) to break symmetry (then exact only to that order). BatchNorm
-    parameters and statistics are copied with their units; a LayerNorm over the widened units
-    sees different statistics, so widening through it is not exact.
+    parameters and statistics are copied with their units. A space a LayerNorm or RMSNorm reads
+    straight from its layers (Dense -> norm, a pre-LN residual stream) is widened so that the
+    norm's statistics are kept instead (`jsurgery.init.normalised`): new units the mean of the
+    old (zero under an RMSNorm), the norm's scales compensated, exact up to the norm's
+    epsilon; `normalised=False` replicates there too, which moves the old outputs.
 
     In a recurrent cell's carry, new units get zero incoming weights and biases in every gate and
     template outgoing weights, so from a carry that is zero on them (a new episode, or
@@ -38,6 +42,10 @@ class Net2Net(UnitRule):
     fits = frozenset({"new_hidden"})
 
     def space_map(self, units: NewUnits) -> SpaceMap:
+        if units.kind == HIDDEN and units.norm and self.normalised and units.new.any():
+            kept = kept_statistics(units, self.seed)
+            if kept is not None:
+                return kept
         if units.kind == HIDDEN:
             return self._replicate(units)
         sm = units.template("template in, zero out")

@@ -66,7 +66,7 @@ class LeafPlan:
     old_shape: tuple | None
     source: LeafSource
     axes: tuple[AxisMap, ...] = ()
-    offset: np.ndarray | None = None  # added along the only axis (pessimistic bias)
+    offset: np.ndarray | None = None  # added last along the only axis (a pessimistic or norm bias)
     identity: tuple | None = None  # indices of the ones for source "identity"
     note: str = ""
     template_scale: float = 1.0  # factor on the template at the axes' `scaled` positions
@@ -120,7 +120,9 @@ class SpaceMap:
     writers (kernel outputs, biases, scales) read `write_idx`, readers (contracted axes) read
     `read_idx` times `read_mul`; masks say which units are zero, the old mean, noisy, or take
     the template times `scale` (`write_scaled`, `read_scaled`: weights only, not norm scales
-    or statistics).
+    or statistics). In a space a norm reads (`normalised`: "layer" or "rms"), the norm's
+    scales are multiplied by `norm_gain` (per new unit: its old unit's factor, 1 for new
+    units) and its biases take `norm_offset` at the new units.
     """
 
     src: np.ndarray
@@ -137,10 +139,22 @@ class SpaceMap:
     write_scaled: np.ndarray | None = None
     read_scaled: np.ndarray | None = None
     scale: float = 1.0
+    normalised: str | None = None
+    norm_gain: np.ndarray | None = None
+    norm_offset: np.ndarray | None = None
 
-    def axis_map(self, axis: int, role: str, kernel: bool, weight: bool = True) -> AxisMap:
+    def axis_map(
+        self, axis: int, role: str, kernel: bool, weight: bool = True, norm: str | None = None
+    ) -> AxisMap:
         """The map of one leaf axis in this space; `weight` (a kernel or a bias, not a norm's
-        scale or statistics) takes the scaled template where the space says so."""
+        scale or statistics) takes the scaled template where the space says so; `norm`
+        ("scale" or "bias") marks a norm's leaf, kept per unit (new units: template, biases
+        zero plus `norm_offset`) where the space is `normalised`."""
+        if norm is not None and self.normalised is not None:
+            new = self.src < 0
+            if norm == "scale":
+                return AxisMap(axis, self.src, self.src, mul=self.norm_gain)
+            return AxisMap(axis, self.src, self.src, zero=new if new.any() else None)
         if role == "read":
             return AxisMap(
                 axis,

@@ -59,8 +59,20 @@ class UnitMaps:
         new_ids = self.new_ids(root)
         old_ids = unit_ids(self.given_old, o, self.old.graph.size[o], "an old space")
         src = ids.index_of(new_ids, old_ids)
+        kind = self._kind(root)
+        norm = self.new.graph.norm_kind(root) if kind == HIDDEN else None
+        norm = norm if norm == self.old.graph.norm_kind(o) else None
         sm = self.rules.space_map(
-            NewUnits(src, old_ids, new_ids, self._kind(root), label, self.warnings)
+            NewUnits(
+                src,
+                old_ids,
+                new_ids,
+                kind,
+                label,
+                self.warnings,
+                norm=norm,
+                norm_bias=norm is not None and bool(self.norm_leaves(root)["bias"]),
+            )
         )
         if root in self.output_factors and factors.changed(sm):
             raise PlanError(
@@ -95,6 +107,29 @@ class UnitMaps:
                 "warning, a per-ID copy {new_id: old_id}, or give the output layer a bias."
             )
         )
+
+    def norm_leaves(self, root: int) -> dict:
+        """`{"scale": leaves, "bias": leaves}`: the one-axis leaves in space `root` that belong
+        to a norm reading it, multiplied (its scales) or added (its biases, not a layer's)."""
+        g = self.new.graph
+        found = {"scale": set(), "bias": set()}
+        if g.norm_kind(root) is None:
+            return found
+        for i, axes in enumerate(g.leaf_axes):
+            if len(axes) == 1 and g.first_use[i] is not None and g.find(axes[0]) == root:
+                if i not in g.additive:
+                    found["scale"].add(i)
+                elif i not in g.layer_biases:
+                    found["bias"].add(i)
+        return found
+
+    def norm_role(self, leaf: int) -> str | None:
+        """"scale" or "bias" for a norm's one-axis leaf, else None."""
+        axes = self.new.graph.leaf_axes[leaf]
+        if len(axes) != 1:
+            return None
+        found = self.norm_leaves(self.new.root(axes[0]))
+        return next((role for role, leaves in found.items() if leaf in leaves), None)
 
     def _has_bias(self, root: int) -> bool:
         """Whether a used one-axis leaf is added into the space `root` (a bias)."""
@@ -141,7 +176,14 @@ class UnitMaps:
         return found.pop() if found else 1.0
 
     def axis_map(
-        self, node: int, role: str, axis: int, kernel: bool, label: str, weight: bool = True
+        self,
+        node: int,
+        role: str,
+        axis: int,
+        kernel: bool,
+        label: str,
+        weight: bool = True,
+        norm: str | None = None,
     ) -> AxisMap:
         root = self.new.root(node)
         parts = self.new.graph.parts(root)
@@ -150,7 +192,7 @@ class UnitMaps:
             old_sizes = [self.old.graph.size[self.corr.to_old[self.new.root(p)]] for p in parts[1]]
             return combine(parts[0], maps, old_sizes, axis)
         if root in self.units:
-            return self.space(root, label).axis_map(axis, role, kernel, weight)
+            return self.space(root, label).axis_map(axis, role, kernel, weight, norm)
         n_new, n_old = self.new.graph.size[root], self.old.graph.size[self.corr.to_old[root]]
         if n_new != n_old:
             raise PlanError(
@@ -180,7 +222,7 @@ class UnitMaps:
             ops = g.crosses(root)
             n_new = int((sm.src < 0).sum())
             n_drop = sm.n_old - len(set(sm.src[sm.src >= 0].tolist()))
-            if ops and (n_new or n_drop):
+            if ops and (n_new or n_drop) and not (sm.normalised and not n_drop):
                 names = sorted({f"{p} ({s})" for p, s in ops})
                 self.warnings.append(
                     f"{self.labels[root]}: {', '.join(names)} mixes the units of this space, "
@@ -223,6 +265,7 @@ def matched_leaf(
     g = units.new.graph
     maps, notes, offset, scaled = [], [], None, []
     weight = len(shape) >= 2 or additive  # kernels and biases, not norm scales or statistics
+    norm = units.norm_role(ni)
     for axis, (node, role) in enumerate(zip(g.leaf_axes[ni], g.leaf_roles[ni], strict=True)):
         label = units.new.where(ni, axis)
         if role == WINDOW:
@@ -234,7 +277,7 @@ def matched_leaf(
                 )
             continue
         role = units.writer_role(node, role)
-        am = units.axis_map(node, role, axis, len(shape) >= 2, label, weight)
+        am = units.axis_map(node, role, axis, len(shape) >= 2, label, weight, norm)
         root = units.new.root(node)
         how = units.how(root)
         notes.append(f"{'in' if role == READ else 'out'}: {summary(am.src, old_shape[axis], how)}")
@@ -244,6 +287,8 @@ def matched_leaf(
             scaled.append(root)
         if len(shape) == 1 and additive and root in units.outputs:
             offset = units.maps[root].offset
+        elif norm == "bias" and root in units.maps:
+            offset = units.maps[root].norm_offset
     return LeafPlan(
         path,
         opath,

@@ -22,6 +22,10 @@ Start = Literal["copy", "mean", "zero"]
 _STRENGTH = {"exact": 0, "first order": 1, "nothing": 2}
 
 
+#: What a plan that widens a space under a norm is exact up to (`jsurgery.init.normalised`).
+NORM_EPSILON = "the norm's epsilon"
+
+
 class NewUnitsNote(str):
     """A warning about new units only (a new output's start): the old outputs are not affected,
     so it does not lower the promise for them."""
@@ -46,6 +50,8 @@ class Promise:
         measured: the largest difference found by running both networks (None: not run).
         tolerance: the largest difference an exact or start promise allows on those outputs
             (relative to their magnitude; float rounding).
+        up_to: for "exact", what it is exact up to ("the norm's epsilon": a LayerNorm or
+            RMSNorm over widened units, whose epsilon then acts as epsilon * D / d).
     """
 
     output: int
@@ -59,6 +65,7 @@ class Promise:
     new: bool = False
     measured: float | None = field(default=None, compare=False)
     tolerance: float | None = field(default=None, compare=False)
+    up_to: str = ""
 
     @property
     def broken(self) -> bool:
@@ -85,7 +92,7 @@ class Promise:
             return f"move at most to first order in {self.scale:g} ({self.reason})"
         if self.kind == "nothing":
             return f"no promise ({self.reason})"
-        return "exact"
+        return f"exact up to {self.up_to}" if self.up_to else "exact"
 
 
 def amount(x: float) -> str:
@@ -113,6 +120,7 @@ class OldUnits:
     kind: Kind = "exact"
     scale: float = 0.0
     reason: str = ""
+    up_to: str = ""
 
     def weaker(self, kind: Kind, reason: str, scale: float = 0.0) -> OldUnits:
         """This promise or the weaker `kind`, whichever is weaker."""
@@ -130,7 +138,8 @@ def old_units_promise(
     units feed later layers with weights the plan does not zero or divide, by each inserted
     layer leaf left at its template init, and by every warning about the old outputs. New units
     of a `carried` space that start at zero and stay there (checked when planning) feed nothing."""
-    promise = OldUnits()
+    normalised = any(sm.normalised for sm in hidden_maps.values())
+    promise = OldUnits(up_to=NORM_EPSILON if normalised else "")
     for root, sm in hidden_maps.items():
         kind, scale = _hidden_effect(sm, root in carried)
         if kind != "exact":
@@ -156,7 +165,7 @@ def _hidden_effect(sm, carried: bool = False) -> tuple[Kind, float]:
     units that stay zero), to first order (noisy replicas, scaled template weights), or unknown
     (template weights)."""
     new = np.flatnonzero(sm.src < 0)
-    if not len(new):
+    if not len(new) or sm.normalised:
         return "exact", 0.0
     zero = _mask(sm.read_zero, new) | (carried & _mask(sm.write_zero, new))
     copied = (sm.read_idx[new] >= 0) & ~zero
@@ -176,7 +185,7 @@ def _mask(mask, where) -> np.ndarray:
 def output_promises(k: int, spec, sm, old: OldUnits, carried: bool) -> list[Promise]:
     """The promises for output `k`, with `spec` `(axis, old_ids, new_ids)` or None (no units)
     and `sm` the `SpaceMap` of its unit space (None: unchanged)."""
-    base = dict(output=k, kind=old.kind, scale=old.scale, reason=old.reason)
+    base = dict(output=k, kind=old.kind, scale=old.scale, reason=old.reason, up_to=old.up_to)
     if spec is None:
         return [Promise(units=(), **base)]
     _, old_ids, new_ids = spec

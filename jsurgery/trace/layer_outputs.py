@@ -83,6 +83,7 @@ class LayerOutputs:
             return
         biased = all(v in self.bare or origins(v) for v in ins)
         if name in BIAS_ADDS and bare and not activated and biased:
+            self.g.layer_biases.update(params)
             self._mark(eqn, self.bare, bare | params)
         elif name in CARRIES:
             self._mark(eqn, self.activated if activated else self.bare, bare | activated)

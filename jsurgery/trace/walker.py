@@ -57,6 +57,7 @@ class Walker:
         self.constants: dict = {}
         self.iotas: dict = {}
         self.shifted: dict = {}
+        self.squares: dict = {}
         self.layer_outputs = LayerOutputs(graph)
         self.step = 0
         self.context = ""  # where the call a nested jaxpr came from is (`origin`)

@@ -75,6 +75,22 @@ def elementwise(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
             if d == out_shape[a]:
                 w.g.tie(n, nodes[a], where)
     _carry_values(w, eqn, where)
+    _note_square(w, eqn)
+
+
+def _note_square(w: Walker, eqn: jcore.JaxprEqn) -> None:
+    """Records a result that squares its operand (`square`, `x ** 2`, `x * x`) in
+    `Walker.squares`, so that a sum over it reads as a second moment (a norm's variance)."""
+    name, ins = eqn.primitive.name, eqn.invars
+    if isinstance(ins[0], jcore.Literal):
+        return
+    squared = (
+        name == "square"
+        or (name == "integer_pow" and eqn.params.get("y") == 2)
+        or (name == "mul" and len(ins) == 2 and ins[0] is ins[1])
+    )
+    if squared:
+        w.squares[eqn.outvars[0]] = ins[0]
 
 
 def _carry_values(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
@@ -196,12 +212,18 @@ def _one_hot_axis(w: Walker, eqn: jcore.JaxprEqn):
 
 
 def reduction(w: Walker, eqn: jcore.JaxprEqn, where: str) -> None:
-    """Mixes the units of the reduced axes; the other axes keep their nodes."""
+    """Mixes the units of the reduced axes; the other axes keep their nodes. A sum is also
+    recorded as a moment of the space (`Graph.moments`): of the values, or of their squares,
+    and whether those values came out of a layer through an activation."""
     v = eqn.invars[0]
     axes = {a % max(len(shape(v)), 1) for a in eqn.params["axes"]}
     nodes = w.of(v)
     for a in axes:
         w.g.mark_cross(nodes[a], eqn.primitive.name, where)
+        if eqn.primitive.name == "reduce_sum" and not isinstance(v, jcore.Literal):
+            base = w.squares.get(v, v)
+            moment = "second" if v in w.squares else "first"
+            w.g.mark_moment(nodes[a], moment, base in w.layer_outputs.activated)
     w.nodes[eqn.outvars[0]] = [n for a, n in enumerate(nodes) if a not in axes]
 
 
