@@ -79,8 +79,9 @@ def test_experiment_end_to_end(name, tmp_path):
 
 def test_layer_norm_widening(tmp_path):
     """The LayerNorm widening on the tiny protocol: results and plot, and how far each start
-    moved the old network's Q-values: plain Net2Net replicas (14 units replicate 4 unevenly) and
-    zero fan-out (whose new units enter the norm's statistics) measurably, like a new network."""
+    moved the old network's Q-values: the norm-aware Net2Net only by the norm's epsilon; plain
+    Net2Net replicas (14 units replicate 4 unevenly) and zero fan-out (whose new units enter the
+    norm's statistics) measurably, as a new network does."""
     experiment = EXPERIMENTS[WIDENING]
     results = runner.run_experiment(
         experiment, seeds=SEEDS, protocol="tiny", out=tmp_path, progress=False
@@ -90,8 +91,9 @@ def test_layer_norm_widening(tmp_path):
     shift = {arm: results["arms"][arm]["notes"]["at_surgery"] for arm in new_arms}
     for arm in new_arms:
         assert len(shift[arm]["q_change"]) == len(shift[arm]["greedy_agreement"]) == SEEDS, arm
+    assert max(shift["exact"]["q_change"]) < 1e-3
     for arm in ("scratch", "template", "net2net-inexact", "zero-fanout"):
-        assert min(shift[arm]["q_change"]) > 1e-3, arm
+        assert min(shift[arm]["q_change"]) > 1e-2, arm
     inexact = results["config"]["surgery"]["net2net-inexact"]["new_hidden"]
     assert inexact == repr(jsurgery.init.net2net(normalised=False))
     table = report.arms_markdown(results)
