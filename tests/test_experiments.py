@@ -80,7 +80,7 @@ def test_experiment_end_to_end(name, tmp_path):
 def test_layer_norm_widening(tmp_path):
     """The LayerNorm widening on the tiny protocol: results and plot, and how far each start
     moved the old network's Q-values: the norm-aware Net2Net only by the norm's epsilon; plain
-    Net2Net replicas (14 units replicate 3 unevenly) and zero fan-out (whose new units enter the
+    Net2Net replicas (14 units replicate 4 unevenly) and zero fan-out (whose new units enter the
     norm's statistics) measurably, as a new network does."""
     experiment = EXPERIMENTS[WIDENING]
     results = runner.run_experiment(

@@ -24,11 +24,11 @@ Surgery arms (``make_plan`` keywords):
   the new actions, to compare those options.
 
 ``cartpole-ln-widen`` widens a network with layer normalisation (Dense, LayerNorm, ReLU per
-hidden layer, as in PQN and SimBa) that is too small for CartPole, hidden (3, 3), to (14, 14),
-with 20,000 steps per network, by which the small network's greedy return has levelled off far
-below the wide network's. Its arms are ``template`` (the transplant recipe), ``exact``
+hidden layer, as in PQN and SimBa) that is too small for CartPole, hidden (4, 4), to (14, 14),
+with 20,000 steps per network, by which the small network's greedy return has levelled off
+while the wide network's still rises. Its arms are ``template`` (the transplant recipe), ``exact``
 (:data:`jsurgery.PRESERVING`: Net2Net that keeps the norm's statistics), ``net2net-inexact``
-(plain Net2Net replicas, which move the old outputs under a LayerNorm: 14 units replicate 3
+(plain Net2Net replicas, which move the old outputs under a LayerNorm: 14 units replicate 4
 unevenly, so the normalised vector's mean and variance change) and ``zero-fanout``.
 """
 
@@ -213,9 +213,9 @@ def build_experiments() -> dict:
         ),
         DqnSurgery(
             name="cartpole-ln-widen",
-            description="CartPole, LayerNorm: two hidden layers of 3 units -> two of 14",
+            description="CartPole, LayerNorm: two hidden layers of 4 units -> two of 14",
             env_id="CartPole-v1",
-            old_hidden=(3, 3),
+            old_hidden=(4, 4),
             new_hidden=(14, 14),
             configs=_cartpole_layer_norm_configs(),
             surgery=LAYER_NORM_WIDENING_ARMS,
