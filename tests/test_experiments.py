@@ -43,7 +43,8 @@ def check_results(results, experiment, folder):
     assert sorted(results["comparisons"]) == sorted(f"{a}_vs_scratch" for a in surgery_arms)
     for comparison in results["comparisons"].values():
         assert comparison["auc"]["ci_low"] <= comparison["auc"]["ci_high"]
-    assert "plan" in results["arms"]["transplant"]["notes"]
+    for arm in surgery_arms:
+        assert ("copied" if arm == "naive-load" else "plan") in results["arms"][arm]["notes"], arm
     assert results["old_final"]["per_seed"] == results["arms"]["old"]["final"]
     for key in ("software", "device", "wall_time_s", "config"):
         assert results[key]
@@ -54,10 +55,17 @@ def check_results(results, experiment, folder):
 #: Compiling a DQN for each of these takes most of a minute on 2 CPU cores: run with ``-m slow``.
 SLOW = {"cartpole-add-units", "cartpole-add-layer", "acrobot-add-action", "lunarlander-add-actions"}
 
+#: Run by :func:`test_layer_norm_widening`, which checks more.
+WIDENING = "cartpole-ln-widen"
+
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in EXPERIMENTS],
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+        for n in EXPERIMENTS
+        if n != WIDENING
+    ],
 )
 def test_experiment_end_to_end(name, tmp_path):
     if name.startswith("mnist") and not HAS_MNIST:
@@ -67,6 +75,29 @@ def test_experiment_end_to_end(name, tmp_path):
         experiment, seeds=SEEDS, protocol="tiny", out=tmp_path, progress=False
     )
     check_results(results, experiment, tmp_path / name)
+
+
+def test_layer_norm_widening(tmp_path):
+    """The LayerNorm widening on the tiny protocol: results and plot, and how far each start
+    moved the old network's Q-values: the norm-aware Net2Net only by the norm's epsilon; plain
+    Net2Net replicas (14 units replicate 4 unevenly) and zero fan-out (whose new units enter the
+    norm's statistics) measurably, as a new network does."""
+    experiment = EXPERIMENTS[WIDENING]
+    results = runner.run_experiment(
+        experiment, seeds=SEEDS, protocol="tiny", out=tmp_path, progress=False
+    )
+    check_results(results, experiment, tmp_path / WIDENING)
+    new_arms = experiment.arms[1:]
+    shift = {arm: results["arms"][arm]["notes"]["at_surgery"] for arm in new_arms}
+    for arm in new_arms:
+        assert len(shift[arm]["q_change"]) == len(shift[arm]["greedy_agreement"]) == SEEDS, arm
+    assert max(shift["exact"]["q_change"]) < 1e-3
+    for arm in ("scratch", "template", "net2net-inexact", "zero-fanout"):
+        assert min(shift[arm]["q_change"]) > 1e-2, arm
+    inexact = results["config"]["surgery"]["net2net-inexact"]["new_hidden"]
+    assert inexact == repr(jsurgery.init.net2net(normalised=False))
+    table = report.arms_markdown(results)
+    assert all(f"| {arm} |" in table for arm in experiment.arms)
 
 
 def test_run_command_all_writes_summary(tmp_path, monkeypatch, capsys):
@@ -82,8 +113,8 @@ def test_run_command_all_writes_summary(tmp_path, monkeypatch, capsys):
 
 def test_surgery_arms_are_the_named_recipes():
     dqn = [e for e in EXPERIMENTS.values() if isinstance(e, DqnSurgery)]
-    assert len(dqn) == 5
-    for experiment in dqn:
+    assert len(dqn) == 6
+    for experiment in (e for e in dqn if e.name != WIDENING):
         surgery = experiment.surgery
         assert surgery["transplant"] == jsurgery.TRANSPLANT, experiment.name
         assert surgery["preserving"] == jsurgery.PRESERVING, experiment.name
@@ -94,6 +125,16 @@ def test_surgery_arms_are_the_named_recipes():
             assert surgery[f"new-actions-{option}"] == expected, (name, option)
     widened = EXPERIMENTS["cartpole-add-units"].surgery["zero-fanout"]
     assert widened == {**jsurgery.PRESERVING, "new_hidden": "zero_fanout"}
+    layer_norm = EXPERIMENTS[WIDENING].surgery
+    assert layer_norm == {
+        "template": jsurgery.TRANSPLANT,
+        "exact": jsurgery.PRESERVING,
+        "net2net-inexact": {
+            **jsurgery.PRESERVING,
+            "new_hidden": jsurgery.init.net2net(normalised=False),
+        },
+        "zero-fanout": {**jsurgery.PRESERVING, "new_hidden": "zero_fanout"},
+    }
 
 
 def test_list_command(capsys):

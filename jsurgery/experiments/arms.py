@@ -14,8 +14,19 @@ from jsurgery.experiments.runner import ExperimentError
 
 
 def jsonable(options: Mapping[str, Any]) -> dict:
-    """``make_plan`` keywords as plain dicts, for ``results.json``."""
-    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in options.items()}
+    """``make_plan`` keywords as plain dicts, for ``results.json``: a rule object is written as
+    its repr, e.g. ``"Net2Net(noise=0.0, seed=0, normalised=False)"``."""
+    return {k: _jsonable(v) for k, v in options.items()}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)
 
 
 def start_new_network(

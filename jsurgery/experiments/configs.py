@@ -1,4 +1,5 @@
-"""The six surgery experiments, with the original study's architectures and budgets.
+"""The surgery experiments: six with the original study's architectures and budgets, then two
+of this project's (a recurrent agent, and widening a network with layer normalisation).
 
 Each experiment has the ``original`` protocol (the original study's step budget) and, where that
 budget is too short for the network to learn the task, a ``long`` protocol beside it. Every DQN
@@ -21,6 +22,14 @@ Surgery arms (``make_plan`` keywords):
   actions); ``zero-fanout`` (CartPole widening) swaps Net2Net for zero fan-out;
 - ``new-actions-*`` (Acrobot, LunarLander): the transplant recipe with another initialisation of
   the new actions, to compare those options.
+
+``cartpole-ln-widen`` widens a network with layer normalisation (Dense, LayerNorm, ReLU per
+hidden layer, as in PQN and SimBa) that is too small for CartPole, hidden (4, 4), to (14, 14),
+with 20,000 steps per network, by which the small network's greedy return has levelled off
+while the wide network's still rises. Its arms are ``template`` (the transplant recipe), ``exact``
+(:data:`jsurgery.PRESERVING`: Net2Net that keeps the norm's statistics), ``net2net-inexact``
+(plain Net2Net replicas, which move the old outputs under a LayerNorm: 14 units replicate 4
+unevenly, so the normalised vector's mean and variance change) and ``zero-fanout``.
 """
 
 from __future__ import annotations
@@ -58,6 +67,13 @@ def _cartpole_configs():
     return {"original": original, "long": small_cartpole_config(50_000), "tiny": tiny(original)}
 
 
+def _cartpole_layer_norm_configs():
+    from jsurgery.rl.presets import small_cartpole_config
+
+    original = small_cartpole_config(20_000).replace(layer_norm=True)
+    return {"original": original, "tiny": tiny(original)}
+
+
 def _acrobot_configs():
     from jsurgery.rl.presets import small_acrobot_config
 
@@ -86,6 +102,14 @@ def _recurrent_cartpole_configs():
 #: The ``new-actions-*`` arms: the transplant recipe with other starts for the new actions.
 NEW_ACTION_ARMS = {
     f"new-actions-{option}": {**TRANSPLANT, "new_outputs": option} for option in ("zeros", "mean")
+}
+
+#: The arms of ``cartpole-ln-widen``: four starts for the new hidden units under a LayerNorm.
+LAYER_NORM_WIDENING_ARMS = {
+    "template": TRANSPLANT,
+    "exact": PRESERVING,
+    "net2net-inexact": {**PRESERVING, "new_hidden": jsurgery.init.net2net(normalised=False)},
+    "zero-fanout": {**PRESERVING, "new_hidden": "zero_fanout"},
 }
 
 
@@ -186,6 +210,16 @@ def build_experiments() -> dict:
                 "transplant": TRANSPLANT,
                 "preserving": PRESERVING,
             },
+        ),
+        DqnSurgery(
+            name="cartpole-ln-widen",
+            description="CartPole, LayerNorm: two hidden layers of 4 units -> two of 14",
+            env_id="CartPole-v1",
+            old_hidden=(4, 4),
+            new_hidden=(14, 14),
+            configs=_cartpole_layer_norm_configs(),
+            surgery=LAYER_NORM_WIDENING_ARMS,
+            base_arms=("old", "scratch"),
         ),
     ]
     return {experiment.name: experiment for experiment in experiments}

@@ -23,6 +23,7 @@ import numpy as np
 
 from jsurgery.experiments.arms import jsonable, start_new_network
 from jsurgery.experiments.runner import ArmRun
+from jsurgery.experiments.shift import surgery_shift
 
 #: Arms every experiment has, in order.
 BASE_ARMS = ("old", "scratch", "transplant", "preserving", "naive-load")
@@ -42,6 +43,9 @@ class DqnExperiment:
         configs: protocol name -> the :class:`~jsurgery.rl.DQNConfig` every arm trains with
             (its ``hidden`` is replaced by the arm's widths).
         surgery: arm name -> ``make_plan`` keywords for every surgery arm but ``naive-load``.
+        base_arms: the arms that come first, in order: ``old``, ``scratch``, then (by default)
+            ``transplant``, ``preserving`` (both keys of ``surgery``) and ``naive-load``; the
+            other keys of ``surgery`` follow.
     """
 
     name: str
@@ -57,11 +61,12 @@ class DqnExperiment:
     new_actions: tuple[str, ...] | None = None
     x_label: str = "environment steps"
     y_label: str = "greedy evaluation return"
+    base_arms: tuple[str, ...] = BASE_ARMS
 
     @property
     def arms(self) -> tuple[str, ...]:
-        extra = tuple(arm for arm in self.surgery if arm not in BASE_ARMS)
-        return BASE_ARMS + extra
+        extra = tuple(arm for arm in self.surgery if arm not in self.base_arms)
+        return self.base_arms + extra
 
     @property
     def protocols(self) -> tuple[str, ...]:
@@ -139,9 +144,20 @@ class DqnSurgery(DqnExperiment):
             inputs=(old_env.obs_ids, new_env.obs_ids),
             outputs=(old_env.action_ids, new_env.action_ids),
         )
+        if old_env.obs_ids == new_env.obs_ids and old_env.action_ids == new_env.action_ids:
+            old_network = _network(self.dqn_config(protocol, self.old_hidden), old_env)
+            networks = (old_network, _network(config, new_env))
+            shift = surgery_shift(*networks, new_env, old_params, params, fold_keys(keys, 4))
+            notes = {**notes, "at_surgery": shift}
         run = (fold_keys(keys, 1), {"params": params})
         state, metrics = train_arm(make_train, config, new_env, run, arm, progress)
         return arm_run(metrics, None, new_env, notes)
+
+
+def _network(config, env):
+    from jsurgery.rl import QNetwork
+
+    return QNetwork.for_config(config, env.num_actions)
 
 
 def fold_keys(keys, data: int):
@@ -197,8 +213,6 @@ def _compiled(make_train, config, env_id, obs, actions):
 
 
 def _templates(config, env, keys):
-    from jsurgery.rl import QNetwork
-
-    network = QNetwork.for_config(config, env.num_actions)
+    network = _network(config, env)
     obs = jnp.zeros((1, env.num_obs), jnp.float32)
     return jax.vmap(lambda k: network.init(k, obs))(keys)

@@ -15,6 +15,8 @@ COLOURS = {
     "transplant": "tab:green",
     "preserving": "tab:orange",
     "naive-load": "tab:purple",
+    "template": "tab:green",
+    "exact": "tab:orange",
 }
 OTHER_COLOURS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
 
@@ -277,9 +279,29 @@ def surgery_table(all_results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _shift(arm: dict) -> tuple[str, str]:
+    """The mean over seeds of the Q-values' relative change at surgery (with the largest) and of
+    the fraction of states with the old greedy action; empty where not measured."""
+    shift = arm["notes"].get("at_surgery")
+    if shift is None:
+        return "", ""
+    change, agreement = np.asarray(shift["q_change"]), np.mean(shift["greedy_agreement"])
+    return f"{change.mean():.2g} (max {change.max():.2g})", f"{agreement:.3g}"
+
+
 def arm_table(results: dict) -> str:
     """A plain-text table of every arm of one experiment, for the terminal."""
-    rows = [("arm", "AUC mean [95% CI]", "final", "step 0", "AUC diff vs scratch [95% CI]")]
+    rows = [
+        (
+            "arm",
+            "AUC mean [95% CI]",
+            "final",
+            "step 0",
+            "AUC diff vs scratch [95% CI]",
+            "Q change at surgery",
+            "same action",
+        )
+    ]
     for name, arm in results["arms"].items():
         comparison = results.get("comparisons", {}).get(f"{name}_vs_scratch")
         rows.append(
@@ -289,8 +311,34 @@ def arm_table(results: dict) -> str:
                 f"{np.mean(arm['final']):.3g}",
                 f"{np.mean(arm['first_eval']):.3g}",
                 _difference(comparison["auc"]) if comparison else "",
+                *_shift(arm),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
     return "\n".join(line.rstrip() for line in lines)
+
+
+def arms_markdown(results: dict) -> str:
+    """A markdown table of every arm of one experiment: AUC and final value with their 95%
+    bootstrap intervals (for surgery arms, of the difference from ``scratch``), the first
+    evaluation, and, where measured, how far the surgery moved the Q-values
+    (:mod:`jsurgery.experiments.shift`)."""
+    lines = [
+        "| arm | AUC [95% CI] | AUC diff vs scratch [95% CI] signif. | final [95% CI] | "
+        "final diff vs scratch [95% CI] signif. | step 0 | Q change at surgery | same action |",
+        "|" + " --- |" * 8,
+    ]
+    for name, arm in results["arms"].items():
+        comparison = results.get("comparisons", {}).get(f"{name}_vs_scratch")
+        cells = [
+            name,
+            _interval(arm["auc"]),
+            _difference(comparison["auc"]) if comparison else "",
+            _interval(arm["final"]),
+            _difference(comparison["final"]) if comparison else "",
+            f"{np.mean(arm['first_eval']):.3g}",
+            *_shift(arm),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
