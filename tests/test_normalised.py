@@ -237,3 +237,55 @@ def test_new_units_under_a_layernorm_learn():
     columns = np.asarray(after["Dense_0"]["kernel"]).T
     distances = np.abs(columns[:, None, :] - columns[None, :, :]).max(-1)
     assert np.all(distances[~np.eye(13, dtype=bool)] > 0), "two units are identical"
+
+
+@pytest.mark.parametrize("case", ["pqn", "simba"])
+def test_a_removed_input_is_folded_exactly_in_a_normalised_network(case):
+    """Removing an observation held at 1.5 (`removed_inputs`), and widening at once: the new
+    network on the other four computes the old one with the fifth held there."""
+    old, new = (PQN((8,)), PQN((13,))) if case == "pqn" else (SimBa(8), SimBa(12))
+    names = ["a", "b", "c", "d", "e"]
+    old_vars = _perturbed(old, X, 0)
+    template = new.init(jax.random.key(1), X[:, :4])
+    plan = jsurgery.make_plan(
+        old_vars,
+        template,
+        apply=(old.apply, new.apply),
+        example=((X[:1],), (X[:1, :4],)),
+        inputs=(names, names[:4]),
+        removed_inputs={"e": 1.5},
+        **jsurgery.PRESERVING,
+    )
+    held = X.at[:, 4].set(1.5)
+    a = old.apply(old_vars, held)
+    b = new.apply(jsurgery.transplant(old_vars, template, plan), X[:, :4])
+    assert float(jnp.max(jnp.abs(b - a)) / jnp.max(jnp.abs(a))) <= REL
+
+
+def test_an_equinox_layernorm_is_widened_exactly():
+    """Equinox's LayerNorm (its epsilon set to flax's 1e-6: the default 1e-5, acting as
+    1e-5 * 13 / 8, moves these outputs by about 3e-5)."""
+    eqx = pytest.importorskip("equinox")
+
+    class Net(eqx.Module):
+        dense: eqx.nn.Linear
+        norm: eqx.nn.LayerNorm
+        head: eqx.nn.Linear
+
+        def __init__(self, width, key):
+            k1, k2 = jax.random.split(key)
+            self.dense = eqx.nn.Linear(5, width, key=k1)
+            self.norm = eqx.nn.LayerNorm(width, eps=1e-6)
+            self.head = eqx.nn.Linear(width, 3, key=k2)
+
+        def __call__(self, x):
+            return self.head(jax.nn.relu(self.norm(self.dense(x))))
+
+    old, new = Net(8, jax.random.key(0)), Net(13, jax.random.key(1))
+    old = eqx.tree_at(
+        lambda m: m.norm.weight, old, 1.0 + 0.5 * jax.random.normal(jax.random.key(2), (8,))
+    )
+    plan = jsurgery.make_plan(old, new, example=((X[0],), (X[0],)), **jsurgery.PRESERVING)
+    out = jsurgery.transplant(old, new, plan)
+    a, b = jax.vmap(old)(X), jax.vmap(out)(X)
+    assert float(jnp.max(jnp.abs(b - a)) / jnp.max(jnp.abs(a))) <= REL
