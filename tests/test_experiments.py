@@ -52,8 +52,15 @@ def check_results(results, experiment, folder):
     assert size == (report.FIGSIZE[0] * report.DPI, report.FIGSIZE[1] * report.DPI)
 
 
-#: Compiling a DQN for each of these takes most of a minute on 2 CPU cores: run with ``-m slow``.
-SLOW = {"cartpole-add-units", "cartpole-add-layer", "acrobot-add-action", "lunarlander-add-actions"}
+#: Compiling a DQN for each of these takes most of a minute on 2 CPU cores: run with ``-m slow``
+#: (the recurrent one also runs end to end, every arm, in tests/test_recurrent_experiment.py).
+SLOW = {
+    "cartpole-add-units",
+    "cartpole-add-layer",
+    "acrobot-add-action",
+    "lunarlander-add-actions",
+    "cartpole-recurrent-add-obs",
+}
 
 #: Run by :func:`test_layer_norm_widening`, which checks more.
 WIDENING = "cartpole-ln-widen"
