@@ -1,0 +1,151 @@
+"""New hidden units that start exact and learn: Net2Net replicas under `PRESERVING` get unequal
+shares of the fan-out, so gradient steps move every copy differently from its original.
+
+A two-hidden-layer MLP is widened 8 -> 13 (a non-multiple: five units get one copy, three none).
+Each case is judged by forward passes and by the parameters before and after SGD steps; which
+units are new, and which old unit each copies, is the index arithmetic written here (IDs are
+positions, so new unit p copies old unit p mod 8).
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from surgery_models import apply_fn, rand, randomise_biases
+
+import jsurgery
+
+OLD, NEW, N_IN, N_OUT = 8, 13, 4, 3
+LAYERS = ("hidden_0", "hidden_1")
+READER = {"hidden_0": "hidden_1", "hidden_1": "head"}
+ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh}
+X = 2.0 * rand((64, N_IN), 3)
+TARGET = rand((64, N_OUT), 4)
+
+
+class Torso(nn.Module):
+    """Dense -> activation twice, then a linear head."""
+
+    width: int
+    activation: str
+
+    @nn.compact
+    def __call__(self, x):
+        for name in LAYERS:
+            x = ACTIVATIONS[self.activation](nn.Dense(self.width, name=name)(x))
+        return nn.Dense(N_OUT, name="head")(x)
+
+
+def _widened(activation: str, **rules):
+    """The old and new models, the old variables and the transplanted new ones."""
+    old_m, new_m = Torso(OLD, activation), Torso(NEW, activation)
+    x = jnp.ones((1, N_IN))
+    old = randomise_biases(jax.jit(old_m.init)(jax.random.key(0), x), 1)
+    template = jax.jit(new_m.init)(jax.random.key(2), x)
+    plan = jsurgery.make_plan(old, template, **{**jsurgery.PRESERVING, **rules})
+    return old_m, new_m, old, jsurgery.transplant(old, template, plan)
+
+
+def _sgd(model: nn.Module, steps: int = 3, lr: float = 0.1):
+    """`steps` SGD steps on the mean squared error to `TARGET` on `X`, jitted."""
+
+    def loss(params):
+        y = model.apply({"params": params}, X)
+        return jnp.mean((y - TARGET) ** 2)
+
+    def train(params):
+        for _ in range(steps):
+            params = jax.tree.map(lambda p, g: p - lr * g, params, jax.grad(loss)(params))
+        return params
+
+    return jax.jit(train)
+
+
+def _incoming(params, layer: str) -> np.ndarray:
+    """Per unit of `layer`, its incoming weights and bias: shape (units, fan-in + 1)."""
+    p = params[layer]
+    return np.asarray(jnp.concatenate([p["kernel"], p["bias"][None]], axis=0).T)
+
+
+def _outgoing(params, layer: str) -> np.ndarray:
+    """Per unit of `layer`, its outgoing weights (a row of the reader's kernel)."""
+    return np.asarray(params[READER[layer]]["kernel"])
+
+
+def _closest_pair(rows: np.ndarray) -> float:
+    """The smallest largest-entry difference between two distinct rows."""
+    diff = np.abs(rows[:, None] - rows[None]).max(axis=-1)
+    return float(diff[~np.eye(len(rows), dtype=bool)].min())
+
+
+@pytest.fixture(scope="module", params=["relu", "tanh"])
+def trained(request):
+    """Per activation: the old and new models, old variables, new variables before and after
+    three SGD steps."""
+    old_m, new_m, old, new = _widened(request.param)
+    return old_m, new_m, old, new, _sgd(new_m)(new["params"])
+
+
+def test_widened_network_computes_the_old_outputs(trained):
+    old_m, new_m, old, new, _ = trained
+    y_old = apply_fn(old_m)(old, X)
+    y_new = apply_fn(new_m)(new, X)
+    np.testing.assert_allclose(y_new, y_old, rtol=0, atol=1e-5 * np.abs(y_old).max())
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_every_new_unit_moves_under_sgd(trained, layer):
+    """A unit whose incoming weights do not move gets no gradient: dead (relu'(0) = 0 in JAX)
+    or read with a zero weight."""
+    _, _, _, new, after = trained
+    before = new["params"]
+    scale = 1e-4 * np.abs(_incoming(before, layer)).max()
+    for p in range(OLD, NEW):
+        moved_in = np.abs(_incoming(after, layer)[p] - _incoming(before, layer)[p]).max()
+        moved_out = np.abs(_outgoing(after, layer)[p] - _outgoing(before, layer)[p]).max()
+        assert moved_in > scale and moved_out > scale, (layer, p, moved_in, moved_out)
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_no_two_units_are_identical_after_sgd(trained, layer):
+    _, _, _, new, after = trained
+    rows = _incoming(after, layer)
+    assert _closest_pair(rows) > 1e-6 * np.abs(rows).max(), layer
+
+
+def test_equal_split_copies_stay_identical_under_sgd():
+    """The failure the unequal split avoids: with equal shares a copy receives its original's
+    gradient exactly, so the two never part (the check above would fail)."""
+    _, new_m, _, new = _widened("tanh", new_hidden=jsurgery.init.net2net(split="equal"))
+    after = _sgd(new_m)(new["params"])
+    for layer in LAYERS:
+        rows = _incoming(after, layer)
+        for p in range(OLD, NEW):
+            np.testing.assert_array_equal(rows[p], rows[p % OLD])
+
+
+def test_shares_of_a_unit_and_its_copies_are_distinct_and_sum_to_one(trained):
+    """Each reader row of a replicated unit is the old row times a share; per old unit the
+    shares sum to 1, differ pairwise and are at least two thirds of the equal share."""
+    _, _, old, new, _ = trained
+    for layer in LAYERS:
+        old_rows = np.asarray(old["params"][READER[layer]]["kernel"])
+        new_rows = _outgoing(new["params"], layer)
+        if READER[layer] != "head":
+            new_rows = new_rows[:, :OLD]  # the columns of the old units of the next layer
+        src = np.arange(NEW) % OLD
+        share = (new_rows * old_rows[src]).sum(1) / (old_rows[src] ** 2).sum(1)
+        np.testing.assert_allclose(new_rows, share[:, None] * old_rows[src], rtol=1e-5, atol=1e-6)
+        for unit in range(OLD):
+            group = share[src == unit]
+            np.testing.assert_allclose(group.sum(), 1.0, rtol=1e-5)
+            assert np.all(group >= (2 / 3) / len(group) - 1e-6), (layer, unit, group)
+            if len(group) > 1:
+                assert _closest_pair(group[:, None]) > 0.05 / len(group), (layer, unit, group)
+
+
+@pytest.mark.parametrize("split", ["uneven", None, 0.5])
+def test_unknown_split_is_refused_with_the_choices(split):
+    with pytest.raises(jsurgery.PlanError, match=r"`split`.*'unequal', 'equal'"):
+        jsurgery.init.net2net(split=split)
