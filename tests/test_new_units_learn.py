@@ -1,10 +1,12 @@
-"""New hidden units that start exact and learn: Net2Net replicas under `PRESERVING` get unequal
-shares of the fan-out, so gradient steps move every copy differently from its original.
+"""New units that start exact and learn: Net2Net replicas under `PRESERVING` get unequal shares
+of the fan-out, so gradient steps move every copy differently from its original; new inputs
+(zero weights) and new outputs (pessimistic) learn too.
 
-A two-hidden-layer MLP is widened 8 -> 13 (a non-multiple: five units get one copy, three none).
-Each case is judged by forward passes and by the parameters before and after SGD steps; which
-units are new, and which old unit each copies, is the index arithmetic written here (IDs are
-positions, so new unit p copies old unit p mod 8).
+A two-hidden-layer MLP is widened 8 -> 13 (a non-multiple: five units get one copy, three none),
+and gains an input and an output (both appended). Each case is judged by forward passes and by
+the parameters before and after SGD steps; which units are new, and which old unit each copies,
+is the index arithmetic written here (hidden IDs are positions, so new unit p copies old unit
+p mod 8).
 """
 
 import flax.linen as nn
@@ -17,11 +19,14 @@ from surgery_models import apply_fn, rand, randomise_biases
 import jsurgery
 
 OLD, NEW, N_IN, N_OUT = 8, 13, 4, 3
+INPUTS = (list("abcd"), list("abcde"))
+OUTPUTS = (["l", "m", "r"], ["l", "m", "r", "n"])
 LAYERS = ("hidden_0", "hidden_1")
 READER = {"hidden_0": "hidden_1", "hidden_1": "head"}
 ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh}
 X = 2.0 * rand((64, N_IN), 3)
-TARGET = rand((64, N_OUT), 4)
+X_NEW = np.c_[X, 2.0 * rand((64, 1), 5)]
+TARGET = rand((64, N_OUT + 1), 4)
 
 
 class Torso(nn.Module):
@@ -29,29 +34,30 @@ class Torso(nn.Module):
 
     width: int
     activation: str
+    out: int = N_OUT
 
     @nn.compact
     def __call__(self, x):
         for name in LAYERS:
             x = ACTIVATIONS[self.activation](nn.Dense(self.width, name=name)(x))
-        return nn.Dense(N_OUT, name="head")(x)
+        return nn.Dense(self.out, name="head")(x)
 
 
 def _widened(activation: str, **rules):
     """The old and new models, the old variables and the transplanted new ones."""
-    old_m, new_m = Torso(OLD, activation), Torso(NEW, activation)
-    x = jnp.ones((1, N_IN))
-    old = randomise_biases(jax.jit(old_m.init)(jax.random.key(0), x), 1)
-    template = jax.jit(new_m.init)(jax.random.key(2), x)
-    plan = jsurgery.make_plan(old, template, **{**jsurgery.PRESERVING, **rules})
+    old_m, new_m = Torso(OLD, activation), Torso(NEW, activation, N_OUT + 1)
+    old = randomise_biases(jax.jit(old_m.init)(jax.random.key(0), jnp.ones((1, N_IN))), 1)
+    template = jax.jit(new_m.init)(jax.random.key(2), jnp.ones((1, N_IN + 1)))
+    rules = {**jsurgery.PRESERVING, **rules}
+    plan = jsurgery.make_plan(old, template, inputs=INPUTS, outputs=OUTPUTS, **rules)
     return old_m, new_m, old, jsurgery.transplant(old, template, plan)
 
 
 def _sgd(model: nn.Module, steps: int = 3, lr: float = 0.1):
-    """`steps` SGD steps on the mean squared error to `TARGET` on `X`, jitted."""
+    """`steps` SGD steps on the mean squared error to `TARGET` on `X_NEW`, jitted."""
 
     def loss(params):
-        y = model.apply({"params": params}, X)
+        y = model.apply({"params": params}, X_NEW)
         return jnp.mean((y - TARGET) ** 2)
 
     def train(params):
@@ -90,7 +96,7 @@ def trained(request):
 def test_widened_network_computes_the_old_outputs(trained):
     old_m, new_m, old, new, _ = trained
     y_old = apply_fn(old_m)(old, X)
-    y_new = apply_fn(new_m)(new, X)
+    y_new = apply_fn(new_m)(new, X_NEW)[:, :N_OUT]
     np.testing.assert_allclose(y_new, y_old, rtol=0, atol=1e-5 * np.abs(y_old).max())
 
 
@@ -114,6 +120,17 @@ def test_no_two_units_are_identical_after_sgd(trained, layer):
     assert _closest_pair(rows) > 1e-6 * np.abs(rows).max(), layer
 
 
+def test_new_inputs_and_outputs_move_under_sgd(trained):
+    """The new input starts with zero weights, the new output at the old outputs' mean: both
+    are read or written by live units, so both receive gradients."""
+    _, _, _, new, after = trained
+    before = new["params"]
+    moved_input = np.abs(after["hidden_0"]["kernel"][N_IN] - before["hidden_0"]["kernel"][N_IN])
+    moved_output = np.abs(after["head"]["kernel"][:, N_OUT] - before["head"]["kernel"][:, N_OUT])
+    assert moved_input.max() > 1e-4 and moved_output.max() > 1e-4, (moved_input, moved_output)
+    np.testing.assert_array_equal(before["hidden_0"]["kernel"][N_IN], 0.0)
+
+
 def test_equal_split_copies_stay_identical_under_sgd():
     """The failure the unequal split avoids: with equal shares a copy receives its original's
     gradient exactly, so the two never part (the check above would fail)."""
@@ -132,8 +149,7 @@ def test_shares_of_a_unit_and_its_copies_are_distinct_and_sum_to_one(trained):
     for layer in LAYERS:
         old_rows = np.asarray(old["params"][READER[layer]]["kernel"])
         new_rows = _outgoing(new["params"], layer)
-        if READER[layer] != "head":
-            new_rows = new_rows[:, :OLD]  # the columns of the old units of the next layer
+        new_rows = new_rows[:, : old_rows.shape[1]]  # the reader's old units come first
         src = np.arange(NEW) % OLD
         share = (new_rows * old_rows[src]).sum(1) / (old_rows[src] ** 2).sum(1)
         np.testing.assert_allclose(new_rows, share[:, None] * old_rows[src], rtol=1e-5, atol=1e-6)
