@@ -9,6 +9,8 @@ is the index arithmetic written here (hidden IDs are positions, so new unit p co
 p mod 8).
 """
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -165,3 +167,86 @@ def test_shares_of_a_unit_and_its_copies_are_distinct_and_sum_to_one(trained):
 def test_unknown_split_is_refused_with_the_choices(split):
     with pytest.raises(jsurgery.PlanError, match=r"`split`.*'unequal', 'equal'"):
         jsurgery.init.net2net(split=split)
+
+
+# Recurrent carries: new units start at zero incoming weights, so they stay exactly zero.
+
+CELLS = {
+    "lstm": nn.LSTMCell,
+    "gru": nn.GRUCell,
+    "simple-tanh": nn.SimpleCell,
+    "simple-relu": functools.partial(nn.SimpleCell, activation_fn=nn.relu),
+}
+STEPS, BATCH = 5, 16
+
+
+class CellNet(nn.Module):
+    """`apply(v, carry, obs) -> (carry, logits)`: one step of a cell, then a linear head."""
+
+    cell: str
+    hidden: int
+
+    @nn.compact
+    def __call__(self, carry, obs):
+        carry, h = CELLS[self.cell](self.hidden, name="cell")(carry, obs)
+        return carry, nn.Dense(N_OUT, name="head")(h)
+
+
+def _zero_carry(cell: str, hidden: int):
+    z = jnp.zeros((BATCH, hidden))
+    return (z, z) if cell == "lstm" else z
+
+
+def _carried_units_moved(cell: str, new_hidden: str) -> np.ndarray:
+    """Per new unit of the carry, the largest change of a weight into it (any gate) after three
+    SGD steps through a five-step rollout, from a carry of zeros."""
+    old_m, new_m = CellNet(cell, OLD), CellNet(cell, NEW)
+    obs = jnp.asarray(rand((STEPS, BATCH, N_IN), 6))
+    c_old, c_new = _zero_carry(cell, OLD), _zero_carry(cell, NEW)
+    old = randomise_biases(old_m.init(jax.random.key(0), c_old, obs[0]), 1)
+    template = new_m.init(jax.random.key(2), c_new, obs[0])
+    plan = jsurgery.make_plan(
+        old,
+        template,
+        apply=(old_m.apply, new_m.apply),
+        example=((c_old, obs[0]), (c_new, obs[0])),
+        **{**jsurgery.PRESERVING, "new_hidden": new_hidden},
+    )
+    new = jsurgery.transplant(old, template, plan)
+    target = jnp.asarray(rand((STEPS, BATCH, N_OUT), 7))
+
+    def loss(params):
+        carry, total = c_new, 0.0
+        for t in range(STEPS):
+            carry, y = new_m.apply({"params": params}, carry, obs[t])
+            total = total + jnp.mean((y - target[t]) ** 2)
+        return total
+
+    @jax.jit
+    def train(params):
+        for _ in range(3):
+            params = jax.tree.map(lambda p, g: p - 0.1 * g, params, jax.grad(loss)(params))
+        return params
+
+    before, after = new["params"]["cell"], train(new["params"])["cell"]
+    moved = np.zeros(NEW - OLD)
+    for gate, leaves in before.items():
+        for name, value in leaves.items():
+            change = np.abs(np.asarray(after[gate][name]) - np.asarray(value))
+            moved = np.maximum(moved, change.reshape(-1, NEW)[:, OLD:].max(axis=0))
+    return moved
+
+
+@pytest.mark.parametrize(
+    "cell", [pytest.param("lstm", marks=pytest.mark.slow), "gru", "simple-tanh"]
+)
+def test_new_carried_units_learn_in_gated_and_tanh_cells(cell):
+    assert np.all(_carried_units_moved(cell, "net2net") > 1e-4)
+
+
+def test_new_carried_units_of_a_relu_cell_stay_stuck_and_zero_fanout_frees_them():
+    """relu(0) has gradient 0 in JAX: a unit whose incoming weights and bias are zero never
+    receives one. `zero_fanout` reads the template's weights instead, so its units are live
+    (a unit may still be dead the ordinary way, negative on every input)."""
+    np.testing.assert_array_equal(_carried_units_moved("simple-relu", "net2net"), 0.0)
+    assert (_carried_units_moved("simple-relu", "zero_fanout") > 1e-4).sum() >= 3
