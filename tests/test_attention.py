@@ -77,7 +77,8 @@ def test_attention_changes_are_exact(change):
 
 
 def test_a_new_head_replicates_an_old_one_and_shares_its_output_rows():
-    _, old, _, out = _surgery(EntityAttention(), EntityAttention(heads=3))
+    equal = jsurgery.init.net2net(split="equal")  # the head and its replica read half each
+    _, old, _, out = _surgery(EntityAttention(), EntityAttention(heads=3), new_hidden=equal)
     o, n = old["params"]["attn"], out["params"]["attn"]
     for name in ("query", "key", "value"):
         np.testing.assert_array_equal(n[name]["kernel"][:, :2], o[name]["kernel"])

@@ -102,7 +102,7 @@ def test_layer_norm_widening(tmp_path):
     for arm in ("scratch", "template", "net2net-inexact", "zero-fanout"):
         assert min(shift[arm]["q_change"]) > 1e-2, arm
     inexact = results["config"]["surgery"]["net2net-inexact"]["new_hidden"]
-    assert inexact == repr(jsurgery.init.net2net(normalised=False))
+    assert inexact == repr(jsurgery.init.net2net(normalised=False, split="equal"))
     table = report.arms_markdown(results)
     assert all(f"| {arm} |" in table for arm in experiment.arms)
 
@@ -138,7 +138,7 @@ def test_surgery_arms_are_the_named_recipes():
         "exact": jsurgery.PRESERVING,
         "net2net-inexact": {
             **jsurgery.PRESERVING,
-            "new_hidden": jsurgery.init.net2net(normalised=False),
+            "new_hidden": jsurgery.init.net2net(normalised=False, split="equal"),
         },
         "zero-fanout": {**jsurgery.PRESERVING, "new_hidden": "zero_fanout"},
     }

@@ -20,6 +20,8 @@ from surgery_models import (
 import jsurgery
 
 IN4 = ["x", "x_dot", "theta", "theta_dot"]
+#: Net2Net with the fan-out divided by the number of copies, which `round_robin` spells out.
+EQUAL = jsurgery.init.net2net(split="equal")
 
 # (id, old model, new model, old input shape, new input shape, make_plan kwargs, exact)
 CASES = [
@@ -57,7 +59,7 @@ CASES = [
         MLP((16, 16), 2),
         3,
         3,
-        dict(new_hidden="net2net"),
+        dict(new_hidden=EQUAL),
         True,
     ),
     (
@@ -66,7 +68,7 @@ CASES = [
         MLP((16, 16), 2),
         3,
         3,
-        dict(new_hidden="net2net", net2net_noise=0.01),
+        dict(new_hidden=jsurgery.init.net2net(noise=0.01, split="equal")),
         False,
     ),
     (
@@ -126,7 +128,7 @@ CASES = [
         MLP((8, 8), 2),
         3,
         3,
-        dict(new_hidden="net2net"),
+        dict(new_hidden=EQUAL),
         True,
     ),
     ("mlp-layer-removed", MLP((8, 8), 2), MLP((8,), 2), 3, 3, {}, False),
@@ -145,7 +147,7 @@ CASES = [
         MLP((9,), 2, "batch"),
         3,
         3,
-        dict(new_hidden="net2net"),
+        dict(new_hidden=EQUAL),
         True,
     ),
     (
@@ -163,7 +165,7 @@ CASES = [
         CNN((5, 7), (8,), 3),
         (6, 6, 1),
         (6, 6, 1),
-        dict(new_hidden="net2net"),
+        dict(new_hidden=EQUAL),
         True,
     ),
     (
@@ -208,7 +210,7 @@ CASES = [
         CNN((6,), (), 2, window=(3,)),
         (7, 2),
         (7, 2),
-        dict(new_hidden="net2net"),
+        dict(new_hidden=EQUAL),
         True,
     ),
     (

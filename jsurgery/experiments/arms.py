@@ -15,7 +15,7 @@ from jsurgery.experiments.runner import ExperimentError
 
 def jsonable(options: Mapping[str, Any]) -> dict:
     """``make_plan`` keywords as plain dicts, for ``results.json``: a rule object is written as
-    its repr, e.g. ``"Net2Net(noise=0.0, seed=0, normalised=False)"``."""
+    its repr, e.g. ``"Net2Net(noise=0.0, seed=0, normalised=False, split='equal')"``."""
     return {k: _jsonable(v) for k, v in options.items()}
 
 

@@ -108,7 +108,10 @@ NEW_ACTION_ARMS = {
 LAYER_NORM_WIDENING_ARMS = {
     "template": TRANSPLANT,
     "exact": PRESERVING,
-    "net2net-inexact": {**PRESERVING, "new_hidden": jsurgery.init.net2net(normalised=False)},
+    "net2net-inexact": {
+        **PRESERVING,
+        "new_hidden": jsurgery.init.net2net(normalised=False, split="equal"),
+    },
     "zero-fanout": {**PRESERVING, "new_hidden": "zero_fanout"},
 }
 

@@ -20,7 +20,7 @@ protocol is in `jsurgery.init.base`): `UnitRule.space_map(units) -> SpaceMap` pe
 Example:
     >>> import jsurgery
     >>> jsurgery.init.net2net(noise=0.01), jsurgery.init.pessimistic(margin=2.0)
-    (Net2Net(noise=0.01, seed=0, normalised=True), Pessimistic(margin=2.0))
+    (Net2Net(noise=0.01, seed=0, normalised=True, split='unequal'), Pessimistic(margin=2.0))
 """
 
 from jsurgery.init.base import (

@@ -18,8 +18,9 @@ TRANSPLANT = MappingProxyType(
     }
 )
 
-#: Function-preserving choices: new inputs read nothing, new hidden units are Net2Net copies,
-#: inserted layers are identities, new outputs start below the old ones.
+#: Function-preserving choices: new inputs read nothing, new hidden units are Net2Net copies
+#: (unequal shares of the fan-out, so they learn apart from their originals), inserted layers are
+#: identities, new outputs start below the old ones.
 PRESERVING = MappingProxyType(
     {
         "new_inputs": "zeros",

@@ -131,7 +131,7 @@ def resolve(
         >>> import jsurgery
         >>> rules = jsurgery.init.resolve(new_hidden="net2net", net2net_noise=0.01)
         >>> rules.new_hidden
-        Net2Net(noise=0.01, seed=0, normalised=True)
+        Net2Net(noise=0.01, seed=0, normalised=True, split='unequal')
     """
     given = {
         "new_inputs": new_inputs,
