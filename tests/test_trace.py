@@ -37,8 +37,13 @@ def _check(mode):
     x = jax.random.normal(jax.random.key(0), (5, 3))
     old = old_m.init(jax.random.key(1), x)
     new = new_m.init(jax.random.key(2), x)
+    equal = jsurgery.init.net2net(split="equal")  # a unit and its copy read half each
     plan = jsurgery.make_plan(
-        old, new, apply=(old_m.apply, new_m.apply), example=((x,), (x,)), **jsurgery.PRESERVING
+        old,
+        new,
+        apply=(old_m.apply, new_m.apply),
+        example=((x,), (x,)),
+        **{**jsurgery.PRESERVING, "new_hidden": equal},
     )
     out = jsurgery.transplant(old, new, plan)
     np.testing.assert_allclose(new_m.apply(out, x), old_m.apply(old, x), atol=1e-5)
