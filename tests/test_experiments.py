@@ -113,7 +113,12 @@ def test_run_command_all_writes_summary(tmp_path, monkeypatch, capsys):
     command.run_command("all", seeds=SEEDS, protocol="tiny", out=str(tmp_path), progress=False)
     printed = capsys.readouterr().out
     assert "results.json" in printed and "transplant" in printed
-    assert "cartpole-add-obs" in (tmp_path / command.SUMMARY).read_text()
+    summary = (tmp_path / command.SUMMARY).read_text()
+    assert "cartpole-add-obs" in summary and "| preserving |" in summary
+    aggregated = json.loads((tmp_path / command.AGGREGATE).read_text())
+    assert aggregated["experiments"] == ["cartpole-add-obs"]
+    assert set(aggregated["roles"]) == {"scratch", "transplant", "preserving"}
+    assert (tmp_path / command.AGGREGATE_PLOT).stat().st_size > 10_000
     with pytest.raises(SystemExit, match="unknown experiment"):
         command.run_command("nope", out=str(tmp_path))
 

@@ -10,6 +10,8 @@ from pathlib import Path
 DEFAULT_SEEDS = 20
 DEFAULT_PROTOCOL = "original"
 SUMMARY = "summary.md"
+AGGREGATE = "aggregate.json"
+AGGREGATE_PLOT = "aggregate.png"
 
 
 def experiments() -> dict:
@@ -70,12 +72,24 @@ def run_command(
         sys.stdout.flush()
     if experiment == "all":
         summary = Path(out) / SUMMARY
-        summary.write_text(
-            report.markdown_table(all_results) + "\n\n" + report.surgery_table(all_results) + "\n"
-        )
-        print(f"\nall experiments: {summary}")
+        tables = [report.markdown_table(all_results), report.surgery_table(all_results)]
+        tables.append(write_aggregate(all_results, Path(out)))
+        summary.write_text("\n\n".join(tables) + "\n")
+        print(f"\nall experiments: {summary}, {Path(out) / AGGREGATE_PLOT}")
     print(f"wall time {time.perf_counter() - start:.0f} s")
     return all_results
+
+
+def write_aggregate(all_results: list[dict], out: Path) -> str:
+    """Writes ``aggregate.json`` and ``aggregate.png`` (IQM and performance profiles across
+    experiments, :mod:`jsurgery.experiments.aggregate`) under ``out``; returns the table."""
+    from jsurgery.experiments import aggregate
+    from jsurgery.rl.files import write_json
+
+    summary = aggregate.aggregate(all_results)
+    write_json(out / AGGREGATE, summary)
+    aggregate.plot_aggregate(summary, out / AGGREGATE_PLOT)
+    return aggregate.aggregate_table(summary)
 
 
 def list_command() -> None:

@@ -99,3 +99,82 @@ def compare(a, b, *, level: float = 0.95, resamples: int = RESAMPLES, seed: int 
         "level": level,
         "significant": bool(low > 0 or high < 0),
     }
+
+
+def interquartile_mean(values) -> float:
+    """Mean of the middle half of ``values``: the interquartile mean (IQM).
+
+    The lowest and the highest ``floor(n / 4)`` values are left out, as ``scipy.stats.trim_mean``
+    does with ``proportiontocut=0.25``. Less sensitive to outlying runs than the mean and less
+    wasteful than the median (Agarwal et al., *Deep Reinforcement Learning at the Edge of the
+    Statistical Precipice*, NeurIPS 2021).
+
+    Example:
+        >>> interquartile_mean([0.0, 1.0, 2.0, 3.0, 4.0, 100.0, 5.0, 6.0])
+        3.5
+    """
+    values = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    if values.size == 0:
+        raise ValueError("the interquartile mean of no values is undefined")
+    cut = values.size // 4
+    return float(values[cut : values.size - cut].mean())
+
+
+def stratified_bootstrap(
+    groups, statistic, *, level: float = 0.95, resamples: int = RESAMPLES, seed: int = 0
+):
+    """A statistic of runs on several tasks, with a stratified percentile bootstrap interval: each
+    resample draws, within every task, as many runs as it has, with replacement.
+
+    Args:
+        groups: a sequence of per-task arrays of run scores (each ``(runs,)``).
+        statistic: a function of a list of per-task arrays to a float or an array, such as
+            ``lambda groups: interquartile_mean(np.concatenate(groups))`` or
+            ``lambda groups: score_profile(groups, thresholds)``.
+        level: of the interval.
+        resamples: number of bootstrap resamples.
+        seed: of the resampling.
+
+    Returns:
+        ``(value, low, high)``: the statistic of all runs and its interval.
+
+    Example:
+        >>> pooled_mean = lambda groups: np.concatenate(groups).mean()
+        >>> value, low, high = stratified_bootstrap([[1.0, 1.0], [3.0, 3.0]], pooled_mean)
+        >>> float(value), float(low), float(high)
+        (2.0, 2.0, 2.0)
+    """
+    groups = [np.asarray(g, dtype=np.float64).ravel() for g in groups]
+    if not groups or any(g.size == 0 for g in groups):
+        raise ValueError("every task needs at least one run")
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, g.size, size=(resamples, g.size)) for g in groups]
+    values = np.array(
+        [statistic([g[d[r]] for g, d in zip(groups, draws, strict=True)]) for r in range(resamples)]
+    )
+    alpha = (1 - level) / 2
+    low, high = np.quantile(values, [alpha, 1 - alpha], axis=0)
+    return statistic(groups), low, high
+
+
+def score_profile(groups, thresholds) -> np.ndarray:
+    """The performance profile: for each threshold ``t``, the fraction of runs scoring above
+    ``t``, averaged over tasks (each task weighs the same, whatever its number of runs).
+
+    Args:
+        groups: a sequence of per-task arrays of run scores.
+        thresholds: ``(k,)`` scores.
+
+    Returns:
+        ``(k,)`` fractions in ``[0, 1]``, non-increasing in the threshold.
+
+    Example:
+        >>> score_profile([[0.0, 1.0], [2.0, 2.0, 2.0, 0.0]], [0.5, 1.5]).tolist()
+        [0.625, 0.375]
+    """
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    per_task = [
+        (np.asarray(g, dtype=np.float64).ravel()[:, None] > thresholds[None]).mean(axis=0)
+        for g in groups
+    ]
+    return np.mean(per_task, axis=0)
