@@ -67,8 +67,11 @@ def run_command(
             f"\n{name} ({protocol} protocol, {seeds} seeds): {folder / 'results.json'}, "
             f"{folder / 'curves.png'}"
         )
-        print(f"old network, final on its own task: {results['old_final']['mean']:.3g}")
+        if "old_final" in results:
+            print(f"old network, final on its own task: {results['old_final']['mean']:.3g}")
         print(report.arm_table(results))
+        if hasattr(known[name], "summary_table"):
+            print(known[name].summary_table(results))
         sys.stdout.flush()
     if experiment == "all":
         summary = Path(out) / SUMMARY

@@ -1,5 +1,6 @@
-"""The surgery experiments: six with the original study's architectures and budgets, then two
-of this project's (a recurrent agent, and widening a network with layer normalisation).
+"""The surgery experiments: six with the original study's architectures and budgets, then three
+of this project's (a recurrent agent, widening a network with layer normalisation, and a chain of
+surgeries in one run, :mod:`jsurgery.experiments.chain`).
 
 Each experiment has the ``original`` protocol (the original study's step budget) and, where that
 budget is too short for the network to learn the task, a ``long`` protocol beside it. Every DQN
@@ -35,6 +36,7 @@ unevenly, so the normalised vector's mean and variance change) and ``zero-fanout
 from __future__ import annotations
 
 import jsurgery
+from jsurgery.experiments.chain import ChainSurgery, Stage
 from jsurgery.experiments.dqn import DqnSurgery
 from jsurgery.experiments.mnist import MnistBudget, MnistSurgery
 from jsurgery.experiments.recurrent import RecurrentDqnSurgery
@@ -42,6 +44,11 @@ from jsurgery.experiments.recurrent import RecurrentDqnSurgery
 CARTPOLE_OBS = ("x", "x_dot", "theta", "theta_dot")
 ACROBOT_ACTIONS = ("torque-1", "noop", "torque+1")
 LUNAR_ACTIONS = ("noop", "left", "main", "right")
+ACROBOT_ANGLES = ("cos1", "sin1", "cos2", "sin2")
+
+#: Acrobot returns for ``surgery-chain``'s steps to threshold: halfway from a policy that never
+#: swings up (-500) to gymnasium's reward threshold, and the threshold itself.
+ACROBOT_THRESHOLDS = (-300.0, -100.0)
 
 TRANSPLANT = dict(jsurgery.TRANSPLANT)
 PRESERVING = dict(jsurgery.PRESERVING)
@@ -121,6 +128,7 @@ def build_experiments() -> dict:
     cartpole = _cartpole_configs()
     acrobot = _acrobot_configs()
     lunar = _lunar_configs()
+    acrobot_chain = {name: acrobot[name] for name in ("original", "tiny")}
     experiments = [
         MnistSurgery(
             budgets={
@@ -225,4 +233,21 @@ def build_experiments() -> dict:
             base_arms=("old", "scratch"),
         ),
     ]
+    experiments.append(
+        ChainSurgery(
+            name="surgery-chain",
+            description="Acrobot: three surgeries in one run (velocities added, (16, 16) -> "
+            "(32, 32), torque-1 added) vs the final network from scratch, 1x and 3x the steps",
+            env_id="Acrobot-v1",
+            stages=(
+                Stage(hidden=(16, 16), obs=ACROBOT_ANGLES, actions=("torque+1", "noop")),
+                Stage(hidden=(16, 16), obs=None, actions=("torque+1", "noop")),
+                Stage(hidden=(32, 32), obs=None, actions=("torque+1", "noop")),
+                Stage(hidden=(32, 32), obs=None, actions=ACROBOT_ACTIONS),
+            ),
+            configs=acrobot_chain,
+            surgery={"chain-transplant": TRANSPLANT, "chain-preserving": PRESERVING},
+            thresholds=ACROBOT_THRESHOLDS,
+        )
+    )
     return {experiment.name: experiment for experiment in experiments}

@@ -136,7 +136,7 @@ class DqnSurgery(DqnExperiment):
             state, metrics = train_arm(make_train, config, old_env, run, arm, progress)
             return arm_run(metrics, state["params"], old_env, {})
         config = self.dqn_config(protocol, self.new_hidden)
-        template = _templates(config, new_env, fold_keys(keys, 2))
+        template = initial_params(config, new_env, fold_keys(keys, 2))
         params, notes = self.new_network(
             arm,
             old_params,
@@ -212,7 +212,7 @@ def _compiled(make_train, config, env_id, obs, actions):
     return jax.jit(jax.vmap(make_train(config, env, on_period=_ARM_PROGRESS)))
 
 
-def _templates(config, env, keys):
+def initial_params(config, env, keys):
     network = _network(config, env)
     obs = jnp.zeros((1, env.num_obs), jnp.float32)
     return jax.vmap(lambda k: network.init(k, obs))(keys)
