@@ -1,0 +1,213 @@
+"""Replacing files and directories so that a reader sees the old version or the new, never a mix.
+
+A file is written to a temporary sibling, flushed to disk and renamed over the target
+(``os.replace``). A directory is built in a staging sibling ``.NAME.building-PID-XXXX``, flushed to
+disk and renamed ``.NAME.new-PID-XXXX`` once complete; then the switch: the old directory is renamed
+aside (``.NAME.old-PID-XXXX``), the new one renamed in and the old one deleted. Between those two
+renames (and after a crash there) ``NAME`` does not exist; :func:`current_dir` then names the
+complete directory a reader should use, and :func:`recover_dir` finishes the switch.
+
+Writers of one target are kept apart by :func:`lock_dir`, a ``fcntl.flock`` on ``.NAME.lock``
+beside the target, which holds the writer's process ID and command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "LockedError",
+    "current_dir",
+    "lock_dir",
+    "lock_path",
+    "recover_dir",
+    "replace_dir",
+    "write_file",
+]
+
+
+class LockedError(ValueError):
+    """Another process is writing the same directory; the message names it."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> None:
+    """Calls ``write(file)`` on a temporary file beside ``path``, flushes it to disk and renames it
+    to ``path``; if ``write`` fails, ``path`` keeps its previous content."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _sync_tree(root: Path) -> None:
+    for folder, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(folder))
+
+
+def _siblings(target: Path, kind: str) -> list[Path]:
+    """``.NAME.<kind>-*`` beside ``target``, oldest first."""
+    found = []
+    for path in target.parent.glob(f".{target.name}.{kind}-*"):
+        with contextlib.suppress(FileNotFoundError):
+            found.append((path.stat().st_mtime_ns, path))
+    return [path for _, path in sorted(found)]
+
+
+def replace_dir(target: str | os.PathLike, build: Callable[[Path], None]) -> Path:
+    """Replaces the directory ``target`` by one that ``build(staging)`` fills.
+
+    ``build`` receives an empty directory beside ``target`` and writes the new content there; only
+    when it returns is the old ``target`` (if any) switched for it, so a failure or a kill while
+    building leaves the old one as it was.
+
+    Returns:
+        ``target`` as an absolute path.
+    """
+    target = Path(target).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{target.name}.building-{os.getpid()}-"
+    stage = Path(tempfile.mkdtemp(dir=target.parent, prefix=prefix))
+    token = stage.name.removeprefix(f".{target.name}.building-")
+    new = target.parent / f".{target.name}.new-{token}"
+    try:
+        build(stage)
+        _sync_tree(stage)
+        os.rename(stage, new)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    _fsync_dir(target.parent)
+    _switch(target, new, target.parent / f".{target.name}.old-{token}")
+    return target
+
+
+def _switch(target: Path, new: Path, old: Path) -> None:
+    if target.exists():
+        os.rename(target, old)
+    os.rename(new, target)
+    _fsync_dir(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def current_dir(target: str | os.PathLike) -> Path:
+    """The complete directory to read for ``target``: ``target`` itself, or, in the instant a
+    writer switches versions (or after a writer was killed there), the complete new or old one
+    beside it. ``target`` (absolute) when there is none."""
+    target = Path(target).absolute()
+    for _ in range(3):
+        if target.exists():
+            return target
+        for kind in ("new", "old"):
+            found = _siblings(target, kind)
+            if found and found[-1].exists():
+                return found[-1]
+    return target
+
+
+def _pid_alive(name: str, kind: str, target: Path) -> bool:
+    pid = name.removeprefix(f".{target.name}.{kind}-").split("-")[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_dir(target: str | os.PathLike) -> Path:
+    """Finishes a switch a killed writer left half done and removes what dead writers left.
+
+    Call it holding :func:`lock_dir` on ``target``. If ``target`` is missing but a complete new
+    version is beside it, that one is renamed in; versions set aside, and staging directories of
+    processes that no longer run, are deleted.
+
+    Returns:
+        ``target`` as an absolute path.
+    """
+    target = Path(target).absolute()
+    news = [p for p in _siblings(target, "new") if not _pid_alive(p.name, "new", target)]
+    if not target.exists():
+        if news:
+            os.rename(news.pop(), target)
+        elif olds := _siblings(target, "old"):
+            os.rename(olds.pop(), target)
+    for path in news + _siblings(target, "old"):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in _siblings(target, "building"):
+        if not _pid_alive(path.name, "building", target):
+            shutil.rmtree(path, ignore_errors=True)
+    return target
+
+
+def lock_path(target: str | os.PathLike) -> Path:
+    """The lock file of ``target``: ``.NAME.lock`` beside it."""
+    target = Path(target).absolute()
+    return target.parent / f".{target.name}.lock"
+
+
+@contextlib.contextmanager
+def lock_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Holds an exclusive lock on writing ``target`` while the ``with`` block runs.
+
+    The lock is a ``fcntl.flock`` on :func:`lock_path`, released when the block ends or the process
+    dies; the file holds the holder's process ID and command line, for the message another writer
+    gets.
+
+    Raises:
+        LockedError: another process holds the lock (the message names it).
+    """
+    path = lock_path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 1000).decode(errors="replace").strip() or "a process"
+            raise LockedError(
+                f"{Path(target)} is being written by another process ({holder}); wait for it to "
+                "end or stop it, or write elsewhere"
+            ) from None
+        command = " ".join(sys.argv)[:200]
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}: {command}".encode(), 0)
+        try:
+            yield path
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
