@@ -63,6 +63,12 @@ def write_file(path: str | os.PathLike, write: Callable[[Any], None], mode: str 
     _fsync_dir(path.parent)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _sync_tree(root: Path) -> None:
     for folder, _, files in os.walk(root):
         for name in files:
@@ -97,6 +103,7 @@ def replace_dir(target: str | os.PathLike, build: Callable[[Path], None]) -> Pat
     target.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{target.name}.building-{os.getpid()}-"
     stage = Path(tempfile.mkdtemp(dir=target.parent, prefix=prefix))
+    os.chmod(stage, 0o777 & ~_umask())  # as mkdir would make it; mkdtemp makes it private
     token = stage.name.removeprefix(f".{target.name}.building-")
     new = target.parent / f".{target.name}.new-{token}"
     try:
