@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -99,6 +100,34 @@ class _Curves:
         return {name: np.concatenate(values, axis=1) for name, values in self.pieces.items()}
 
 
+@functools.lru_cache(maxsize=8)
+def _programs(
+    config: DQNConfig,
+    env_id: str,
+    obs_ids: tuple[str, ...],
+    action_ids: tuple[str, ...],
+    size: int,
+    shard: bool,
+) -> tuple[Any, Any, Any, NamedSharding | None]:
+    """The jitted ``begin``, chunk and ``end_period`` of a run, and the seed sharding (or None);
+    kept, so that another run of the same configuration (a resumed one too) compiles nothing."""
+    parts = make_dqn(config, make_env(env_id, obs_ids, action_ids))
+    placement, sharding = {}, None
+    if shard:
+        mesh = jax.sharding.Mesh(np.array(jax.devices()), ("seeds",))
+        sharding = NamedSharding(mesh, PartitionSpec("seeds"))
+        # Every per-seed leaf, outputs included, is split along the seed axis.
+        placement = {"out_shardings": sharding}
+    begin = jax.jit(jax.vmap(parts.begin), **placement)
+    run = jax.jit(
+        jax.vmap(lambda carry, first: parts.blocks(carry, first, size), in_axes=(0, None)),
+        donate_argnums=0,
+        **placement,
+    )
+    end_period = jax.jit(jax.vmap(parts.end_period), donate_argnums=0, **placement)
+    return begin, run, end_period, sharding
+
+
 def train_seeds(
     config: DQNConfig,
     env: IdEnv | str,
@@ -140,7 +169,6 @@ def train_seeds(
     seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
     if not seeds:
         raise ValueError("`seeds`: expected at least one seed")
-    parts = make_dqn(config, env)
     keys = seed_keys(seeds)
     if init is not None:
         init = jax.tree.map(jnp.asarray, init)
@@ -148,24 +176,12 @@ def train_seeds(
     shard = len(devices) > 1 if shard is None else shard
     padding = (-len(seeds)) % len(devices) if shard else 0
     keys, init = _pad(keys, padding), _pad(init, padding)
-    put = lambda tree: tree  # noqa: E731
-    placement = {}
-    if shard:
-        mesh = jax.sharding.Mesh(np.array(devices), ("seeds",))
-        sharding = NamedSharding(mesh, PartitionSpec("seeds"))
-        put = lambda tree: jax.device_put(tree, sharding)  # noqa: E731
-        keys, init = put((keys, init))
-        # Every per-seed leaf, outputs included, is split along the seed axis.
-        placement = {"out_shardings": sharding}
-
     size = chunk_blocks(config, chunks)
-    begin = jax.jit(jax.vmap(parts.begin), **placement)
-    run = jax.jit(
-        jax.vmap(lambda carry, first: parts.blocks(carry, first, size), in_axes=(0, None)),
-        donate_argnums=0,
-        **placement,
+    begin, run, end_period, sharding = _programs(
+        config, env.env_id, env.obs_ids, env.action_ids, size, shard
     )
-    end_period = jax.jit(jax.vmap(parts.end_period), donate_argnums=0, **placement)
+    put = (lambda tree: tree) if sharding is None else lambda tree: jax.device_put(tree, sharding)
+    keys, init = put((keys, init))
 
     template = jax.eval_shape(begin, _unpad(keys, len(seeds)), _unpad(init, len(seeds)))[0]
     saved = None if snapshots is None else snapshots.load(template)
