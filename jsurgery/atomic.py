@@ -48,10 +48,12 @@ def _fsync_dir(path: Path) -> None:
 
 def write_file(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> None:
     """Calls ``write(file)`` on a temporary file beside ``path``, flushes it to disk and renames it
-    to ``path``; if ``write`` fails, ``path`` keeps its previous content."""
+    to ``path`` (with the mode ``open`` would give it under the umask); if ``write`` fails,
+    ``path`` keeps its previous content."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it private
         with os.fdopen(fd, mode) as file:
             write(file)
             file.flush()

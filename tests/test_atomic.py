@@ -115,3 +115,14 @@ def test_a_second_writer_is_refused_with_the_holders_process_id(tmp_path):
         proc.wait()
     with lock_dir(target):  # the lock dies with its holder
         pass
+
+
+def test_files_and_directories_get_the_mode_the_umask_gives(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        write_file(tmp_path / "a.json", lambda file: file.write("{}"))
+        replace_dir(tmp_path / "run", _fill("x"))
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o750
