@@ -5,7 +5,8 @@ A file is written to a temporary sibling, flushed to disk and renamed over the t
 disk and renamed ``.NAME.new-PID-XXXX`` once complete; then the switch: the old directory is renamed
 aside (``.NAME.old-PID-XXXX``), the new one renamed in and the old one deleted. Between those two
 renames (and after a crash there) ``NAME`` does not exist; :func:`current_dir` then names the
-complete directory a reader should use, and :func:`recover_dir` finishes the switch.
+complete directory a reader should use, and :func:`recover_dir` (called by the next writer)
+finishes the switch.
 
 Writers of one target are kept apart by :func:`lock_dir`, a ``fcntl.flock`` on ``.NAME.lock``
 beside the target, which holds the writer's process ID and command line.
@@ -103,6 +104,7 @@ def replace_dir(target: str | os.PathLike, build: Callable[[Path], None]) -> Pat
     """
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(target)
     prefix = f".{target.name}.building-{os.getpid()}-"
     stage = Path(tempfile.mkdtemp(dir=target.parent, prefix=prefix))
     os.chmod(stage, 0o777 & ~_umask())  # as mkdir would make it; mkdtemp makes it private
@@ -159,25 +161,27 @@ def _pid_alive(name: str, kind: str, target: Path) -> bool:
 def recover_dir(target: str | os.PathLike) -> Path:
     """Finishes a switch a killed writer left half done and removes what dead writers left.
 
-    Call it holding :func:`lock_dir` on ``target``. If ``target`` is missing but a complete new
-    version is beside it, that one is renamed in; versions set aside, and staging directories of
-    processes that no longer run, are deleted.
+    Only what processes that no longer run left is touched, so it is safe beside a live writer
+    (:func:`replace_dir` calls it first). If ``target`` is missing but a dead writer's complete
+    new version is beside it (killed between its two renames), that one is renamed in; the dead
+    writers' other new versions (never switched in), versions set aside and staging directories
+    are deleted.
 
     Returns:
         ``target`` as an absolute path.
     """
     target = Path(target).absolute()
-    news = [p for p in _siblings(target, "new") if not _pid_alive(p.name, "new", target)]
+    dead = {
+        kind: [p for p in _siblings(target, kind) if not _pid_alive(p.name, kind, target)]
+        for kind in ("new", "old", "building")
+    }
     if not target.exists():
-        if news:
-            os.rename(news.pop(), target)
-        elif olds := _siblings(target, "old"):
-            os.rename(olds.pop(), target)
-    for path in news + _siblings(target, "old"):
+        for kind in ("new", "old"):
+            if dead[kind]:
+                os.rename(dead[kind].pop(), target)
+                break
+    for path in dead["new"] + dead["old"] + dead["building"]:
         shutil.rmtree(path, ignore_errors=True)
-    for path in _siblings(target, "building"):
-        if not _pid_alive(path.name, "building", target):
-            shutil.rmtree(path, ignore_errors=True)
     return target
 
 
