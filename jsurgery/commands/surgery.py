@@ -130,7 +130,7 @@ def surgery_command(
         )
     identity = {"command": "surgery", "run": str(Path(run_dir).absolute()), "recipe": recipe,
                 "obs": obs, "actions": actions, "hidden": hidden, "layers": layers}  # fmt: skip
-    with open_out_dir(out, identity, force=force):
+    with open_out_dir(out, identity, force=force, resume=None):
         return _operate(run_dir, obs, actions, hidden, recipe, out, layers, identity)
 
 

@@ -113,7 +113,9 @@ def _what(path: Path) -> str:
     return " and ".join(part for part in (complete, interrupted) if part)
 
 
-def _check(path: Path, identity: dict, *, force: bool, resume: bool, argument: str) -> OutDir:
+def _check(
+    path: Path, identity: dict, *, force: bool, resume: bool | None, argument: str
+) -> OutDir:
     if path.exists() and not path.is_dir():
         raise RunDirError(
             f"{argument} {path}: is a file, not a directory; choose another {argument}"
@@ -130,9 +132,10 @@ def _check(path: Path, identity: dict, *, force: bool, resume: bool, argument: s
         return OutDir(path)
     if not resume:
         continue_it = " to continue it" if (path / PROGRESS).exists() else ""
+        options = "" if resume is None else f"--resume{continue_it}, "
         raise RunDirError(
-            f"{argument} {path}: holds {what}; pass --resume{continue_it}, --force to replace it, "
-            f"or choose another {argument}"
+            f"{argument} {path}: holds {what}; pass {options}--force to replace it, or choose "
+            f"another {argument}"
         )
     saved = read_identity(path / PROGRESS)
     if saved is None:
@@ -160,7 +163,7 @@ def open_out_dir(
     identity: dict,
     *,
     force: bool = False,
-    resume: bool = False,
+    resume: bool | None = False,
     argument: str = "--out",
 ) -> Iterator[OutDir]:
     """Claims ``directory`` for writing a run while the ``with`` block runs.
@@ -169,7 +172,8 @@ def open_out_dir(
     writer left half done, then checks what is there: nothing (or an empty directory) is taken;
     a run (complete, or interrupted with saved progress) is taken only with ``force`` (replaced
     when the new one is complete) or ``resume`` (continued, if ``identity``, what the run is made
-    with, is the one saved); anything else is refused.
+    with, is the one saved; None: the command cannot resume, and its messages do not offer it);
+    anything else is refused.
 
     Raises:
         RunDirError: the directory cannot be taken as asked (the message says what to pass).
