@@ -18,7 +18,7 @@ from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.environments import make_env
 from jsurgery.rl.files import write_json
 from jsurgery.rl.presets import default_config
-from jsurgery.rl.rundir import open_out_dir, save_run
+from jsurgery.rl.rundir import PROGRESS, open_out_dir, save_run
 from jsurgery.rl.runner import TrainResult, train_seeds
 from jsurgery.rl.snapshot import Snapshots, read_step
 from jsurgery.stopping import Stopped
@@ -276,7 +276,7 @@ def train_command(
                 snapshots=snapshots,
             )  # fmt: skip
         except Stopped as stop:
-            stop.kept = _kept(target.progress, config)
+            stop.kept = _kept(Path(out) / PROGRESS, config)
             raise
         summary = result_metrics(result)
         if init is not None:

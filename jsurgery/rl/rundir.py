@@ -184,6 +184,6 @@ def open_out_dir(
         raise RunDirError(
             f"{argument} {path}: is a file, not a directory; choose another {argument}"
         )
-    with lock_dir(path):
+    with lock_dir(directory):
         recover_dir(path)
         yield _check(path, identity, force=force, resume=resume, argument=argument)
