@@ -183,7 +183,10 @@ def train_seeds(
     put = (lambda tree: tree) if sharding is None else lambda tree: jax.device_put(tree, sharding)
     keys, init = put((keys, init))
 
-    template = jax.eval_shape(begin, _unpad(keys, len(seeds)), _unpad(init, len(seeds)))[0]
+    template = jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct((len(seeds), *leaf.shape[1:]), leaf.dtype),
+        jax.eval_shape(begin, keys, init)[0],
+    )
     saved = None if snapshots is None else snapshots.load(template)
     if saved is None:
         start = time.perf_counter()

@@ -162,3 +162,52 @@ def test_a_second_writer_is_refused_naming_the_first(tmp_path, small_presets, ca
     holder = f"pid {proc.pid}: -c jsurgery-train-stand-in"
     assert f"is being written by another process ({holder})" in err
     assert not out.exists()
+
+
+SHARDED = textwrap.dedent(
+    """
+    import sys
+    import jax
+    import numpy as np
+    jax.config.update("jax_numpy_dtype_promotion", "strict")
+    from jsurgery.rl import DQNConfig, train_seeds
+    from jsurgery.rl.snapshot import Snapshots, read_step
+    assert jax.device_count() == 8, jax.devices()
+    config = DQNConfig(hidden=(8,), total_steps=200, eval_every=100, eval_episodes=2,
+                       learning_starts=50, buffer_size=128, batch_size=8, target_update_interval=20)
+    identity = {"seeds": 5}
+
+    class FirstSaveOnly(Snapshots):
+        def save(self, progress):
+            super().save(progress)
+            self.every = float("inf")
+
+    whole = train_seeds(config, "CartPole-v1", 5, progress=False, chunks=10)  # padded to 8 seeds
+    train_seeds(config, "CartPole-v1", 5, progress=False, chunks=10,
+                snapshots=FirstSaveOnly(sys.argv[1], 0, identity))
+    assert read_step(sys.argv[1]) == 20, read_step(sys.argv[1])
+    resumed = train_seeds(config, "CartPole-v1", 5, progress=False, chunks=10,
+                          snapshots=Snapshots(sys.argv[1], 1e9, identity, resume=True))
+    for name in whole.metrics:
+        np.testing.assert_array_equal(resumed.metrics[name], whole.metrics[name], err_msg=name)
+    for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(whole.state), strict=True):
+        np.testing.assert_array_equal(a, b)
+    print("equal")
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_run_sharded_over_eight_devices_resumes_exactly(tmp_path):
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.getcwd(),
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_PLATFORMS": "cpu",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", SHARDED, str(tmp_path / "progress")], env=env,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "equal" in done.stdout
