@@ -23,12 +23,13 @@ from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.environments import IdEnv, make_env
 from jsurgery.rl.files import write_json
 from jsurgery.rl.networks import QNetwork
-from jsurgery.rl.rundir import save_run
+from jsurgery.rl.rundir import RunDirError, save_run
 
 __all__ = ["Agent", "SavedRun", "load_agent", "load_run", "save_agent", "write_agent"]
 
 CHECKPOINT = "checkpoint"
 AGENT_JSON = "agent.json"
+READ_ATTEMPTS = 5
 
 
 def save_agent(
@@ -101,12 +102,43 @@ class SavedRun:
 
 
 def load_run(directory: str | os.PathLike) -> SavedRun:
-    """Everything :func:`save_agent` wrote; ``state`` can be passed back to training as ``init``."""
+    """Everything :func:`save_agent` wrote; ``state`` can be passed back to training as ``init``.
+
+    A run a writer switches while it is being read is read again, so what is returned is one
+    whole save, never the config of one and the arrays of another.
+
+    Raises:
+        RunDirError: the run was replaced at every one of :data:`READ_ATTEMPTS` reads.
+    """
+    for _ in range(READ_ATTEMPTS):
+        found = current_dir(directory)
+        before = _inode(found)
+        try:
+            run = _load_run(found)
+        except (FileNotFoundError, ValueError):
+            if before is not None and _inode(current_dir(directory)) == before:
+                raise  # nothing was switched: the run itself is wrong
+            continue
+        if _inode(current_dir(directory)) == before:
+            return run
+    raise RunDirError(
+        f"{directory}: the run was replaced {READ_ATTEMPTS} times while being read; read it when "
+        "its writer is done"
+    )
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
+def _load_run(directory: Path) -> SavedRun:
     import orbax.checkpoint as ocp
 
     from jsurgery.rl.dqn import make_optimizer
 
-    directory = current_dir(directory)
     if not (directory / AGENT_JSON).exists():
         raise FileNotFoundError(
             f"{directory}: no {AGENT_JSON}; expected a directory saved by save_agent"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from jsurgery.cli import main
-from jsurgery.rl import DQNConfig, train_seeds
+from jsurgery.rl import DQNConfig, load_run, train_seeds
 from jsurgery.rl.snapshot import ProgressError, Snapshots, read_step
 
 TINY = DQNConfig(
@@ -211,3 +211,42 @@ def test_a_run_sharded_over_eight_devices_resumes_exactly(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "equal" in done.stdout
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    import jax, jax.numpy as jnp
+    from jsurgery.rl import DQNConfig, make_env, save_agent
+    from jsurgery.rl.dqn import make_optimizer
+    from jsurgery.rl.networks import QNetwork
+    config, env = DQNConfig(hidden=(64,)), make_env("CartPole-v1")
+    params = QNetwork.for_config(config, 2).init(jax.random.PRNGKey(0), jnp.zeros((1, 4)))
+    state = {"params": params, "target_params": params,
+             "opt_state": make_optimizer(config).init(params)}
+    for i in range(1000):
+        value = float(i % 2 + 1)
+        filled = jax.tree.map(lambda x: jnp.full((3, *x.shape), value, x.dtype), state)
+        save_agent(sys.argv[1], config.replace(learning_rate=value * 1e-3), env, filled)
+        print(i, flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_load_run_while_another_process_keeps_replacing_the_run_reads_whole_runs(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "JAX_PLATFORMS": "cpu"}
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(out)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert writer.stdout.readline().strip() == "0"
+        for _ in range(30):
+            run = load_run(out)
+            value = run.config.learning_rate * 1e3
+            kernel = np.asarray(run.state["params"]["params"]["Dense_0"]["kernel"])
+            np.testing.assert_array_equal(kernel, value)  # config and arrays of one save
+    finally:
+        writer.kill()
+        writer.wait()
