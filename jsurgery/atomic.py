@@ -22,13 +22,17 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 __all__ = [
     "LockedError",
+    "ReplacedError",
     "current_dir",
     "lock_dir",
     "lock_path",
+    "read_whole",
     "recover_dir",
     "replace_dir",
     "write_file",
@@ -37,6 +41,13 @@ __all__ = [
 
 class LockedError(ValueError):
     """Another process is writing the same directory; the message names it."""
+
+
+class ReplacedError(ValueError):
+    """A directory was replaced at every attempt to read it whole."""
+
+
+READ_ATTEMPTS = 5
 
 
 def _fsync_dir(path: Path) -> None:
@@ -143,6 +154,41 @@ def current_dir(target: str | os.PathLike) -> Path:
             if found and found[-1].exists():
                 return found[-1]
     return target
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
+def read_whole(target: str | os.PathLike, read: Callable[[Path], T]) -> T:
+    """``read(current_dir(target))``, read again if a writer switched ``target`` meanwhile, so
+    that what is returned comes from one version, never from two.
+
+    A switch replaces the directory at the path (a new inode), so the read was whole if the path
+    names the same directory before and after it. An error (``FileNotFoundError``,
+    ``ValueError``) raised while nothing was switched is the version's own and is raised.
+
+    Raises:
+        ReplacedError: ``target`` was replaced during each of :data:`READ_ATTEMPTS` reads.
+    """
+    for _ in range(READ_ATTEMPTS):
+        found = current_dir(target)
+        before = _inode(found)
+        try:
+            result = read(found)
+        except (FileNotFoundError, ValueError):
+            if before is not None and _inode(current_dir(target)) == before:
+                raise
+            continue
+        if _inode(current_dir(target)) == before:
+            return result
+    raise ReplacedError(
+        f"{Path(target)}: replaced {READ_ATTEMPTS} times while being read; read it when its "
+        "writer is done"
+    )
 
 
 def _pid_alive(name: str, kind: str, target: Path) -> bool:

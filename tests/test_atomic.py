@@ -7,7 +7,15 @@ import textwrap
 
 import pytest
 
-from jsurgery.atomic import LockedError, current_dir, lock_dir, recover_dir, replace_dir, write_file
+from jsurgery.atomic import (
+    LockedError,
+    current_dir,
+    lock_dir,
+    read_whole,
+    recover_dir,
+    replace_dir,
+    write_file,
+)
 
 DEAD_PID = 4_999_999  # above Linux's largest process ID (4194304): never a running process
 
@@ -126,3 +134,33 @@ def test_files_and_directories_get_the_mode_the_umask_gives(tmp_path):
         os.umask(previous)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640
     assert (tmp_path / "run").stat().st_mode & 0o777 == 0o750
+
+
+def test_read_whole_reads_again_when_the_directory_is_switched_during_a_read(tmp_path):
+    target = tmp_path / "run"
+    replace_dir(target, _fill("old"))
+    reads = []
+
+    def read(directory):
+        first = (directory / "a.txt").read_text()
+        if not reads:  # a writer switches the directory in the middle of the first read
+            replace_dir(target, _fill("new"))
+        reads.append(directory)
+        return first, (directory / "sub" / "b.txt").read_text()
+
+    assert read_whole(target, read) == ("new", "new")  # the first read mixed "old" and "new"
+    assert len(reads) == 2
+
+
+def test_read_whole_raises_a_versions_own_error_at_once(tmp_path):
+    target = tmp_path / "run"
+    replace_dir(target, _fill("old"))
+    calls = []
+
+    def read(directory):
+        calls.append(directory)
+        return (directory / "missing.txt").read_text()
+
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        read_whole(target, read)
+    assert len(calls) == 1

@@ -31,7 +31,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec, SingleDeviceSharding
 
 from jsurgery import trees
-from jsurgery.atomic import current_dir, replace_dir
+from jsurgery.atomic import current_dir, read_whole, replace_dir
 from jsurgery.errors import PlanError
 from jsurgery.execute.state import StatePart, state_parts
 from jsurgery.execute.transplant import fit, transplant, transplant_moments
@@ -323,7 +323,10 @@ def restore_transplanted(
         CheckpointError: the checkpoint misses leaves the state and plan expect, holds leaves they
             do not (both named), or stores a leaf with another shape; never a partial load.
     """
-    directory = current_dir(directory)
+    return read_whole(directory, lambda found: _restore_into(found, new_state, plan, moment_keys))
+
+
+def _restore_into(directory: Path, new_state: Any, plan: Plan, moment_keys: Sequence[str]) -> Any:
     parts, treedef = _parts(new_state, plan, moment_keys)
     expected: dict = {}
     for part in parts:

@@ -18,18 +18,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jsurgery.atomic import current_dir
+from jsurgery.atomic import read_whole
 from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.environments import IdEnv, make_env
 from jsurgery.rl.files import write_json
 from jsurgery.rl.networks import QNetwork
-from jsurgery.rl.rundir import RunDirError, save_run
+from jsurgery.rl.rundir import save_run
 
 __all__ = ["Agent", "SavedRun", "load_agent", "load_run", "save_agent", "write_agent"]
 
 CHECKPOINT = "checkpoint"
 AGENT_JSON = "agent.json"
-READ_ATTEMPTS = 5
 
 
 def save_agent(
@@ -104,34 +103,11 @@ class SavedRun:
 def load_run(directory: str | os.PathLike) -> SavedRun:
     """Everything :func:`save_agent` wrote; ``state`` can be passed back to training as ``init``.
 
-    A run a writer switches while it is being read is read again, so what is returned is one
-    whole save, never the config of one and the arrays of another.
-
-    Raises:
-        RunDirError: the run was replaced at every one of :data:`READ_ATTEMPTS` reads.
+    A run a writer switches while it is being read is read again
+    (:func:`jsurgery.atomic.read_whole`), so what is returned is one whole save, never the
+    config of one and the arrays of another.
     """
-    for _ in range(READ_ATTEMPTS):
-        found = current_dir(directory)
-        before = _inode(found)
-        try:
-            run = _load_run(found)
-        except (FileNotFoundError, ValueError):
-            if before is not None and _inode(current_dir(directory)) == before:
-                raise  # nothing was switched: the run itself is wrong
-            continue
-        if _inode(current_dir(directory)) == before:
-            return run
-    raise RunDirError(
-        f"{directory}: the run was replaced {READ_ATTEMPTS} times while being read; read it when "
-        "its writer is done"
-    )
-
-
-def _inode(path: Path) -> int | None:
-    try:
-        return path.stat().st_ino
-    except FileNotFoundError:
-        return None
+    return read_whole(directory, _load_run)
 
 
 def _load_run(directory: Path) -> SavedRun:
