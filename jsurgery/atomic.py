@@ -15,7 +15,6 @@ beside the target, which holds the writer's process ID and command line.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import sys
@@ -51,6 +50,8 @@ READ_ATTEMPTS = 5
 
 
 def _fsync_dir(path: Path) -> None:
+    if os.name == "nt":  # Windows cannot open a directory to flush it
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -65,7 +66,7 @@ def write_file(path: str | os.PathLike, write: Callable[[Any], None], mode: str 
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it private
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private
         with os.fdopen(fd, mode) as file:
             write(file)
             file.flush()
@@ -248,6 +249,8 @@ def lock_dir(target: str | os.PathLike) -> Iterator[Path]:
     Raises:
         LockedError: another process holds the lock (the message names it).
     """
+    import fcntl
+
     path = lock_path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -262,7 +265,8 @@ def lock_dir(target: str | os.PathLike) -> Iterator[Path]:
             ) from None
         command = " ".join(sys.argv)[:200]
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}: {command}".encode(), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"pid {os.getpid()}: {command}".encode())
         try:
             yield path
         finally:
