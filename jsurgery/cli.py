@@ -3,7 +3,8 @@
 Each subcommand parses its arguments here and hands them to the module that does the work, imported
 only when that subcommand runs, so ``jsurgery list`` does not pay for compiling a DQN. A bad
 argument prints one line naming it and the fix, and exits with status 2 (no traceback); so does a
-missing optional dependency (gymnax, orbax-checkpoint).
+missing optional dependency (gymnax, orbax-checkpoint). SIGINT (Ctrl-C) and SIGTERM print one line
+saying what was kept and exit with status 130 and 143.
 """
 
 from __future__ import annotations
@@ -76,6 +77,32 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}") from None
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
+def _add_out_options(command: argparse.ArgumentParser, *, resume: bool) -> None:
+    """``--force`` (and ``--resume``): what to do with a run already under ``--out``."""
+    group = command.add_mutually_exclusive_group()
+    group.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the run under --out (the old one stays until the new one is complete)",
+    )
+    if resume:
+        group.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue the interrupted run under --out from its last save (same arguments)",
+        )
+
+
 class _Parser(argparse.ArgumentParser):
     """Argument errors on one line, with where to look for the fix, and exit status 2."""
 
@@ -121,6 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="Adam's step size (default: the environment's preset)",
     )
     train.add_argument("--out", required=True, help="output directory")
+    _add_out_options(train, resume=True)
+    train.add_argument(
+        "--save-every",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="seconds between saves of the training state, which --resume continues from "
+        "(default 120; 0: after every compiled chunk)",
+    )
 
     surgery = commands.add_parser(
         "surgery", help="move a saved run into a new network (observations, actions, widths)"
@@ -145,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         "keep their random initialisation",
     )
     surgery.add_argument("--out", required=True, metavar="NEW_DIR", help="the new run directory")
+    _add_out_options(surgery, resume=False)
 
     run = commands.add_parser("run", help="run a surgery experiment (or 'all')")
     run.add_argument("experiment", help="experiment name, or 'all'; see 'jsurgery list'")
@@ -186,6 +223,9 @@ def _run(args: argparse.Namespace) -> None:
             init=args.init,
             exploration_start=args.exploration_start,
             learning_rate=args.learning_rate,
+            force=args.force,
+            resume=args.resume,
+            **({} if args.save_every is None else {"save_every": args.save_every}),
         )
     elif args.command == "surgery":
         from jsurgery.commands.surgery import surgery_command
@@ -198,6 +238,7 @@ def _run(args: argparse.Namespace) -> None:
             layers=args.layers,
             recipe=args.recipe,
             out=args.out,
+            force=args.force,
         )
     elif args.command == "run":
         from jsurgery.experiments.command import run_command
@@ -213,8 +254,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns 0, or 2 after printing one line for a bad argument."""
     args = build_parser().parse_args(argv)
     prog = f"jsurgery {args.command}"
+    from jsurgery.stopping import Stopped, handle_stop_signals
+
+    restore_signals = handle_stop_signals()
     try:
         _run(args)
+    except Stopped as stop:  # SIGINT or SIGTERM: one line saying what was kept
+        print(f"{prog}: stopped by {stop.name}; {stop.kept or 'nothing saved'}", file=sys.stderr)
+        return stop.exit_status
     except ModuleNotFoundError as error:
         root = (error.name or "").split(".")[0]
         if root not in OPTIONAL:
@@ -233,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(_one_line(error.code), file=sys.stderr)
         return 2
+    finally:
+        restore_signals()
     return 0
 
 

@@ -1,5 +1,6 @@
 """The surgery core's shape: imports point one way, no private name crosses a package, no
-function is longer than a screen, and the core and the RL side never import each other."""
+function is longer than a screen, and the core and the RL side never import each other (both may
+import the shared file and process helpers, which import no jsurgery module)."""
 
 import ast
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "jsurgery"
 RL_SIDE = ("rl", "envs", "data")
 ABOVE_BOTH = ("experiments", "commands", "cli", "__main__")
+SHARED = ("atomic", "stopping")
 MAX_LINES = 60
 
 
@@ -19,6 +21,8 @@ def _module_name(path: Path) -> str:
 
 def _side(name: str) -> str:
     top = name.split(".")[1] if "." in name else ""
+    if top in SHARED:
+        return "shared"
     return "rl" if top in RL_SIDE else "above" if top in ABOVE_BOTH else "core"
 
 
@@ -98,6 +102,12 @@ def test_the_core_and_the_rl_side_never_import_each_other(side, other):
         if _side(target) == other and target != "jsurgery"
     ]
     assert not crossing, crossing
+
+
+def test_the_shared_helpers_import_no_jsurgery_module():
+    shared = [name for name in MODULES if _side(name) == "shared"]
+    assert shared == [f"jsurgery.{top}" for top in sorted(SHARED)]
+    assert not [(name, target) for name in shared for target in _edges(name)]
 
 
 def _body_lines(node) -> int:

@@ -18,11 +18,12 @@ import numpy as np
 
 import jsurgery
 from jsurgery.commands.train import CommandError, load_init_run
-from jsurgery.rl.agent import SavedRun, save_agent
+from jsurgery.rl.agent import SavedRun, write_agent
 from jsurgery.rl.dqn import make_dqn, make_optimizer
 from jsurgery.rl.environments import IdEnv, make_env
 from jsurgery.rl.files import write_json
 from jsurgery.rl.networks import QNetwork
+from jsurgery.rl.rundir import open_out_dir, save_run
 from jsurgery.rl.runner import seed_keys
 
 __all__ = ["RECIPES", "SURGERY_JSON", "surgery_command", "transplant_run"]
@@ -98,6 +99,7 @@ def surgery_command(
     recipe: str = "preserving",
     out: str | os.PathLike = "runs/surgery",
     layers: dict[str, str | None] | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Move a saved run into a new network and save it as a new run under ``out``.
 
@@ -111,6 +113,7 @@ def surgery_command(
             reads them) and ``surgery.json`` (plan, greedy returns before and after).
         layers: ``{new_layer: old_layer or None}`` where the widths leave the matching open
             (``make_plan``'s ``layers``).
+        force: replace a run already under ``out`` (it stays until the new one is complete).
 
     Returns:
         The contents of ``surgery.json``.
@@ -125,6 +128,13 @@ def surgery_command(
         raise CommandError(
             f"--out {out}: is the run being read; write the new run to another directory"
         )
+    identity = {"command": "surgery", "run": str(Path(run_dir).absolute()), "recipe": recipe,
+                "obs": obs, "actions": actions, "hidden": hidden, "layers": layers}  # fmt: skip
+    with open_out_dir(out, identity, force=force, resume=None):
+        return _operate(run_dir, obs, actions, hidden, recipe, out, layers, identity)
+
+
+def _operate(run_dir, obs, actions, hidden, recipe, out, layers, identity) -> dict[str, Any]:
     run = load_init_run(run_dir, argument="RUN_DIR")
     env = make_env(
         run.env.env_id,
@@ -141,7 +151,6 @@ def surgery_command(
             reason += f" On the command line: --layers {pairs}"
         raise CommandError(f"--recipe {recipe} does not fit this change: {reason}") from None
     print(plan)
-    save_agent(out, config, env, state, run.seeds)
     old_return = greedy_returns(run.config, run.env, run.state["params"], run.seeds)
     new_return = greedy_returns(config, env, state["params"], run.seeds)
     summary = {
@@ -162,7 +171,12 @@ def surgery_command(
         "plan": str(plan),
         "warnings": list(plan.warnings),
     }  # fmt: skip
-    write_json(Path(out) / SURGERY_JSON, summary)
+
+    def write(stage: Path) -> None:
+        write_agent(stage, config, env, state, run.seeds)
+        write_json(stage / SURGERY_JSON, summary)
+
+    save_run(out, write, identity)
     print(f"\ngreedy return right after surgery ({config.eval_episodes} episodes per seed):")
     print(f"{'seed':>6} {'old':>9} {'new':>9}")
     for seed, old, new in zip(run.seeds, old_return, new_return, strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,13 +10,18 @@ from typing import Any
 
 import numpy as np
 
+from jsurgery import stopping
+from jsurgery.atomic import current_dir
 from jsurgery.experiments.report import plot_training
-from jsurgery.rl.agent import AGENT_JSON, CHECKPOINT, SavedRun, load_run, save_agent
+from jsurgery.rl.agent import AGENT_JSON, CHECKPOINT, SavedRun, load_run, write_agent
 from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.environments import make_env
 from jsurgery.rl.files import write_json
 from jsurgery.rl.presets import default_config
+from jsurgery.rl.rundir import PROGRESS, open_out_dir, save_run
 from jsurgery.rl.runner import TrainResult, train_seeds
+from jsurgery.rl.snapshot import Snapshots, read_step
+from jsurgery.stopping import Stopped
 
 __all__ = [
     "CommandError",
@@ -31,6 +37,9 @@ class CommandError(ValueError):
 
 
 MAX_CURVE_POINTS = 1000
+METRICS = "metrics.json"
+DEFAULT_SAVE_EVERY = 120.0
+"""Seconds between saves of the training state by default: a kill loses at most about this."""
 
 
 def result_metrics(result: TrainResult) -> dict[str, Any]:
@@ -67,12 +76,13 @@ def result_metrics(result: TrainResult) -> dict[str, Any]:
 def load_init_run(directory: str | os.PathLike, argument: str = "--init") -> SavedRun:
     """The saved run under ``directory``, or a :class:`CommandError` saying what is there."""
     directory = Path(directory)
-    if not directory.is_dir():
+    if not current_dir(directory).is_dir():
         raise CommandError(
             f"{argument} {directory}: no such directory; pass a run directory written by "
             "'jsurgery train --out' or 'jsurgery surgery --out'"
         )
-    if not (directory / AGENT_JSON).exists() or not (directory / CHECKPOINT).is_dir():
+    found = current_dir(directory)
+    if not (found / AGENT_JSON).exists() or not (found / CHECKPOINT).is_dir():
         raise CommandError(
             f"{argument} {directory}: not a saved run (it has no {AGENT_JSON} and "
             f"{CHECKPOINT}/); pass a run directory written by 'jsurgery train --out' or "
@@ -177,12 +187,19 @@ def train_command(
     init: str | os.PathLike | None = None,
     exploration_start: float | None = None,
     learning_rate: float | None = None,
+    force: bool = False,
+    resume: bool = False,
+    save_every: float = DEFAULT_SAVE_EVERY,
 ) -> dict[str, Any]:
     """Train ``seeds`` agents with the environment's default hyperparameters and save them.
 
     Writes under ``out``: ``checkpoint/`` and ``agent.json`` (read back by
-    :func:`jsurgery.rl.load_agent`), ``metrics.json`` (see :func:`result_metrics`) and
-    ``curves.png``.
+    :func:`jsurgery.rl.load_agent`), ``metrics.json`` (see :func:`result_metrics`),
+    ``curves.png`` and ``manifest.json``, all switched in at once when training ends
+    (:mod:`jsurgery.rl.rundir`). While training, the whole training state is saved to
+    ``out/progress/`` every ``save_every`` seconds and when a stop signal arrives (the command
+    line then exits 130 or 143); the same call with ``resume=True`` continues from there and ends
+    with exactly the numbers of an uninterrupted run.
 
     Args:
         env_id: environment ID, e.g. ``CartPole-v1``.
@@ -198,12 +215,21 @@ def train_command(
             :func:`train_config` for the exploration and step-size defaults then.
         exploration_start: epsilon at step 0 (default 1.0; with ``init``, the preset's final one).
         learning_rate: Adam's step size (default: the preset's).
+        force: replace the run already under ``out`` (it stays until the new one is complete).
+        resume: continue the interrupted run under ``out`` (made with the same arguments); a
+            complete one is reported as it is.
+        save_every: seconds between saves of the training state (0: after every compiled
+            chunk).
 
     Returns:
         The contents of ``metrics.json``.
 
     Raises:
         CommandError: a bad argument, with the fix (also ValueError for unknown IDs).
+        RunDirError: ``out`` holds a run and neither ``force`` nor ``resume`` is given, or
+            ``resume`` finds a run made with other arguments.
+        LockedError: another process is writing ``out``.
+        Stopped: a stop signal arrived (its ``kept`` says what was saved).
     """
     if seeds is not None and seeds <= 0:
         raise CommandError(f"--seeds {seeds}: expected a positive number of seeds, e.g. --seeds 4")
@@ -225,22 +251,65 @@ def train_command(
         env_id, steps, hidden, init=run, exploration_start=exploration_start,
         learning_rate=learning_rate,
     )  # fmt: skip
-    result = train_seeds(
-        config, env, seed_list, init=None if run is None else run.state, progress=True
+    if not save_every >= 0.0:
+        raise CommandError(
+            f"--save-every {save_every}: expected seconds >= 0, e.g. --save-every 60"
+        )
+    identity = {
+        "command": "train",
+        "env_id": env.env_id,
+        "obs_ids": list(env.obs_ids),
+        "action_ids": list(env.action_ids),
+        "seeds": list(seed_list),
+        "config": config.to_dict(),
+        "init": None if init is None else str(Path(init).absolute()),
+    }
+    with open_out_dir(out, identity, force=force, resume=resume) as target:
+        if target.complete:
+            summary = json.loads((target.path / METRICS).read_text())
+            _report(summary, out, "already complete: ")
+            return summary
+        snapshots = Snapshots(target.progress, save_every, identity, resume=target.resume)
+        try:
+            result = train_seeds(
+                config, env, seed_list, init=None if run is None else run.state, progress=True,
+                snapshots=snapshots,
+            )  # fmt: skip
+        except Stopped as stop:
+            stop.kept = _kept(Path(out) / PROGRESS, config)
+            raise
+        summary = result_metrics(result)
+        if init is not None:
+            summary["init"] = str(init)
+
+        def write(stage: Path) -> None:
+            write_agent(stage, config, env, result.state, result.seeds)
+            write_json(stage / METRICS, summary)
+            plot_training(summary, stage / "curves.png")
+
+        with stopping.deferred():
+            save_run(target.path, write, identity)
+        stopping.raise_if_stopped(f"the finished run was saved first in {out}")
+    _report(summary, out)
+    return summary
+
+
+def _kept(progress: Path, config: DQNConfig) -> str:
+    step = read_step(progress)
+    if step is None:
+        return "stopped before the first save, nothing kept"
+    return (
+        f"kept step {step:,} of {config.total_steps:,} of every seed in {progress}; continue with "
+        "the same command and --resume"
     )
-    out = Path(out)
-    save_agent(out, config, env, result.state, result.seeds)
-    summary = result_metrics(result)
-    if init is not None:
-        summary["init"] = str(init)
-    write_json(out / "metrics.json", summary)
-    plot_training(summary, out / "curves.png")
+
+
+def _report(summary: dict[str, Any], out: str | os.PathLike, prefix: str = "") -> None:
     final = np.asarray(summary["final_eval_return"])
     start = np.asarray(summary["eval_return"])[:, 0]
     print(
-        f"{env_id}: greedy return {start.mean():.1f} at step 0, final {final.mean():.1f} (mean of "
-        f"{final.size} seeds; final min {final.min():.1f}, max {final.max():.1f}); "
-        f"{result.steps_per_second:,.0f} steps/s, compile {result.compile_seconds:.1f} s; "
-        f"wrote {out}/"
+        f"{prefix}{summary['env_id']}: greedy return {start.mean():.1f} at step 0, final "
+        f"{final.mean():.1f} (mean of {final.size} seeds; final min {final.min():.1f}, max "
+        f"{final.max():.1f}); {summary['steps_per_second']:,.0f} steps/s, compile "
+        f"{summary['compile_seconds']:.1f} s; wrote {out}/"
     )
-    return summary

@@ -31,6 +31,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec, SingleDeviceSharding
 
 from jsurgery import trees
+from jsurgery.atomic import current_dir, read_whole, replace_dir
 from jsurgery.errors import PlanError
 from jsurgery.execute.state import StatePart, state_parts
 from jsurgery.execute.transplant import fit, transplant, transplant_moments
@@ -64,7 +65,7 @@ def _disk_path(keypath) -> tuple[str, ...]:
 
 def _stored(directory: str | os.PathLike) -> dict[tuple[str, ...], tuple[tuple, np.dtype]]:
     """``{path: (shape, dtype)}`` of every array stored in the checkpoint."""
-    directory = Path(directory).absolute()
+    directory = current_dir(directory)
     try:
         tree = _metadata_tree(directory) if directory.is_dir() else None
     except (FileNotFoundError, ValueError, OSError):
@@ -109,15 +110,29 @@ def _lists(node):
 def save_state(directory: str | os.PathLike, state: Any, *, force: bool = False) -> Path:
     """Save ``state`` with orbax's ``StandardCheckpointer``, atomically.
 
-    Orbax writes to a temporary directory and renames it when complete, so ``directory`` holds a
-    whole checkpoint or none. ``force`` replaces an existing one.
+    The checkpoint is written beside ``directory`` and switched in by renames
+    (:func:`jsurgery.atomic.replace_dir`), so ``directory`` holds a whole checkpoint or none, and
+    with ``force`` an existing one stays whole until the new one is complete (a kill at any moment
+    leaves the old or the new checkpoint; the readers here find it).
+
+    Raises:
+        CheckpointError: ``directory`` already holds something and ``force`` is not given.
     """
     import orbax.checkpoint as ocp
 
     directory = Path(directory).absolute()
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(directory, state, force=force)
-    return directory
+    if current_dir(directory).exists() and not force:
+        raise CheckpointError(
+            f"`directory`: {directory} already exists; pass force=True to replace it (the old "
+            "checkpoint stays until the new one is complete)"
+        )
+
+    def build(stage: Path) -> None:
+        stage.rmdir()  # orbax makes the directory itself, through its own temporary one
+        with ocp.StandardCheckpointer() as checkpointer:
+            checkpointer.save(stage, state)
+
+    return replace_dir(directory, build)
 
 
 def _unfit(path: tuple, how: str) -> tuple:
@@ -308,7 +323,10 @@ def restore_transplanted(
         CheckpointError: the checkpoint misses leaves the state and plan expect, holds leaves they
             do not (both named), or stores a leaf with another shape; never a partial load.
     """
-    directory = Path(directory).absolute()
+    return read_whole(directory, lambda found: _restore_into(found, new_state, plan, moment_keys))
+
+
+def _restore_into(directory: Path, new_state: Any, plan: Plan, moment_keys: Sequence[str]) -> Any:
     parts, treedef = _parts(new_state, plan, moment_keys)
     expected: dict = {}
     for part in parts:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jsurgery.atomic import write_file
 from jsurgery.experiments import statistics
 
 #: The score that counts as solving each environment (gymnasium's ``reward_threshold``).
@@ -205,6 +206,6 @@ def plot_aggregate(summary: dict, path: str | Path) -> Path:
     profile_ax.legend(loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    write_file(path, lambda file: fig.savefig(file, format="png"), mode="wb")
     plt.close(fig)
     return path

@@ -7,6 +7,9 @@ import sys
 import time
 from pathlib import Path
 
+from jsurgery.atomic import write_file
+from jsurgery.stopping import Stopped
+
 DEFAULT_SEEDS = 20
 DEFAULT_PROTOCOL = "original"
 SUMMARY = "summary.md"
@@ -61,6 +64,12 @@ def run_command(
             )
         except ExperimentError as error:
             raise SystemExit(f"jsurgery run {name}: {error}") from None
+        except Stopped as stop:
+            stop.kept = (
+                f"the finished arms of {name} are kept in {Path(out) / name / 'results.json'}; "
+                "run the same command again to continue"
+            )
+            raise
         all_results.append(results)
         folder = Path(out) / name
         print(
@@ -77,7 +86,8 @@ def run_command(
         summary = Path(out) / SUMMARY
         tables = [report.markdown_table(all_results), report.surgery_table(all_results)]
         tables.append(write_aggregate(all_results, Path(out)))
-        summary.write_text("\n\n".join(tables) + "\n")
+        text = "\n\n".join(tables)
+        write_file(summary, lambda file: file.write(text + "\n"))
         print(f"\nall experiments: {summary}, {Path(out) / AGGREGATE_PLOT}")
     print(f"wall time {time.perf_counter() - start:.0f} s")
     return all_results

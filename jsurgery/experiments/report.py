@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jsurgery.atomic import write_file
 from jsurgery.experiments import statistics
 
 #: The original study's colours (red old, blue scratch, green transplant), then the other arms.
@@ -166,7 +167,7 @@ def plot_curves(results: dict, path: str | Path) -> Path:
     draw_differences(diff_ax, results)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    write_file(path, lambda file: fig.savefig(file, dpi=DPI, format="png"), mode="wb")
     plt.close(fig)
     return path
 
@@ -210,7 +211,7 @@ def plot_training(summary: dict, path: str | Path) -> Path:
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    write_file(path, lambda file: fig.savefig(file, dpi=120, format="png"), mode="wb")
     plt.close(fig)
     return path
 

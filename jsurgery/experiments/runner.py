@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from jsurgery.atomic import lock_dir
 from jsurgery.experiments import statistics
 from jsurgery.rl.files import load_params, save_params, write_json
 
@@ -185,7 +186,8 @@ def run_experiment(
     """Runs every arm of ``experiment`` not already finished in ``out/<name>/``.
 
     Each finished arm is written to ``results.json`` at once (atomically), so a killed run loses at
-    most the arm in progress; rerunning the same command skips the finished arms.
+    most the arm in progress; rerunning the same command skips the finished arms. One process at a
+    time writes a folder (:func:`jsurgery.atomic.lock_dir`).
 
     Args:
         experiment: the experiment.
@@ -201,9 +203,8 @@ def run_experiment(
     Raises:
         ExperimentError: unknown protocol, or ``results.json`` in the folder was made with another
             config (the message lists the differences and the fix).
+        LockedError: another process is running the experiment into the same folder.
     """
-    from tqdm.auto import tqdm
-
     if protocol not in experiment.protocols:
         raise ExperimentError(
             f"protocol {protocol!r} is not one of {experiment.name}'s protocols "
@@ -213,6 +214,15 @@ def run_experiment(
         raise ExperimentError(f"seeds must be at least 1, got {seeds}")
     folder = Path(out) / experiment.name
     folder.mkdir(parents=True, exist_ok=True)
+    with lock_dir(folder):
+        return _run_arms(experiment, seeds, protocol, folder, progress, plot)
+
+
+def _run_arms(
+    experiment: Experiment, seeds: int, protocol: str, folder: Path, progress: bool, plot: bool
+) -> dict:
+    from tqdm.auto import tqdm
+
     config = _canonical(experiment.config(protocol, seeds))
     path = folder / RESULTS
     if path.exists():

@@ -1,10 +1,10 @@
-"""Saved agents: checkpoints written atomically with orbax, and greedy agents loaded from them.
+"""Saved agents: orbax checkpoints in run directories, and greedy agents loaded from them.
 
 A saved run is a directory holding ``checkpoint/`` (``params``, ``target_params`` and ``opt_state``
-with a leading seed axis, written by orbax, which writes to a temporary directory and renames it)
-and
-``agent.json`` (environment, observation and action IDs, seeds and the config), written after the
-checkpoint and replaced atomically, so a directory with ``agent.json`` holds a complete checkpoint.
+with a leading seed axis, written by orbax), ``agent.json`` (environment, observation and action
+IDs, seeds and the config) and ``manifest.json`` naming them. The whole directory is built beside
+the old one and switched in by renames (:func:`jsurgery.rl.rundir.save_run`), so a directory with
+``agent.json`` holds the complete checkpoint saved with it.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jsurgery.atomic import read_whole
 from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.environments import IdEnv, make_env
 from jsurgery.rl.files import write_json
 from jsurgery.rl.networks import QNetwork
+from jsurgery.rl.rundir import save_run
 
-__all__ = ["Agent", "SavedRun", "load_agent", "load_run", "save_agent"]
+__all__ = ["Agent", "SavedRun", "load_agent", "load_run", "save_agent", "write_agent"]
 
 CHECKPOINT = "checkpoint"
 AGENT_JSON = "agent.json"
@@ -38,6 +40,9 @@ def save_agent(
 ) -> Path:
     """Save trained agents (one per seed) under ``directory``.
 
+    The run is written beside an earlier one and switched in at once: a reader (or a kill) sees
+    the earlier run or this one, complete.
+
     Args:
         directory: output directory, created if needed; an earlier save there is replaced.
         config: the configuration they were trained with.
@@ -48,17 +53,27 @@ def save_agent(
     Returns:
         The directory.
     """
+    return save_run(directory, lambda stage: write_agent(stage, config, env, state, seeds))
+
+
+def write_agent(
+    directory: Path,
+    config: DQNConfig,
+    env: IdEnv,
+    state: dict[str, Any],
+    seeds: tuple[int, ...] | None = None,
+) -> None:
+    """Writes ``checkpoint/`` and ``agent.json`` into the (new, empty) ``directory``; the
+    arguments are :func:`save_agent`'s. Used to build a run before it is switched in."""
     import orbax.checkpoint as ocp
 
-    directory = Path(directory).absolute()
-    directory.mkdir(parents=True, exist_ok=True)
     num_seeds = int(jax.tree.leaves(state["params"])[0].shape[0])
     seeds = tuple(range(num_seeds)) if seeds is None else tuple(int(s) for s in seeds)
     if len(seeds) != num_seeds:
         raise ValueError(f"`seeds`: {len(seeds)} seeds for a state holding {num_seeds}")
     state = jax.device_get(state)
     with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(directory / CHECKPOINT, state, force=True)
+        checkpointer.save(directory / CHECKPOINT, state)
     write_json(
         directory / AGENT_JSON,
         {
@@ -69,7 +84,6 @@ def save_agent(
             "config": config.to_dict(),
         },
     )
-    return directory
 
 
 class SavedRun:
@@ -87,12 +101,20 @@ class SavedRun:
 
 
 def load_run(directory: str | os.PathLike) -> SavedRun:
-    """Everything :func:`save_agent` wrote; ``state`` can be passed back to training as ``init``."""
+    """Everything :func:`save_agent` wrote; ``state`` can be passed back to training as ``init``.
+
+    A run a writer switches while it is being read is read again
+    (:func:`jsurgery.atomic.read_whole`), so what is returned is one whole save, never the
+    config of one and the arrays of another.
+    """
+    return read_whole(directory, _load_run)
+
+
+def _load_run(directory: Path) -> SavedRun:
     import orbax.checkpoint as ocp
 
     from jsurgery.rl.dqn import make_optimizer
 
-    directory = Path(directory).absolute()
     if not (directory / AGENT_JSON).exists():
         raise FileNotFoundError(
             f"{directory}: no {AGENT_JSON}; expected a directory saved by save_agent"

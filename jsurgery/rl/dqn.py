@@ -62,6 +62,9 @@ class DQNParts:
         run: ``(carry, first_step, num_periods) -> (carry, metrics)``: ``num_periods`` evaluation
             periods starting at step ``first_step`` (an unbatched integer).
         evaluate: ``(params, key) -> mean greedy return`` over ``config.eval_episodes`` episodes.
+        blocks: ``(carry, first_step, num_blocks) -> (carry, curves)``: ``num_blocks`` blocks, a
+            part of a period (``run`` is made of these and ``end_period``).
+        end_period: ``carry -> (carry, eval_return)``: the greedy evaluation ending a period.
         network: the :class:`QNetwork`.
         optimizer: the optax transformation.
     """
@@ -73,6 +76,8 @@ class DQNParts:
     begin: Callable
     run: Callable
     evaluate: Callable
+    blocks: Callable
+    end_period: Callable
 
     @property
     def num_periods(self) -> int:
@@ -197,7 +202,9 @@ def make_dqn(
     learn = loop.make_learn(config, optimizer, loss_fn, sample)
     block = loop.make_block(config, act_and_store, learn)
     run = loop.make_run(config, block, evaluate, next_eval_key, on_period)
-    return DQNParts(config, env, network, optimizer, begin, run, evaluate)
+    blocks = loop.make_blocks(block)
+    end_period = loop.make_end_period(evaluate, next_eval_key)
+    return DQNParts(config, env, network, optimizer, begin, run, evaluate, blocks, end_period)
 
 
 def agent_state(carry: Carry) -> dict[str, Any]:

@@ -1,36 +1,29 @@
 """Files written atomically: JSON results and ``.npz`` parameters (temporary file, then rename).
 
-A reader never sees half a file: each writer writes a temporary file in the target's folder and
-renames it over the target with ``os.replace``; if writing fails, the temporary file is removed and
-the target keeps its previous content.
+A reader never sees half a file: each writer writes a temporary file in the target's folder,
+flushes it to disk and renames it over the target with ``os.replace``
+(:func:`jsurgery.atomic.write_file`); if writing fails, the temporary file is removed and the
+target keeps its previous content.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from flax import traverse_util
+
+from jsurgery.atomic import write_file
 
 __all__ = ["load_params", "save_params", "write_atomic", "write_json"]
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> None:
     """Calls ``write(file)`` on a temporary file beside ``path``, then renames it to ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file(path, write, mode)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

@@ -30,6 +30,8 @@ __all__ = [
     "explore",
     "exploration_rate",
     "make_block",
+    "make_blocks",
+    "make_end_period",
     "make_evaluate",
     "make_learn",
     "make_run",
@@ -206,6 +208,30 @@ def make_block(config: DQNConfig, act_and_store: Callable, learn: Callable) -> C
     return block
 
 
+def make_blocks(block: Callable) -> Callable:
+    """``run_blocks(carry, first_step, num_blocks) -> (carry, curves)``: ``num_blocks`` blocks
+    (from :func:`make_block`) from step ``first_step`` (an unbatched integer); ``curves`` holds one
+    :func:`block_curve` point per block."""
+
+    def run_blocks(carry, first_step, num_blocks):
+        first_step = jnp.asarray(first_step, jnp.int32)
+        (carry, _), curves = jax.lax.scan(block, (carry, first_step), None, length=num_blocks)
+        return carry, curves
+
+    return run_blocks
+
+
+def make_end_period(evaluate: Callable, eval_key: Callable) -> Callable:
+    """``end_period(carry) -> (carry, eval_return)``: the greedy evaluation that ends a period,
+    with ``evaluate(params, key)`` and the key from ``eval_key(carry) -> (carry, key)``."""
+
+    def end_period(carry):
+        carry, key = eval_key(carry)
+        return carry, evaluate(carry.params, key)
+
+    return end_period
+
+
 def make_run(
     config: DQNConfig,
     block: Callable,
@@ -216,18 +242,21 @@ def make_run(
     """``run(carry, first_step, num_periods) -> (carry, metrics)``: ``num_periods`` evaluation
     periods from step ``first_step`` (an unbatched integer).
 
-    A period scans ``block`` (from :func:`make_block`) over ``eval_every`` steps, then greedily
-    evaluates with ``evaluate(params, key)``, the key from ``eval_key(carry) -> (carry, key)``, and
-    calls ``on_period`` (if given) on the host with the step count. ``metrics`` holds the block
-    curves, flattened, and ``eval_return`` at ``eval_steps``.
+    A period runs ``eval_every`` steps of ``block`` (from :func:`make_block`, through
+    :func:`make_blocks`), then greedily evaluates with ``evaluate(params, key)``, the key from
+    ``eval_key(carry) -> (carry, key)`` (:func:`make_end_period`), and calls ``on_period`` (if
+    given) on the host with the step count. ``metrics`` holds the block curves, flattened, and
+    ``eval_return`` at ``eval_steps``.
     """
     blocks_per_period = config.eval_every // config.block_steps
+    run_blocks = make_blocks(block)
+    end_period = make_end_period(evaluate, eval_key)
 
     def period(inner, _):
         carry, step = inner
-        (carry, end), curve = jax.lax.scan(block, (carry, step), None, length=blocks_per_period)
-        carry, key = eval_key(carry)
-        eval_return = evaluate(carry.params, key)
+        carry, curve = run_blocks(carry, step, blocks_per_period)
+        end = step + config.eval_every
+        carry, eval_return = end_period(carry)
         if on_period is not None:
             # `end` is shared by all seeds, so under vmap the host sees one call per period.
             jax.debug.callback(on_period, end)

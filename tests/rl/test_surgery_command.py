@@ -101,3 +101,24 @@ def test_train_config_defaults_for_a_transplanted_network():
                          learning_rate=1e-4)  # fmt: skip
     assert tuned.exploration_start == 0.2 and tuned.learning_rate == 1e-4
     assert tuned.learning_rate_end == 0.0
+
+
+def test_surgery_onto_an_existing_run_is_refused_or_replaces_it_whole(
+    tmp_path, tiny_cartpole, capsys
+):
+    old, new = tmp_path / "old", tmp_path / "new"
+    for out in (old, new):
+        assert main(["train", "CartPole-v1", "--steps", "500", "--hidden", "8",
+                     "--out", str(out)]) == 0  # fmt: skip
+    capsys.readouterr()
+    argv = ["surgery", str(old), "--hidden", "12", "--out", str(new)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds a complete run; pass --force" in err
+    assert load_run(new).config.hidden == (8,)
+
+    assert main([*argv, "--force"]) == 0
+    manifest = json.loads((new / "manifest.json").read_text())
+    assert manifest["files"] == ["agent.json", "checkpoint", "surgery.json"]
+    assert sorted(p.name for p in new.iterdir()) == sorted(manifest["files"] + ["manifest.json"])
+    assert load_run(new).config.hidden == (12,)
