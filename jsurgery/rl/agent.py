@@ -5,11 +5,12 @@ with a leading seed axis, written by orbax, which writes to a temporary director
 and
 ``agent.json`` (environment, observation and action IDs, seeds and the config), written after the
 checkpoint and replaced atomically, so a directory with ``agent.json`` holds a complete checkpoint.
+``checkpoint/checksums.json`` holds a CRC-32 of every array; :func:`load_run` verifies them and
+names a damaged array or file (:class:`jsurgery.rl.files.DamagedFileError`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jsurgery.rl.checksums import check_orbax_metadata, verify_checksums, write_checksums
 from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.environments import IdEnv, make_env
-from jsurgery.rl.files import write_json
+from jsurgery.rl.files import DamagedFileError, read_json, write_json
 from jsurgery.rl.networks import QNetwork
 
 __all__ = ["Agent", "SavedRun", "load_agent", "load_run", "save_agent"]
@@ -59,6 +61,7 @@ def save_agent(
     state = jax.device_get(state)
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(directory / CHECKPOINT, state, force=True)
+    write_checksums(directory / CHECKPOINT, state)
     write_json(
         directory / AGENT_JSON,
         {
@@ -87,7 +90,13 @@ class SavedRun:
 
 
 def load_run(directory: str | os.PathLike) -> SavedRun:
-    """Everything :func:`save_agent` wrote; ``state`` can be passed back to training as ``init``."""
+    """Everything :func:`save_agent` wrote; ``state`` can be passed back to training as ``init``.
+
+    Raises:
+        FileNotFoundError: ``directory`` has no ``agent.json``.
+        DamagedFileError: a damaged ``agent.json`` or checkpoint file, or an array whose bytes
+            differ from the ones saved (each named).
+    """
     import orbax.checkpoint as ocp
 
     from jsurgery.rl.dqn import make_optimizer
@@ -97,7 +106,13 @@ def load_run(directory: str | os.PathLike) -> SavedRun:
         raise FileNotFoundError(
             f"{directory}: no {AGENT_JSON}; expected a directory saved by save_agent"
         )
-    info = json.loads((directory / AGENT_JSON).read_text())
+    info = read_json(directory / AGENT_JSON)
+    keys = ("env_id", "obs_ids", "action_ids", "seeds", "config")
+    if not isinstance(info, dict) or any(key not in info for key in keys):
+        raise DamagedFileError(
+            f"{directory / AGENT_JSON} is damaged: expected the keys {list(keys)}; save the run "
+            "again"
+        )
     config = DQNConfig.from_dict(info["config"])
     env = make_env(info["env_id"], info["obs_ids"], info["action_ids"])
     seeds = tuple(info["seeds"])
@@ -112,8 +127,16 @@ def load_run(directory: str | os.PathLike) -> SavedRun:
         lambda leaf: jax.ShapeDtypeStruct((len(seeds), *leaf.shape), leaf.dtype),
         jax.eval_shape(one_seed),
     )
-    with ocp.StandardCheckpointer() as checkpointer:
-        state = checkpointer.restore(directory / CHECKPOINT, abstract)
+    check_orbax_metadata(directory / CHECKPOINT)
+    try:
+        with ocp.StandardCheckpointer() as checkpointer:
+            state = checkpointer.restore(directory / CHECKPOINT, abstract)
+    except (ValueError, OSError) as error:
+        reason = " ".join(str(error).split())
+        raise DamagedFileError(
+            f"{directory / CHECKPOINT} is damaged or incomplete and cannot be read ({reason})"
+        ) from None
+    verify_checksums(directory / CHECKPOINT, state)
     return SavedRun(config, env, seeds, state)
 
 

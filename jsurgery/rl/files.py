@@ -2,7 +2,9 @@
 
 A reader never sees half a file: each writer writes a temporary file in the target's folder and
 renames it over the target with ``os.replace``; if writing fails, the temporary file is removed and
-the target keeps its previous content.
+the target keeps its previous content. Files get the mode a plain ``open`` would give them (0666
+less the umask). Readers name a damaged file (:class:`DamagedFileError`) instead of passing on a
+decoder's error.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,31 @@ from typing import Any
 import numpy as np
 from flax import traverse_util
 
-__all__ = ["load_params", "save_params", "write_atomic", "write_json"]
+__all__ = [
+    "DamagedFileError",
+    "load_params",
+    "read_json",
+    "save_params",
+    "write_atomic",
+    "write_json",
+]
+
+
+class DamagedFileError(ValueError):
+    """A saved file that cannot be decoded (truncated, overwritten, not what was written)."""
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> None:
@@ -25,6 +52,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files, whatever the umask
         with os.fdopen(fd, mode) as f:
             write(f)
         os.replace(tmp, path)
@@ -45,7 +73,27 @@ def save_params(path: str | os.PathLike, params) -> None:
     write_atomic(path, lambda f: np.savez(f, **flat), mode="wb")
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON in ``path``.
+
+    Raises:
+        DamagedFileError: the file is not UTF-8 JSON (truncated, say), naming it.
+    """
+    try:
+        return json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DamagedFileError(f"{path} is damaged: not JSON ({error})") from None
+
+
 def load_params(path: str | os.PathLike) -> dict:
-    """Loads what :func:`save_params` wrote, as nested dicts of NumPy arrays."""
-    with np.load(path) as data:
-        return traverse_util.unflatten_dict({key: data[key] for key in data.files}, sep="/")
+    """Loads what :func:`save_params` wrote, as nested dicts of NumPy arrays.
+
+    Raises:
+        DamagedFileError: the file is not a complete ``.npz`` (truncated, say), naming it.
+    """
+    try:
+        with np.load(path) as data:
+            flat = {key: data[key] for key in data.files}
+    except (zipfile.BadZipFile, EOFError, ValueError) as error:
+        raise DamagedFileError(f"{path} is damaged: not a complete .npz file ({error})") from None
+    return traverse_util.unflatten_dict(flat, sep="/")
