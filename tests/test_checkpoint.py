@@ -1,5 +1,6 @@
 """Checkpoint surgery: orbax checkpoints written by other programs, restored into new networks."""
 
+import json
 import os
 import subprocess
 import sys
@@ -221,3 +222,64 @@ def test_sharded_restore_lands_with_the_template_sharding(tmp_path):
                             capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK" in result.stdout
+
+
+def flip_bytes(directory, fraction=0.5, count=4):
+    """Inverts ``count`` bytes at ``fraction`` of the largest data file of an orbax checkpoint."""
+    data_files = [p for p in directory.rglob("*") if p.is_file() and p.parent.name == "d"]
+    biggest = max(data_files, key=lambda p: p.stat().st_size)
+    data = bytearray(biggest.read_bytes())
+    start = int(len(data) * fraction)
+    data[start : start + count] = bytes(b ^ 0xFF for b in data[start : start + count])
+    biggest.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def wide_checkpoint(tmp_path):
+    """Params of a 3-128-128-2 MLP saved by save_state; Dense_1/kernel is the largest leaf."""
+    model, state = _state((128, 128), 3, 2, 0)
+    directory = save_state(tmp_path / "wide", {"params": state.params})
+    plan = jsurgery.make_plan(state.params, state.params)
+    return directory, {"params": state.params}, plan
+
+
+def test_save_state_records_a_checksum_for_every_stored_leaf(wide_checkpoint):
+    directory, state, plan = wide_checkpoint
+    recorded = json.loads((directory / "checksums.json").read_text())["crc32"]
+    stored = jax.tree_util.tree_flatten_with_path(read_structure(directory))[0]
+    assert set(recorded) == {"/".join(str(k.key) for k in kp) for kp, _ in stored}
+    back = restore_transplanted(directory, state, plan)
+    for got, want in zip(jax.tree.leaves(back), jax.tree.leaves(state), strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_a_flipped_byte_in_the_data_is_a_checkpoint_error_naming_the_leaf(wide_checkpoint):
+    directory, state, plan = wide_checkpoint
+    flip_bytes(directory)
+    with pytest.raises(CheckpointError, match=r"leaf params/Dense_1/kernel is damaged"):
+        restore_transplanted(directory, state, plan)
+
+
+@pytest.mark.parametrize("name", ["_METADATA", "_CHECKPOINT_METADATA", "_sharding",
+                                  "checksums.json"])  # fmt: skip
+@pytest.mark.parametrize("damage", ["truncated", "not UTF-8"])
+def test_damaged_metadata_is_a_checkpoint_error_naming_the_file(wide_checkpoint, name, damage):
+    directory, state, plan = wide_checkpoint
+    path = directory / name
+    text = path.read_bytes()
+    path.write_bytes(text[: len(text) // 2] if damage == "truncated" else b"\xff\xfe" + text)
+    with pytest.raises(CheckpointError, match=rf"{name} is damaged"):
+        restore_transplanted(directory, state, plan)
+
+
+def test_bfloat16_into_float32_is_refused_without_allow_dtype_change(wide_checkpoint, tmp_path):
+    _, state, plan = wide_checkpoint
+    half = jax.tree.map(lambda leaf: leaf.astype(jnp.bfloat16), state)
+    directory = save_state(tmp_path / "bf16", half)
+    with pytest.raises(CheckpointError, match=r"Dense_0/bias: stored bfloat16, expected float32.*"
+                                              r"allow_dtype_change=True"):  # fmt: skip
+        restore_transplanted(directory, state, plan)
+    back = restore_transplanted(directory, state, plan, allow_dtype_change=True)
+    for got, want in zip(jax.tree.leaves(back), jax.tree.leaves(half), strict=True):
+        assert got.dtype == jnp.float32
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want, np.float32))

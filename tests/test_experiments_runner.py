@@ -1,6 +1,7 @@
 """The runner with a fake experiment: schema, atomic per-arm saving, resume, config checks."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -173,3 +174,25 @@ def test_difference_panel_shows_each_arm_vs_scratch_with_its_interval(tmp_path):
             if np.allclose(c.get_segments()[0][:, 0], [auc["ci_low"], auc["ci_high"]])
         ]
         assert bars, arm  # an error bar spans the arm's AUC interval
+
+
+@pytest.mark.parametrize("name", [runner.RESULTS, runner.OLD_PARAMS])
+def test_a_truncated_results_or_params_file_is_named(name, tmp_path):
+    experiment = FakeExperiment(fail_on="preserving")
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_experiment(experiment, seeds=2, protocol="original", out=tmp_path)
+    path = tmp_path / "fake" / name
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(runner.ExperimentError, match=rf"{path} is damaged.*delete it"):
+        runner.run_experiment(FakeExperiment(), seeds=2, protocol="original", out=tmp_path)
+
+
+def test_files_get_the_umask_mode(tmp_path):
+    old = os.umask(0o027)
+    try:
+        files.write_json(tmp_path / "a.json", {"a": 1})
+        files.save_params(tmp_path / "p.npz", {"x": np.zeros(2)})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "p.npz").stat().st_mode & 0o777 == 0o640

@@ -32,7 +32,13 @@ from jax.sharding import NamedSharding, PartitionSpec, SingleDeviceSharding
 
 from jsurgery import trees
 from jsurgery.atomic import current_dir, read_whole, replace_dir
-from jsurgery.errors import PlanError
+from jsurgery.execute.integrity import (
+    CheckpointError,
+    check_metadata_files,
+    disk_path,
+    verify_leaves,
+    write_checksums,
+)
 from jsurgery.execute.state import StatePart, state_parts
 from jsurgery.execute.transplant import fit, transplant, transplant_moments
 from jsurgery.plan.plan import Plan
@@ -42,30 +48,17 @@ __all__ = ["CheckpointError", "read_structure", "restore_transplanted", "save_st
 _LISTED = 8
 
 
-class CheckpointError(PlanError):
-    """A checkpoint that does not hold what the new state and the plan expect."""
-
-
 def _checkpointer():
     import orbax.checkpoint as ocp
 
     return ocp.Checkpointer(ocp.PyTreeCheckpointHandler())
 
 
-def _disk_key(key) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(key, attr):
-            return str(getattr(key, attr))
-    return str(key)
-
-
-def _disk_path(keypath) -> tuple[str, ...]:
-    return tuple(_disk_key(k) for k in keypath)
-
-
 def _stored(directory: str | os.PathLike) -> dict[tuple[str, ...], tuple[tuple, np.dtype]]:
     """``{path: (shape, dtype)}`` of every array stored in the checkpoint."""
     directory = current_dir(directory)
+    if directory.is_dir():
+        check_metadata_files(directory)
     try:
         tree = _metadata_tree(directory) if directory.is_dir() else None
     except (FileNotFoundError, ValueError, OSError):
@@ -76,7 +69,7 @@ def _stored(directory: str | os.PathLike) -> dict[tuple[str, ...], tuple[tuple, 
             "StandardCheckpointer or PyTreeCheckpointer saved to."
         )
     pairs, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {_disk_path(kp): (tuple(m.shape), np.dtype(m.dtype)) for kp, m in pairs}
+    return {disk_path(kp): (tuple(m.shape), np.dtype(m.dtype)) for kp, m in pairs}
 
 
 def read_structure(directory: str | os.PathLike) -> Any:
@@ -113,7 +106,8 @@ def save_state(directory: str | os.PathLike, state: Any, *, force: bool = False)
     The checkpoint is written beside ``directory`` and switched in by renames
     (:func:`jsurgery.atomic.replace_dir`), so ``directory`` holds a whole checkpoint or none, and
     with ``force`` an existing one stays whole until the new one is complete (a kill at any moment
-    leaves the old or the new checkpoint; the readers here find it).
+    leaves the old or the new checkpoint; the readers here find it). A CRC-32 of every leaf goes to
+    ``checksums.json`` inside it; restores verify the leaves they read against it.
 
     Raises:
         CheckpointError: ``directory`` already holds something and ``force`` is not given.
@@ -131,6 +125,7 @@ def save_state(directory: str | os.PathLike, state: Any, *, force: bool = False)
         stage.rmdir()  # orbax makes the directory itself, through its own temporary one
         with ocp.StandardCheckpointer() as checkpointer:
             checkpointer.save(stage, state)
+        write_checksums(stage, state)
 
     return replace_dir(directory, build)
 
@@ -148,7 +143,7 @@ class _Part:
     """One part of the new state: a params-shaped subtree with its plan, or one other leaf."""
 
     def __init__(self, part: StatePart):
-        self.prefix = _disk_path(part.keypath)
+        self.prefix = disk_path(part.keypath)
         node, plan = part.node, part.plan
         self.node, self.plan, self.moments = node, plan, part.moments
         if plan is None:
@@ -156,7 +151,7 @@ class _Part:
         flat, self.how = fit(node, plan.new_leaves, "new_state")
         self.template = flat.leaves
         pairs, _ = jax.tree_util.tree_flatten_with_path(node)
-        suffixes = {_disk_path(kp)[len(trees.keypath(kp)) :] for kp, _ in pairs}
+        suffixes = {disk_path(kp)[len(trees.keypath(kp)) :] for kp, _ in pairs}
         if len(suffixes) != 1:
             raise CheckpointError(
                 f"`new_state`: the part at {'/'.join(self.prefix) or 'the root'} mixes leaf "
@@ -203,7 +198,7 @@ def _listed(paths) -> str:
     return f"{names[:_LISTED]}{more}"
 
 
-def _check(stored: dict, expected: dict, directory) -> None:
+def _check(stored: dict, expected: dict, directory, allow_dtype_change: bool) -> None:
     missing = [p for p in expected if p not in stored]
     unexpected = [p for p in stored if p not in expected]
     if missing or unexpected:
@@ -214,15 +209,24 @@ def _check(stored: dict, expected: dict, directory) -> None:
             "plan from read_structure(directory) and a new state of the same kind."
         )
     wrong = [
-        f"{'/'.join(p)}: stored {stored[p][0]} {stored[p][1]}, expected {shape} {dtype}"
-        for p, (shape, dtype) in expected.items()
+        f"{'/'.join(p)}: stored {stored[p][0]}, expected {shape}"
+        for p, (shape, _) in expected.items()
         if stored[p][0] != shape
-        or (dtype is not None and stored[p][1] != dtype and stored[p][1].kind == dtype.kind == "f")
     ]
     if wrong:
         raise CheckpointError(
-            f"checkpoint {directory}: leaves of another shape or dtype than the plan's old "
-            f"tree: {wrong[:_LISTED]}; make the plan from read_structure(directory)."
+            f"checkpoint {directory}: leaves of another shape than the plan's old tree: "
+            f"{wrong[:_LISTED]}; make the plan from read_structure(directory)."
+        )
+    cast = [
+        f"{'/'.join(p)}: stored {stored[p][1]}, expected {dtype}"
+        for p, (_, dtype) in expected.items()
+        if dtype is not None and stored[p][1] != dtype
+    ]
+    if cast and not allow_dtype_change:
+        raise CheckpointError(
+            f"checkpoint {directory}: leaves of another dtype than the plan's old tree and "
+            f"`new_state` expect: {cast[:_LISTED]}; pass allow_dtype_change=True to cast them."
         )
 
 
@@ -257,20 +261,20 @@ def _metadata_tree(directory: Path) -> Any:
     return getattr(tree, "tree", tree)
 
 
-def _restore(directory: Path, wanted: dict) -> dict:
+def _read_leaves(directory: Path, wanted: dict) -> dict:
     """``{path: array}`` for ``wanted = {path: (shape, dtype, sharding)}``, reading only those
     (every other stored leaf is an orbax placeholder, which orbax skips)."""
     import orbax.checkpoint as ocp
 
     def target(keypath, _):
-        path = _disk_path(keypath)
+        path = disk_path(keypath)
         if path not in wanted:
             return ocp.PLACEHOLDER
         shape, dtype, sharding = wanted[path]
         return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
 
     def restore_args(keypath, _):
-        path = _disk_path(keypath)
+        path = disk_path(keypath)
         if path not in wanted:
             return ocp.PLACEHOLDER
         shape, dtype, sharding = wanted[path]
@@ -285,7 +289,44 @@ def _restore(directory: Path, wanted: dict) -> dict:
         ),
     )
     pairs, _ = jax.tree_util.tree_flatten_with_path(restored)
-    return {path: leaf for kp, leaf in pairs if (path := _disk_path(kp)) in wanted}
+    return {path: leaf for kp, leaf in pairs if (path := disk_path(kp)) in wanted}
+
+
+def _unreadable(directory: Path, wanted: dict, error: Exception) -> CheckpointError:
+    """The error naming the first leaf that cannot be read on its own (all of them if none)."""
+    reason = " ".join(str(error).split())
+    for path in sorted(wanted):
+        try:
+            _read_leaves(directory, {path: wanted[path]})
+        except _READ_ERRORS as leaf_error:
+            reason = " ".join(str(leaf_error).split())
+            return CheckpointError(
+                f"checkpoint {directory}: leaf {'/'.join(path)} is damaged and cannot be read "
+                f"({reason}); restore the checkpoint from a good copy or save it again."
+            )
+    return CheckpointError(
+        f"checkpoint {directory} is damaged and cannot be read ({reason}); restore the "
+        "checkpoint from a good copy or save it again."
+    )
+
+
+_READ_ERRORS = (ValueError, OSError, RuntimeError)
+"""What orbax and tensorstore raise for unreadable data (tensorstore's errors are ValueErrors)."""
+
+
+def _restore(directory: Path, wanted: dict, stored: dict) -> dict:
+    """``{path: array}`` for ``wanted = {path: (shape, dtype, sharding)}``: each leaf read with its
+    stored dtype, its checksum verified, then cast to the wanted dtype."""
+    as_stored = {p: (shape, stored[p][1], sharding) for p, (shape, _, sharding) in wanted.items()}
+    try:
+        values = _read_leaves(directory, as_stored)
+    except _READ_ERRORS as error:
+        raise _unreadable(directory, as_stored, error) from None
+    verify_leaves(directory, values)
+    return {
+        p: value if wanted[p][1] == stored[p][1] else value.astype(wanted[p][1])
+        for p, value in values.items()
+    }
 
 
 def restore_transplanted(
@@ -294,6 +335,7 @@ def restore_transplanted(
     plan: Plan,
     *,
     moment_keys: Sequence[str] = (),
+    allow_dtype_change: bool = False,
 ) -> Any:
     """Restore the checkpoint under ``directory`` straight into ``new_state``'s architecture.
 
@@ -315,24 +357,38 @@ def restore_transplanted(
         plan: from ``make_plan(old_params, new_params)``; the old side may be
             ``read_structure(directory)``'s params.
         moment_keys: extra path keys that mark optimizer statistics outside optax states.
+        allow_dtype_change: cast leaves stored with another dtype than the plan's old tree and
+            ``new_state`` expect (bfloat16 into float32, say) instead of raising, as
+            :func:`jsurgery.make_plan`'s option of the same name.
 
     Returns:
         A state of ``new_state``'s kind.
 
     Raises:
         CheckpointError: the checkpoint misses leaves the state and plan expect, holds leaves they
-            do not (both named), or stores a leaf with another shape; never a partial load.
+            do not (both named), or stores a leaf with another shape, or another dtype without
+            ``allow_dtype_change``; a leaf whose bytes differ from its saved checksum, or cannot
+            be read, or a damaged metadata file (each named); never a partial load.
     """
-    return read_whole(directory, lambda found: _restore_into(found, new_state, plan, moment_keys))
+    return read_whole(
+        directory,
+        lambda found: _restore_into(found, new_state, plan, moment_keys, allow_dtype_change),
+    )
 
 
-def _restore_into(directory: Path, new_state: Any, plan: Plan, moment_keys: Sequence[str]) -> Any:
+def _restore_into(
+    directory: Path,
+    new_state: Any,
+    plan: Plan,
+    moment_keys: Sequence[str],
+    allow_dtype_change: bool,
+) -> Any:
     parts, treedef = _parts(new_state, plan, moment_keys)
     expected: dict = {}
     for part in parts:
         expected.update(part.expected())
     stored = _stored(directory)
-    _check(stored, expected, directory)
+    _check(stored, expected, directory, allow_dtype_change)
 
     out: list = [None] * len(parts)
     plain = {i: part for i, part in enumerate(parts) if part.plan is None}
@@ -343,7 +399,7 @@ def _restore_into(directory: Path, new_state: Any, plan: Plan, moment_keys: Sequ
             dtype = _dtype(leaf) or stored[part.prefix][1]
             shape = stored[part.prefix][0]
             wanted[part.prefix] = (shape, dtype, _sharding_for(leaf, shape))
-        values = _restore(directory, wanted)
+        values = _restore(directory, wanted, stored)
         for i, part in plain.items():
             value = values[part.prefix]
             if isinstance(part.node, bool | int | float):  # a Python scalar such as a step
@@ -362,7 +418,7 @@ def _restore_into(directory: Path, new_state: Any, plan: Plan, moment_keys: Sequ
             template = part.template[readers[index]]
             wanted[part.disk(path)] = (tuple(shape), np.dtype(dtype),
                                        _sharding_for(template, tuple(shape)))  # fmt: skip
-        values = _restore(directory, wanted) if wanted else {}
+        values = _restore(directory, wanted, stored) if wanted else {}
         old: dict = {}
         for index, (path, shape, dtype) in enumerate(part.plan.old_leaves):
             value = values.pop(part.disk(path), None) if index in read else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -115,6 +114,8 @@ def list_command() -> None:
 
 def load_results(out: str, names=None) -> list[dict]:
     """The ``results.json`` of each experiment found under ``out``."""
+    from jsurgery.rl.files import read_json
+
     names = names or list(experiments())
     paths = [Path(out) / name / "results.json" for name in names]
-    return [json.loads(path.read_text()) for path in paths if path.exists()]
+    return [read_json(path) for path in paths if path.exists()]

@@ -38,7 +38,7 @@ import numpy as np
 
 from jsurgery.atomic import lock_dir
 from jsurgery.experiments import statistics
-from jsurgery.rl.files import load_params, save_params, write_json
+from jsurgery.rl.files import DamagedFileError, load_params, read_json, save_params, write_json
 
 RESULTS = "results.json"
 OLD_PARAMS = "old_params.npz"
@@ -174,6 +174,16 @@ def _summary(results: dict) -> dict:
     return results
 
 
+def _read_saved(path: Path, read, folder: Path):
+    """``read(path)``, a damaged file being an ExperimentError that names it and the fix."""
+    try:
+        return read(path)
+    except DamagedFileError as error:
+        raise ExperimentError(
+            f"{error}; delete it to rerun the arms it held, or delete {folder} to start again"
+        ) from None
+
+
 def run_experiment(
     experiment: Experiment,
     *,
@@ -226,7 +236,7 @@ def _run_arms(
     config = _canonical(experiment.config(protocol, seeds))
     path = folder / RESULTS
     if path.exists():
-        results = json.loads(path.read_text())
+        results = _read_saved(path, read_json, folder)
         if results.get("config") != config:
             diffs = _config_differences(results.get("config") or {}, config)
             raise ExperimentError(
@@ -252,7 +262,7 @@ def _run_arms(
     todo = [arm for arm in experiment.arms if arm not in results["arms"]]
     if "old" in results["arms"] and todo:
         if params_path.exists():
-            old_params = load_params(params_path)
+            old_params = _read_saved(params_path, load_params, folder)
         else:
             del results["arms"]["old"]
             todo.insert(0, "old")

@@ -4,12 +4,13 @@ A saved run is a directory holding ``checkpoint/`` (``params``, ``target_params`
 with a leading seed axis, written by orbax), ``agent.json`` (environment, observation and action
 IDs, seeds and the config) and ``manifest.json`` naming them. The whole directory is built beside
 the old one and switched in by renames (:func:`jsurgery.rl.rundir.save_run`), so a directory with
-``agent.json`` holds the complete checkpoint saved with it.
+``agent.json`` holds the complete checkpoint saved with it. ``checkpoint/checksums.json`` holds a
+CRC-32 of every array; :func:`load_run` verifies them and names a damaged array or file
+(:class:`jsurgery.rl.files.DamagedFileError`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jsurgery.atomic import read_whole
+from jsurgery.rl.checksums import check_orbax_metadata, verify_checksums, write_checksums
 from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.environments import IdEnv, make_env
-from jsurgery.rl.files import write_json
+from jsurgery.rl.files import DamagedFileError, read_json, write_json
 from jsurgery.rl.networks import QNetwork
 from jsurgery.rl.rundir import save_run
 
@@ -74,6 +76,7 @@ def write_agent(
     state = jax.device_get(state)
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(directory / CHECKPOINT, state)
+    write_checksums(directory / CHECKPOINT, state)
     write_json(
         directory / AGENT_JSON,
         {
@@ -106,6 +109,11 @@ def load_run(directory: str | os.PathLike) -> SavedRun:
     A run a writer switches while it is being read is read again
     (:func:`jsurgery.atomic.read_whole`), so what is returned is one whole save, never the
     config of one and the arrays of another.
+
+    Raises:
+        FileNotFoundError: ``directory`` has no ``agent.json``.
+        DamagedFileError: a damaged ``agent.json`` or checkpoint file, or an array whose bytes
+            differ from the ones saved (each named).
     """
     return read_whole(directory, _load_run)
 
@@ -119,7 +127,13 @@ def _load_run(directory: Path) -> SavedRun:
         raise FileNotFoundError(
             f"{directory}: no {AGENT_JSON}; expected a directory saved by save_agent"
         )
-    info = json.loads((directory / AGENT_JSON).read_text())
+    info = read_json(directory / AGENT_JSON)
+    keys = ("env_id", "obs_ids", "action_ids", "seeds", "config")
+    if not isinstance(info, dict) or any(key not in info for key in keys):
+        raise DamagedFileError(
+            f"{directory / AGENT_JSON} is damaged: expected the keys {list(keys)}; save the run "
+            "again"
+        )
     config = DQNConfig.from_dict(info["config"])
     env = make_env(info["env_id"], info["obs_ids"], info["action_ids"])
     seeds = tuple(info["seeds"])
@@ -134,8 +148,16 @@ def _load_run(directory: Path) -> SavedRun:
         lambda leaf: jax.ShapeDtypeStruct((len(seeds), *leaf.shape), leaf.dtype),
         jax.eval_shape(one_seed),
     )
-    with ocp.StandardCheckpointer() as checkpointer:
-        state = checkpointer.restore(directory / CHECKPOINT, abstract)
+    check_orbax_metadata(directory / CHECKPOINT)
+    try:
+        with ocp.StandardCheckpointer() as checkpointer:
+            state = checkpointer.restore(directory / CHECKPOINT, abstract)
+    except (ValueError, OSError) as error:
+        reason = " ".join(str(error).split())
+        raise DamagedFileError(
+            f"{directory / CHECKPOINT} is damaged or incomplete and cannot be read ({reason})"
+        ) from None
+    verify_checksums(directory / CHECKPOINT, state)
     return SavedRun(config, env, seeds, state)
 
 

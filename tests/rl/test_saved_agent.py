@@ -12,6 +12,7 @@ from jsurgery.rl import (
     make_optimizer,
     save_agent,
 )
+from jsurgery.rl.files import DamagedFileError
 
 
 @pytest.mark.parametrize(
@@ -77,3 +78,39 @@ def test_load_agent_acts_on_a_board_observation(tmp_path):
     )
     with pytest.raises(ValueError, match="environment's shape"):
         agent.act(boards.reshape(8, -1))
+
+
+def _saved(directory):
+    env = make_env("CartPole-v1")
+    config = DQNConfig(hidden=(64,))
+    network = QNetwork.for_config(config, env.num_actions)
+    params = jax.vmap(lambda k: network.init(k, jnp.zeros((1, env.num_obs))))(
+        jax.random.split(jax.random.PRNGKey(0), 2)
+    )
+    opt_state = jax.vmap(make_optimizer(config).init)(params)
+    return save_agent(directory, config, env, {"params": params, "target_params": params,
+                                               "opt_state": opt_state})  # fmt: skip
+
+
+def test_a_flipped_byte_in_a_saved_agent_is_named(tmp_path):
+    directory = _saved(tmp_path / "run")
+    checkpoint = directory / "checkpoint"
+    data_files = [p for p in checkpoint.rglob("*") if p.is_file() and p.parent.name == "d"]
+    biggest = max(data_files, key=lambda p: p.stat().st_size)
+    data = bytearray(biggest.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4] = bytes(b ^ 0xFF for b in data[middle : middle + 4])
+    biggest.write_bytes(bytes(data))
+    with pytest.raises(DamagedFileError, match=r"checkpoint.* damaged"):
+        load_run(directory)
+
+
+@pytest.mark.parametrize(
+    "name", ["agent.json", "checkpoint/_METADATA", "checkpoint/checksums.json"]
+)
+def test_damaged_metadata_of_a_saved_agent_is_named(tmp_path, name):
+    directory = _saved(tmp_path / "run")
+    path = directory / name
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(DamagedFileError, match=rf"{path} is damaged"):
+        load_run(directory)
