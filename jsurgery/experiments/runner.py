@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from jsurgery.errors import did_you_mean
 from jsurgery.experiments import statistics
 from jsurgery.rl.files import load_params, save_params, write_json
 
@@ -207,7 +208,7 @@ def run_experiment(
     if protocol not in experiment.protocols:
         raise ExperimentError(
             f"protocol {protocol!r} is not one of {experiment.name}'s protocols "
-            f"{list(experiment.protocols)}"
+            f"{list(experiment.protocols)}{did_you_mean(protocol, experiment.protocols)}"
         )
     if seeds < 1:
         raise ExperimentError(f"seeds must be at least 1, got {seeds}")
