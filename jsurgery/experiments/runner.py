@@ -203,7 +203,7 @@ def run_experiment(
         ExperimentError: unknown protocol, or ``results.json`` in the folder was made with another
             config (the message lists the differences and the fix).
     """
-    from tqdm.auto import tqdm
+    from jsurgery.rl.progress import progress_bar
 
     if protocol not in experiment.protocols:
         raise ExperimentError(
@@ -247,8 +247,8 @@ def run_experiment(
         else:
             del results["arms"]["old"]
             todo.insert(0, "old")
-    bar = tqdm(
-        experiment.arms,
+    bar = progress_bar(
+        iterable=experiment.arms,
         desc=experiment.name,
         unit="arm",
         disable=not progress,

@@ -15,6 +15,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.dqn import agent_state, join_metrics, make_dqn
 from jsurgery.rl.environments import IdEnv, make_env
+from jsurgery.rl.progress import compile_finished, compile_started, progress_bar
 
 __all__ = ["TrainResult", "seed_keys", "train_seeds"]
 
@@ -126,6 +127,9 @@ def train_seeds(
         donate_argnums=0,
         **placement,
     )
+    description = f"{env.env_id} x{len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
+    if progress:
+        compile_started(description)
     start = time.perf_counter()
     begin = begin.lower(keys, init).compile()
     compile_seconds = time.perf_counter() - start
@@ -135,13 +139,13 @@ def train_seeds(
     start = time.perf_counter()
     run = run.lower(carry, jnp.int32(0)).compile()
     compile_seconds += time.perf_counter() - start
+    if progress:
+        compile_finished(compile_seconds)
 
     pieces = []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=config.total_steps, unit="step", desc=f"{env.env_id} x{len(seeds)} seeds")
+        bar = progress_bar(total=config.total_steps, unit="step", desc=description)
     for first in range(0, config.total_steps, chunk * config.eval_every):
         start = time.perf_counter()
         carry, metrics = jax.block_until_ready(run(carry, jnp.int32(first)))

@@ -166,15 +166,19 @@ def parse_backends(text: str) -> tuple[str, ...]:
 
 def check_backends(names: Iterable[str]) -> None:
     """Raises a TrackingError naming the extra to install for each backend that lacks its module."""
-    import importlib.util
+    import importlib
 
     for name in names:
         _, module, extra = BACKENDS[name]
-        if module is not None and importlib.util.find_spec(module) is None:
+        if module is None:
+            continue
+        try:
+            importlib.import_module(module)
+        except ImportError:
             raise TrackingError(
                 f"--log {name} needs {module}, which is not installed; install it with "
                 f"pip install 'jsurgery[{extra}]'"
-            )
+            ) from None
 
 
 def write_scalars(

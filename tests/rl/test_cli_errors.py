@@ -80,7 +80,15 @@ def test_bad_argument_is_one_line_and_status_2(argv, message, saved_run, tmp_pat
     code, err = run_cli(argv, capsys)
     assert code == 2, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert err.startswith("jsurgery")
+    assert err.startswith(
+        (
+            "jsurgery train: error: ",
+            "jsurgery surgery: error: ",
+            "jsurgery run: error: ",
+            "jsurgery: error: ",
+        )
+    ), err
+    assert "`" not in err, err
     assert message.format(**paths) in err, err
     assert not (tmp_path / "out").exists()
 
