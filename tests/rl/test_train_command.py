@@ -1,4 +1,6 @@
+import contextlib
 import csv
+import io
 import json
 import struct
 
@@ -18,22 +20,30 @@ buffer_size = 5000
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One short CartPole run of 2 seeds, configured by a file and --set, logged to csv and
-    tensorboard: ``(out, metrics)``."""
+    tensorboard: ``(out, metrics, what it printed to stderr)``."""
     pytest.importorskip("tensorboardX")
     root = tmp_path_factory.mktemp("train")
     (root / "small.toml").write_text(CONFIG_FILE)
     out = root / "cp"
-    code = main([
-        "train", "CartPole-v1", "--seeds", "2", "--steps", "1000", "--config",
-        str(root / "small.toml"), "--set", "buffer_size=1000", "--obs", "theta,x_dot",
-        "--actions", "right,left", "--log", "csv,tensorboard", "--out", str(out),
-    ])  # fmt: skip
+    with contextlib.redirect_stderr(io.StringIO()) as stderr:
+        code = main([
+            "train", "CartPole-v1", "--seeds", "2", "--steps", "1000", "--config",
+            str(root / "small.toml"), "--set", "buffer_size=1000", "--obs", "theta,x_dot",
+            "--actions", "right,left", "--log", "csv,tensorboard", "--out", str(out),
+        ])  # fmt: skip
     assert code == 0
-    return out, json.loads((out / "metrics.json").read_text())
+    return out, json.loads((out / "metrics.json").read_text()), stderr.getvalue()
+
+
+def test_compiling_is_announced_before_the_progress_bar(trained):
+    _, metrics, stderr = trained
+    first, bars = stderr.split("\n", 1)
+    assert first == f"CartPole-v1 x2 seeds: compiling ... {metrics['compile_seconds']:.1f} s"
+    assert "step/s" in bars and "eval_return=" in bars
 
 
 def test_train_command_writes_checkpoint_metrics_and_plot(trained):
-    out, metrics = trained
+    out, metrics, _ = trained
     for name in ("metrics.json", "curves.png", "agent.json", "checkpoint"):
         assert (out / name).exists(), name
     assert metrics["obs_ids"] == ["theta", "x_dot"] and metrics["seeds"] == [0, 1]
@@ -50,7 +60,7 @@ def test_the_run_records_the_config_file_set_and_flags(trained):
     """The file's keys, --set over the file, --steps, and the preset for the rest."""
     from jsurgery.rl.presets import cartpole_config
 
-    _, metrics = trained
+    _, metrics, _ = trained
     expected = cartpole_config(1000, hidden=(8,)).replace(eval_episodes=2, buffer_size=1000)
     assert metrics["config"] == expected.to_dict()
 
@@ -84,7 +94,7 @@ def _read_events(path) -> list:
 
 
 def test_log_csv_holds_the_metrics_per_seed_and_mean(trained):
-    out, metrics = trained
+    out, metrics, _ = trained
     with (out / "scalars.csv").open() as f:
         rows = list(csv.DictReader(f))
     got = {(r["run"], r["tag"], int(r["step"])): float(r["value"]) for r in rows}
@@ -95,7 +105,7 @@ def test_log_csv_holds_the_metrics_per_seed_and_mean(trained):
 
 
 def test_log_tensorboard_event_files_hold_the_metrics(trained):
-    out, metrics = trained
+    out, metrics, _ = trained
     got = {}
     for run_dir in (out / "tensorboard").iterdir():
         for path in run_dir.glob("events.out.tfevents.*"):
