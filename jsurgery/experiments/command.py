@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from jsurgery.errors import did_you_mean
+from jsurgery.rl.suggest import did_you_mean
 
 DEFAULT_SEEDS = 20
 DEFAULT_PROTOCOL = "original"

@@ -36,9 +36,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from jsurgery.errors import did_you_mean
 from jsurgery.experiments import statistics
 from jsurgery.rl.files import load_params, save_params, write_json
+from jsurgery.rl.suggest import did_you_mean
 
 RESULTS = "results.json"
 OLD_PARAMS = "old_params.npz"

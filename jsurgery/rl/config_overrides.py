@@ -28,8 +28,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from jsurgery.errors import did_you_mean
 from jsurgery.rl.config import DQNConfig
+from jsurgery.rl.suggest import did_you_mean
 
 __all__ = [
     "ConfigError",

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jsurgery.errors import did_you_mean
+from jsurgery.rl.suggest import did_you_mean
 
 __all__ = ["ENV_IDS", "GYMNAX_DISCRETE", "EnvSpec", "IdEnv", "env_spec", "make_env"]
 

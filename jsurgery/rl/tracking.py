@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from jsurgery.errors import did_you_mean
+from jsurgery.rl.suggest import did_you_mean
 
 __all__ = [
     "BACKENDS",
