@@ -217,7 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
         "surgery", help="move a saved run into a new network (observations, actions, widths)"
     )
     surgery.add_argument("run_dir", metavar="RUN_DIR", help="a run written by 'jsurgery train'")
-    surgery.add_argument("--obs", type=_comma_list, default=None, help="new observation IDs")
+    surgery.add_argument(
+        "--obs",
+        type=_comma_list,
+        default=None,
+        help="new observation IDs (each environment's are listed by 'jsurgery train --help')",
+    )
     surgery.add_argument("--actions", type=_comma_list, default=None, help="new action IDs")
     surgery.add_argument("--hidden", type=_widths, default=None, help="new hidden widths")
     surgery.add_argument(

@@ -181,7 +181,8 @@ def _check_init_view(
             )
     if seeds is not None and seeds != len(run.seeds):
         raise CommandError(
-            f"--seeds {seeds}: the run under --init {init} holds {len(run.seeds)} seeds "
+            f"--seeds {seeds}: the run under --init {init} holds {len(run.seeds)} "
+            f"seed{'s' if len(run.seeds) > 1 else ''} "
             f"{list(run.seeds)}; drop --seeds to continue all of them"
         )
 

@@ -76,7 +76,8 @@ def run_command(
             write_scalars(log, folder, experiment_scalars(results), name=f"{name} {protocol}",
                           config=results["config"])  # fmt: skip
         print(
-            f"\n{name} ({protocol} protocol, {seeds} seeds): {folder / 'results.json'}, "
+            f"\n{name} ({protocol} protocol, {seeds} seed{'s' if seeds > 1 else ''}): "
+            f"{folder / 'results.json'}, "
             f"{folder / 'curves.png'}"
         )
         print(f"old network, final on its own task: {results['old_final']['mean']:.3g}")
