@@ -15,7 +15,9 @@ from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.config_overrides import (
     Override,
     apply_overrides,
+    config_field_types,
     format_config,
+    parse_value,
     read_config_file,
 )
 from jsurgery.rl.environments import make_env
@@ -146,8 +148,16 @@ def _refuse_flag_and_set(flags: Sequence[Override], overrides: Sequence[Override
 
 
 def _refuse_network_changes(changes: Sequence[Override], init: SavedRun) -> None:
+    """A file or --set may repeat the saved network's shape, not change it."""
+    types = config_field_types()
     for change in changes:
-        if change.key in ("hidden", "layer_norm") and change.source != "--hidden":
+        if change.key not in ("hidden", "layer_norm") or change.source == "--hidden":
+            continue
+        try:
+            same = parse_value(types[change.key], change.value) == getattr(init.config, change.key)
+        except ValueError:
+            same = False
+        if not same:
             raise CommandError(
                 f"{change.describe()}: the network under --init is the run's "
                 f"(hidden {','.join(map(str, init.config.hidden))}, layer_norm "

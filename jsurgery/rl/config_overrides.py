@@ -38,6 +38,7 @@ __all__ = [
     "config_field_types",
     "format_config",
     "parse_assignment",
+    "parse_value",
     "read_config_file",
 ]
 
