@@ -1,4 +1,4 @@
-"""The ``jsurgery`` command line: ``train``, ``surgery``, ``run`` and ``list``.
+"""The jsurgery command line: train, surgery, run and list.
 
 Each subcommand parses its arguments here and hands them to the module that does the work, imported
 only when that subcommand runs, so ``jsurgery list`` does not pay for compiling a DQN. A bad
@@ -10,6 +10,7 @@ saying what was kept and exit with status 130 and 143.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -103,27 +104,87 @@ def _add_out_options(command: argparse.ArgumentParser, *, resume: bool) -> None:
         )
 
 
+def _backends(text: str) -> tuple[str, ...]:
+    from jsurgery.rl.tracking import parse_backends
+
+    try:
+        return parse_backends(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _assignment(text: str):
+    from jsurgery.rl.config_overrides import parse_assignment
+
+    try:
+        return parse_assignment(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix(f"--set {text}: ")) from None
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default, unless it has none or its help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        default = action.default
+        if default in (None, False, (), [], argparse.SUPPRESS) or "default" in help_text:
+            return help_text
+        return f"{help_text} (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
-    """Argument errors on one line, with where to look for the fix, and exit status 2."""
+    """Argument errors on one line, with where to look for the fix, and exit status 2.
+
+    ``details``, a function returning text, is run for ``--help`` only and shown after the options.
+    """
+
+    def __init__(self, *args, details=None, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.details = details
+
+    def format_help(self) -> str:
+        if self.details is not None:
+            self.epilog = self.details()
+        return super().format_help()
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from jsurgery.commands import help_text
+
     parser = _Parser(prog="jsurgery", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    train = commands.add_parser("train", help="train DQN agents, all seeds in one compiled call")
-    train.add_argument("env_id", help="environment, e.g. CartPole-v1, Acrobot-v1, LunarLander-v3")
+    train = commands.add_parser(
+        "train",
+        help="train DQN agents, all seeds in one compiled call",
+        description="Train DQN agents on a gymnax environment, all seeds in one compiled call.",
+        details=help_text.train_epilog,
+    )
+    train.add_argument("env_id", help="environment, e.g. CartPole-v1 (all are listed below)")
     train.add_argument(
         "--seeds",
         type=_positive_int,
         default=None,
         help="number of seeds (default 1; with --init, the run's seeds)",
     )
-    train.add_argument("--steps", type=_positive_int, default=None, help="steps per seed")
-    train.add_argument("--hidden", type=_widths, default=None, help="hidden widths, e.g. 64,64")
+    train.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=None,
+        help="steps per seed (default: the environment's preset, listed below)",
+    )
+    train.add_argument(
+        "--hidden",
+        type=_widths,
+        default=None,
+        help="hidden widths, e.g. 64,64 (default: the preset's; with --init, the run's)",
+    )
     train.add_argument("--obs", type=_comma_list, default=None, help="observation IDs to expose")
     train.add_argument("--actions", type=_comma_list, default=None, help="action IDs to expose")
     train.add_argument(
@@ -147,7 +208,37 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LR",
         help="Adam's step size (default: the environment's preset)",
     )
-    train.add_argument("--out", required=True, help="output directory")
+    train.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="configuration keys from a TOML or YAML file (key = value; see --print-config); "
+        "the options above win over it",
+    )
+    train.add_argument(
+        "--set",
+        type=_assignment,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set one configuration key, e.g. --set gamma=0.98 (repeatable; keys listed below)",
+    )
+    train.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved configuration as TOML (for --config) and exit",
+    )
+    train.add_argument(
+        "--log",
+        type=_backends,
+        default=(),
+        metavar="BACKENDS",
+        help="also write the metrics with csv, tensorboard and/or wandb, e.g. --log "
+        "csv,tensorboard (per seed and their mean; tensorboard and wandb need their extras)",
+    )
+    train.add_argument(
+        "--out", default=None, help="output directory (required unless --print-config)"
+    )
     _add_out_options(train, resume=True)
     train.add_argument(
         "--save-every",
@@ -162,7 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
         "surgery", help="move a saved run into a new network (observations, actions, widths)"
     )
     surgery.add_argument("run_dir", metavar="RUN_DIR", help="a run written by 'jsurgery train'")
-    surgery.add_argument("--obs", type=_comma_list, default=None, help="new observation IDs")
+    surgery.add_argument(
+        "--obs",
+        type=_comma_list,
+        default=None,
+        help="new observation IDs (each environment's are listed by 'jsurgery train --help')",
+    )
     surgery.add_argument("--actions", type=_comma_list, default=None, help="new action IDs")
     surgery.add_argument("--hidden", type=_widths, default=None, help="new hidden widths")
     surgery.add_argument(
@@ -183,14 +279,39 @@ def build_parser() -> argparse.ArgumentParser:
     surgery.add_argument("--out", required=True, metavar="NEW_DIR", help="the new run directory")
     _add_out_options(surgery, resume=False)
 
-    run = commands.add_parser("run", help="run a surgery experiment (or 'all')")
-    run.add_argument("experiment", help="experiment name, or 'all'; see 'jsurgery list'")
-    run.add_argument("--seeds", type=int, default=None, help="seeds per arm (default 20)")
-    run.add_argument("--protocol", default=None, help="step-budget protocol (default: original)")
-    run.add_argument("--out", default="results", help="output directory (default ./results)")
+    run = commands.add_parser(
+        "run",
+        help="run a surgery experiment (or 'all')",
+        description="Run a surgery experiment: every arm over all seeds, then the statistics.",
+        details=help_text.run_epilog,
+    )
+    run.add_argument("experiment", help="experiment name (listed below), or 'all'")
+    run.add_argument("--seeds", type=_positive_int, default=None, help="seeds per arm (default 20)")
+    run.add_argument(
+        "--protocol", default=None, help="step-budget protocol, listed below (default: original)"
+    )
+    run.add_argument("--out", default="results", help="output directory")
+    run.add_argument(
+        "--log",
+        type=_backends,
+        default=(),
+        metavar="BACKENDS",
+        help="also write each experiment's results with csv, tensorboard and/or wandb",
+    )
 
     commands.add_parser("list", help="list the experiments")
     return parser
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("jsurgery")
+    except metadata.PackageNotFoundError:
+        from jsurgery import __version__
+
+        return __version__
 
 
 OPTIONAL = {
@@ -203,12 +324,16 @@ OPTIONAL = {
 
 
 def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
+    return " ".join(str(error).replace("`", "").split())
 
 
 def _run(args: argparse.Namespace) -> None:
     if args.command in ("train", "surgery"):
         import orbax.checkpoint  # noqa: F401  (runs are saved with it: fail before training)
+    if getattr(args, "log", ()):
+        from jsurgery.rl.tracking import check_backends
+
+        check_backends(args.log)
     if args.command == "train":
         from jsurgery.commands.train import train_command
 
@@ -226,6 +351,10 @@ def _run(args: argparse.Namespace) -> None:
             force=args.force,
             resume=args.resume,
             **({} if args.save_every is None else {"save_every": args.save_every}),
+            config_file=args.config,
+            set_values=args.set,
+            print_config=args.print_config,
+            log=args.log,
         )
     elif args.command == "surgery":
         from jsurgery.commands.surgery import surgery_command
@@ -243,7 +372,9 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "run":
         from jsurgery.experiments.command import run_command
 
-        run_command(args.experiment, seeds=args.seeds, protocol=args.protocol, out=args.out)
+        run_command(
+            args.experiment, seeds=args.seeds, protocol=args.protocol, out=args.out, log=args.log
+        )
     else:
         from jsurgery.experiments.command import list_command
 
@@ -254,14 +385,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns 0, or 2 after printing one line for a bad argument."""
     args = build_parser().parse_args(argv)
     prog = f"jsurgery {args.command}"
+    if args.command == "train" and args.out is None and not args.print_config:
+        message = f"the following arguments are required: --out; see '{prog} --help'"
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2
     from jsurgery.stopping import Stopped, handle_stop_signals
 
     restore_signals = handle_stop_signals()
     try:
         _run(args)
+        sys.stdout.flush()  # a closed pipe is found here, not at exit
     except Stopped as stop:  # SIGINT or SIGTERM: one line saying what was kept
         print(f"{prog}: stopped by {stop.name}; {stop.kept or 'nothing saved'}", file=sys.stderr)
         return stop.exit_status
+    except BrokenPipeError:  # e.g. jsurgery list | head -1: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except ModuleNotFoundError as error:
         root = (error.name or "").split(".")[0]
         if root not in OPTIONAL:

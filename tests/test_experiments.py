@@ -1,5 +1,6 @@
 """Every experiment end to end on the ``tiny`` protocol: files, schema, plot, and the CLI."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -113,7 +114,9 @@ def test_layer_norm_widening(tmp_path):
 def test_run_command_all_writes_summary(tmp_path, monkeypatch, capsys):
     small = {name: EXPERIMENTS[name] for name in ("cartpole-add-obs",)}
     monkeypatch.setattr(command, "experiments", lambda: small)
-    command.run_command("all", seeds=SEEDS, protocol="tiny", out=str(tmp_path), progress=False)
+    [results] = command.run_command(
+        "all", seeds=SEEDS, protocol="tiny", out=str(tmp_path), progress=False, log=("csv",)
+    )
     printed = capsys.readouterr().out
     assert "results.json" in printed and "transplant" in printed
     summary = (tmp_path / command.SUMMARY).read_text()
@@ -122,8 +125,14 @@ def test_run_command_all_writes_summary(tmp_path, monkeypatch, capsys):
     assert aggregated["experiments"] == ["cartpole-add-obs"]
     assert set(aggregated["roles"]) == {"scratch", "transplant", "preserving"}
     assert (tmp_path / command.AGGREGATE_PLOT).stat().st_size > 10_000
-    with pytest.raises(SystemExit, match="unknown experiment"):
+    with (tmp_path / "cartpole-add-obs" / "scalars.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    finals = [float(r["value"]) for r in rows if r["run"] == "scratch/mean" and r["tag"] == "final"]
+    assert finals == [pytest.approx(np.mean(results["arms"]["scratch"]["final"]))]
+    with pytest.raises(ValueError, match="unknown experiment 'nope'"):
         command.run_command("nope", out=str(tmp_path))
+    with pytest.raises(ValueError, match="did you mean 'cartpole-add-obs'"):
+        command.run_command("cartpole-add-ob", out=str(tmp_path))
 
 
 def test_surgery_arms_are_the_named_recipes():

@@ -25,3 +25,4 @@ def test_notebook_runs(monkeypatch):
         output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", [])
     )
     assert "transplant" in outputs and "significant" in outputs
+    assert "IProgress" not in outputs  # no tqdm widget warning where ipywidgets is missing

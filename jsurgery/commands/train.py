@@ -15,12 +15,21 @@ from jsurgery.atomic import current_dir
 from jsurgery.experiments.report import plot_training
 from jsurgery.rl.agent import AGENT_JSON, CHECKPOINT, SavedRun, load_run, write_agent
 from jsurgery.rl.config import DQNConfig
+from jsurgery.rl.config_overrides import (
+    Override,
+    apply_overrides,
+    config_field_types,
+    format_config,
+    parse_value,
+    read_config_file,
+)
 from jsurgery.rl.environments import make_env
 from jsurgery.rl.files import write_json
 from jsurgery.rl.presets import default_config
 from jsurgery.rl.rundir import PROGRESS, open_out_dir, save_run
 from jsurgery.rl.runner import TrainResult, train_seeds
 from jsurgery.rl.snapshot import Snapshots, read_step
+from jsurgery.rl.tracking import training_scalars, write_scalars
 from jsurgery.stopping import Stopped
 
 __all__ = [
@@ -99,50 +108,72 @@ def train_config(
     init: SavedRun | None = None,
     exploration_start: float | None = None,
     learning_rate: float | None = None,
+    overrides: Sequence[Override] = (),
 ) -> DQNConfig:
     """The configuration ``jsurgery train`` uses: the environment's preset, with the options given.
 
-    When continuing from a saved run (``init``), the network's shape (``hidden``, ``layer_norm``)
-    is the run's, and exploration starts at the preset's final epsilon (``exploration_end``)
-    instead of 1.0 unless ``exploration_start`` is given: the transplanted network already acts,
-    and exploring from 1.0 would replace its policy by a random one for the first part of the run.
-    The step size is the preset's unless ``learning_rate`` is given.
+    ``overrides`` (from ``--config FILE`` and ``--set key=value``) change any field; the flags
+    (``steps``, ``hidden``, ``exploration_start``, ``learning_rate``) win over a file, and a flag
+    and ``--set`` on the same field are refused. When continuing from a saved run (``init``), the
+    network's shape (``hidden``, ``layer_norm``) is the run's, and exploration starts at the final
+    epsilon (``exploration_end``) instead of 1.0 unless ``exploration_start`` is given: the
+    transplanted network already acts, and exploring from 1.0 would replace its policy by a random
+    one for the first part of the run.
 
     Raises:
         CommandError: steps that are not a multiple of the preset's block, or a bad value.
+        ConfigError: an unknown key or a bad value in ``overrides``.
     """
-    base = default_config(env_id)
-    if steps is not None and (steps <= 0 or steps % base.block_steps):
-        suggestion = max(1, round(steps / base.block_steps)) * base.block_steps
-        raise CommandError(
-            f"--steps {steps}: {env_id} trains in blocks of {base.block_steps} steps, so the "
-            f"step count must be a positive multiple of {base.block_steps}; use e.g. "
-            f"--steps {suggestion}"
+    flags = [
+        Override(key, value, flag)
+        for key, value, flag in (
+            ("total_steps", steps, "--steps"),
+            ("hidden", hidden, "--hidden"),
+            ("exploration_start", exploration_start, "--exploration-start"),
+            ("learning_rate", learning_rate, "--learning-rate"),
         )
+        if value is not None
+    ]
+    _refuse_flag_and_set(flags, overrides)
+    flagged = {flag.key for flag in flags}
+    changes = [override for override in overrides if override.key not in flagged] + flags
     if init is not None:
-        hidden = init.config.hidden
-    config = default_config(env_id, total_steps=steps, hidden=hidden)
-    changes: dict[str, Any] = {}
-    if init is not None:
-        changes["layer_norm"] = init.config.layer_norm
-        changes["exploration_start"] = config.exploration_end
-    if exploration_start is not None:
-        if not 0.0 <= exploration_start <= 1.0:
+        _refuse_network_changes(changes, init)
+        changes += [Override("hidden", init.config.hidden, "--init"),
+                    Override("layer_norm", init.config.layer_norm, "--init")]  # fmt: skip
+    config = apply_overrides(default_config(env_id), changes)
+    if init is not None and not any(change.key == "exploration_start" for change in changes):
+        config = config.replace(exploration_start=config.exploration_end)
+    return config
+
+
+def _refuse_flag_and_set(flags: Sequence[Override], overrides: Sequence[Override]) -> None:
+    flagged = {flag.key: flag for flag in flags}
+    for override in overrides:
+        if override.source == "--set" and override.key in flagged:
             raise CommandError(
-                f"--exploration-start {exploration_start}: expected a probability in [0, 1], "
-                "e.g. --exploration-start 0.05"
+                f"{flagged[override.key].describe()} and {override.describe()} both set "
+                f"{override.key}; give one of them"
             )
-        changes["exploration_start"] = exploration_start
-    if learning_rate is not None:
-        if not learning_rate > 0.0:
+
+
+def _refuse_network_changes(changes: Sequence[Override], init: SavedRun) -> None:
+    """A file or --set may repeat the saved network's shape, not change it."""
+    types = config_field_types()
+    for change in changes:
+        if change.key not in ("hidden", "layer_norm") or change.source == "--hidden":
+            continue
+        try:
+            same = parse_value(types[change.key], change.value) == getattr(init.config, change.key)
+        except ValueError:
+            same = False
+        if not same:
             raise CommandError(
-                f"--learning-rate {learning_rate}: expected a positive step size, e.g. "
-                f"--learning-rate {config.learning_rate:g}"
+                f"{change.describe()}: the network under --init is the run's "
+                f"(hidden {','.join(map(str, init.config.hidden))}, layer_norm "
+                f"{str(init.config.layer_norm).lower()}); drop {change.key}, or change the network "
+                "with 'jsurgery surgery RUN_DIR --hidden ... --out NEW_DIR' first"
             )
-        changes["learning_rate"] = learning_rate
-        if config.learning_rate_end is not None:
-            changes["learning_rate_end"] = min(config.learning_rate_end, learning_rate)
-    return config.replace(**changes)
 
 
 def _check_init_view(
@@ -170,7 +201,8 @@ def _check_init_view(
             )
     if seeds is not None and seeds != len(run.seeds):
         raise CommandError(
-            f"--seeds {seeds}: the run under --init {init} holds {len(run.seeds)} seeds "
+            f"--seeds {seeds}: the run under --init {init} holds {len(run.seeds)} "
+            f"seed{'s' if len(run.seeds) > 1 else ''} "
             f"{list(run.seeds)}; drop --seeds to continue all of them"
         )
 
@@ -190,7 +222,11 @@ def train_command(
     force: bool = False,
     resume: bool = False,
     save_every: float = DEFAULT_SAVE_EVERY,
-) -> dict[str, Any]:
+    config_file: str | os.PathLike | None = None,
+    set_values: Sequence[Override] = (),
+    print_config: bool = False,
+    log: Sequence[str] = (),
+) -> dict[str, Any] | None:
     """Train ``seeds`` agents with the environment's default hyperparameters and save them.
 
     Writes under ``out``: ``checkpoint/`` and ``agent.json`` (read back by
@@ -220,9 +256,16 @@ def train_command(
             complete one is reported as it is.
         save_every: seconds between saves of the training state (0: after every compiled
             chunk).
+        config_file: a TOML or YAML file of configuration keys (:class:`DQNConfig` fields); the
+            arguments above win over it.
+        set_values: ``--set key=value`` overrides (:func:`jsurgery.rl.config_overrides.
+            parse_assignment`), applied after the file.
+        print_config: print the resolved configuration as TOML and return None, training nothing.
+        log: tracking backends (``csv``, ``tensorboard``, ``wandb``) that also receive the
+            scalars of ``metrics.json`` (see :mod:`jsurgery.rl.tracking`).
 
     Returns:
-        The contents of ``metrics.json``.
+        The contents of ``metrics.json`` (None with ``print_config``).
 
     Raises:
         CommandError: a bad argument, with the fix (also ValueError for unknown IDs).
@@ -247,10 +290,14 @@ def train_command(
     else:
         env = make_env(env_id, obs, actions)
         seed_list = tuple(range(1 if seeds is None else seeds))
+    overrides = [*(read_config_file(config_file) if config_file else ()), *set_values]
     config = train_config(
         env_id, steps, hidden, init=run, exploration_start=exploration_start,
-        learning_rate=learning_rate,
+        learning_rate=learning_rate, overrides=overrides,
     )  # fmt: skip
+    if print_config:
+        print(format_config(config, f"DQNConfig for {env_id}; read by jsurgery train --config"))
+        return None
     if not save_every >= 0.0:
         raise CommandError(
             f"--save-every {save_every}: expected seconds >= 0, e.g. --save-every 60"
@@ -286,6 +333,10 @@ def train_command(
             write_agent(stage, config, env, result.state, result.seeds)
             write_json(stage / METRICS, summary)
             plot_training(summary, stage / "curves.png")
+            if log:
+                name = f"{env.env_id} {Path(out).name}"
+                scalars = training_scalars(summary)
+                write_scalars(log, stage, scalars, name=name, config=summary["config"])
 
         with stopping.deferred():
             save_run(target.path, write, identity)
@@ -307,9 +358,10 @@ def _kept(progress: Path, config: DQNConfig) -> str:
 def _report(summary: dict[str, Any], out: str | os.PathLike, prefix: str = "") -> None:
     final = np.asarray(summary["final_eval_return"])
     start = np.asarray(summary["eval_return"])[:, 0]
+    seeds = f"{final.size} seed{'s' if final.size > 1 else ''}"
     print(
         f"{prefix}{summary['env_id']}: greedy return {start.mean():.1f} at step 0, final "
-        f"{final.mean():.1f} (mean of {final.size} seeds; final min {final.min():.1f}, max "
+        f"{final.mean():.1f} (mean of {seeds}; final min {final.min():.1f}, max "
         f"{final.max():.1f}); {summary['steps_per_second']:,.0f} steps/s, compile "
         f"{summary['compile_seconds']:.1f} s; wrote {out}/"
     )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from jsurgery.atomic import write_file
+from jsurgery.rl.suggest import did_you_mean
 from jsurgery.stopping import Stopped
 
 DEFAULT_SEEDS = 20
@@ -29,6 +31,7 @@ def run_command(
     protocol: str | None = None,
     out: str = "results",
     progress: bool = True,
+    log: Sequence[str] = (),
 ) -> list[dict]:
     """Runs one experiment (or ``"all"``), printing where the results are and a summary table.
 
@@ -38,17 +41,24 @@ def run_command(
         protocol: step-budget protocol (default ``"original"``).
         out: output root; each experiment writes ``out/<name>/results.json`` and ``curves.png``.
         progress: show progress bars.
+        log: tracking backends (``csv``, ``tensorboard``, ``wandb``) that also receive each
+            experiment's results, in ``out/<name>/`` (see :mod:`jsurgery.rl.tracking`).
 
     Returns:
         The ``results.json`` content of each experiment run.
+
+    Raises:
+        ExperimentError: an unknown experiment or protocol, or a results folder made with another
+            configuration.
     """
     from jsurgery.experiments import report
     from jsurgery.experiments.runner import ExperimentError, run_experiment
+    from jsurgery.rl.tracking import experiment_scalars, write_scalars
 
     known = experiments()
     if experiment != "all" and experiment not in known:
-        raise SystemExit(
-            f"jsurgery run: unknown experiment {experiment!r}; choose one of "
+        raise ExperimentError(
+            f"unknown experiment {experiment!r}{did_you_mean(experiment, known)}; choose one of "
             f"{', '.join(known)} or 'all' (see 'jsurgery list')"
         )
     names = list(known) if experiment == "all" else [experiment]
@@ -62,7 +72,7 @@ def run_command(
                 known[name], seeds=seeds, protocol=protocol, out=out, progress=progress
             )
         except ExperimentError as error:
-            raise SystemExit(f"jsurgery run {name}: {error}") from None
+            raise ExperimentError(f"{name}: {error}") from None
         except Stopped as stop:
             stop.kept = (
                 f"the finished arms of {name} are kept in {Path(out) / name / 'results.json'}; "
@@ -71,8 +81,12 @@ def run_command(
             raise
         all_results.append(results)
         folder = Path(out) / name
+        if log:
+            write_scalars(log, folder, experiment_scalars(results), name=f"{name} {protocol}",
+                          config=results["config"])  # fmt: skip
         print(
-            f"\n{name} ({protocol} protocol, {seeds} seeds): {folder / 'results.json'}, "
+            f"\n{name} ({protocol} protocol, {seeds} seed{'s' if seeds > 1 else ''}): "
+            f"{folder / 'results.json'}, "
             f"{folder / 'curves.png'}"
         )
         if "old_final" in results:

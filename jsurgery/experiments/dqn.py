@@ -180,6 +180,8 @@ class _ArmProgress:
 
     def __call__(self, step) -> None:
         if self.bar is not None:
+            if self.bar.postfix:  # "compiling" until the first period is done
+                self.bar.set_postfix_str("", refresh=False)
             self.bar.n = int(step)
             self.bar.refresh()
 
@@ -190,11 +192,12 @@ _ARM_PROGRESS = _ArmProgress()
 def train_arm(make_train, config, env, run: tuple, arm: str, progress: bool):
     """All seeds of one arm in one compiled ``jax.vmap`` of ``make_train(config, env)``, called
     with the arguments ``run`` (keys first), with a bar over environment steps."""
-    from tqdm.auto import tqdm
+    from jsurgery.rl.progress import progress_bar
 
-    bar = tqdm(
+    bar = progress_bar(
         total=config.total_steps, unit="step", desc=f"  {arm}", leave=False, disable=not progress
     )
+    bar.set_postfix_str("compiling")
     _ARM_PROGRESS.bar = bar
     try:
         train = _compiled(make_train, config, env.env_id, env.obs_ids, env.action_ids)

@@ -159,7 +159,8 @@ def plot_curves(results: dict, path: str | Path) -> Path:
     ax.set_xlabel(results["x_label"])
     ax.set_ylabel(results["y_label"])
     ax.set_title(
-        f"{results['experiment']} ({results['protocol']} protocol, {results['seeds']} seeds): "
+        f"{results['experiment']} ({results['protocol']} protocol, {results['seeds']} "
+        f"seed{'s' if results['seeds'] > 1 else ''}): "
         "mean, 95% CI band, faint seeds"
     )
     ax.grid(alpha=0.3)
@@ -204,8 +205,10 @@ def plot_training(summary: dict, path: str | Path) -> Path:
     axes[1].legend(loc="best", fontsize="small")
     obs = ", ".join(summary["obs_ids"])
     actions = ", ".join(summary["action_ids"])
+    seeds = len(summary["seeds"])
     fig.suptitle(
-        f"{summary['env_id']}, {len(summary['seeds'])} seeds, hidden {summary['config']['hidden']}"
+        f"{summary['env_id']}, {seeds} seed{'s' if seeds > 1 else ''}, "
+        f"hidden {summary['config']['hidden']}"
         f"\nobs: {obs}; actions: {actions}",
         fontsize=9,
     )

@@ -39,6 +39,7 @@ import numpy as np
 from jsurgery.atomic import lock_dir
 from jsurgery.experiments import statistics
 from jsurgery.rl.files import DamagedFileError, load_params, read_json, save_params, write_json
+from jsurgery.rl.suggest import did_you_mean
 
 RESULTS = "results.json"
 OLD_PARAMS = "old_params.npz"
@@ -218,7 +219,7 @@ def run_experiment(
     if protocol not in experiment.protocols:
         raise ExperimentError(
             f"protocol {protocol!r} is not one of {experiment.name}'s protocols "
-            f"{list(experiment.protocols)}"
+            f"{list(experiment.protocols)}{did_you_mean(protocol, experiment.protocols)}"
         )
     if seeds < 1:
         raise ExperimentError(f"seeds must be at least 1, got {seeds}")
@@ -231,7 +232,7 @@ def run_experiment(
 def _run_arms(
     experiment: Experiment, seeds: int, protocol: str, folder: Path, progress: bool, plot: bool
 ) -> dict:
-    from tqdm.auto import tqdm
+    from jsurgery.rl.progress import progress_bar
 
     config = _canonical(experiment.config(protocol, seeds))
     path = folder / RESULTS
@@ -266,8 +267,8 @@ def _run_arms(
         else:
             del results["arms"]["old"]
             todo.insert(0, "old")
-    bar = tqdm(
-        experiment.arms,
+    bar = progress_bar(
+        iterable=experiment.arms,
         desc=experiment.name,
         unit="arm",
         disable=not progress,

@@ -83,10 +83,17 @@ class DQNConfig:
             raise ValueError(f"`learning_starts`: expected >= 0, got {self.learning_starts}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"`tau`: expected 0 < tau <= 1, got {self.tau}")
-        if not 0.0 <= self.exploration_fraction <= 1.0:
+        for name in ("exploration_start", "exploration_end", "exploration_fraction", "gamma"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(
+                    f"`{name}`: expected a number in [0, 1], got {getattr(self, name)}"
+                )
+        for name in ("learning_rate", "max_grad_norm"):
+            if not 0.0 < getattr(self, name) < float("inf"):
+                raise ValueError(f"`{name}`: expected a positive number, got {getattr(self, name)}")
+        if self.learning_rate_end is not None and not 0.0 <= self.learning_rate_end < float("inf"):
             raise ValueError(
-                f"`exploration_fraction`: expected a fraction in [0, 1], got "
-                f"{self.exploration_fraction}"
+                f"`learning_rate_end`: expected a number >= 0 or None, got {self.learning_rate_end}"
             )
         block = self.block_steps
         if self.eval_every % block:

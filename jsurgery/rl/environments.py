@@ -16,7 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["ENV_IDS", "GYMNAX_DISCRETE", "EnvSpec", "IdEnv", "make_env"]
+from jsurgery.rl.suggest import did_you_mean
+
+__all__ = ["ENV_IDS", "GYMNAX_DISCRETE", "EnvSpec", "IdEnv", "env_spec", "make_env"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +132,8 @@ def _pick(argument: str, chosen: Sequence[str] | None, full: tuple[str, ...]) ->
     unknown = [name for name in chosen if name not in full]
     if unknown:
         raise ValueError(
-            f"`{argument}`: unknown names {unknown}; this environment has {list(full)}"
+            f"`{argument}`: unknown names {unknown}{did_you_mean(unknown[0], full)}; this "
+            f"environment has {list(full)}"
         )
     duplicates = sorted({name for name in chosen if chosen.count(name) > 1})
     if duplicates:
@@ -319,9 +322,19 @@ def make_env(
         >>> make_env("Breakout-MinAtar", obs=["paddle", "ball"]).feature_ids[:3]
         ((0, 0, 'paddle'), (0, 0, 'ball'), (0, 1, 'paddle'))
     """
+    return IdEnv(env_spec(env_id), obs, actions)
+
+
+def env_spec(env_id: str) -> EnvSpec:
+    """The :class:`EnvSpec` of ``env_id`` (its observation and action IDs), without building it.
+
+    Raises:
+        ValueError: an unknown environment, with the closest known one.
+    """
     if env_id not in _SPECS:
         raise ValueError(
-            f"`env_id`: unknown environment {env_id!r} for a DQN (continuous-action gymnax "
-            f"environments are left out); choose one of {', '.join(ENV_IDS)}"
+            f"`env_id`: unknown environment {env_id!r}{did_you_mean(env_id, ENV_IDS)}; choose "
+            f"one of {', '.join(ENV_IDS)} (a DQN needs discrete actions: continuous-action "
+            "gymnax environments are left out)"
         )
-    return IdEnv(_SPECS[env_id], obs, actions)
+    return _SPECS[env_id]

@@ -235,11 +235,8 @@ def default_config(
 ) -> DQNConfig:
     """The preset of ``env_id`` (:data:`PRESETS`, else :func:`gymnax_config`), with
     ``total_steps`` and ``hidden`` when given."""
-    from jsurgery.rl.environments import ENV_IDS
+    from jsurgery.rl.environments import env_spec
 
-    if env_id not in ENV_IDS:
-        raise ValueError(
-            f"`env_id`: unknown environment {env_id!r}; choose one of {', '.join(ENV_IDS)}"
-        )
+    env_spec(env_id)  # an unknown environment is a ValueError naming the closest one
     preset = PRESETS.get(env_id, gymnax_config)
     return preset(hidden=hidden) if total_steps is None else preset(total_steps, hidden)

@@ -19,6 +19,7 @@ from jsurgery import stopping
 from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.dqn import agent_state, make_dqn
 from jsurgery.rl.environments import IdEnv, make_env
+from jsurgery.rl.progress import compile_finished, compile_started, progress_bar
 from jsurgery.rl.snapshot import Progress, Snapshots
 
 __all__ = ["TrainResult", "chunk_blocks", "seed_keys", "train_seeds"]
@@ -188,6 +189,9 @@ def train_seeds(
         jax.eval_shape(begin, keys, init)[0],
     )
     saved = None if snapshots is None else snapshots.load(template)
+    description = f"{env.env_id} x{len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
+    if progress:
+        compile_started(description)
     if saved is None:
         start = time.perf_counter()
         begin = begin.lower(keys, init).compile()
@@ -205,17 +209,12 @@ def train_seeds(
     run = run.lower(carry, jnp.int32(0)).compile()
     end_period = end_period.lower(carry).compile()
     compile_seconds += time.perf_counter() - start
+    if progress:
+        compile_finished(compile_seconds)
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=config.total_steps,
-            initial=step,
-            unit="step",
-            desc=f"{env.env_id} x{len(seeds)} seeds",
-        )
+        bar = progress_bar(total=config.total_steps, initial=step, unit="step", desc=description)
     chunk_steps = size * config.block_steps
     try:
         with stopping.deferred() if snapshots is not None else contextlib.nullcontext():

@@ -2,6 +2,7 @@
 
 import json
 import sys
+import tomllib
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +56,10 @@ CASES = [
      "holds 2 seeds"),
     (["train", "CartPole-v1", "--init", "{run}", "--hidden", "16", "--out", "{out}"],
      "drop --hidden"),
+    (["train", "CartPole-v1", "--init", "{run}", "--set", "hidden=16", "--out", "{out}"],
+     "--set hidden=16: the network under --init is the run's (hidden 8,8, layer_norm false)"),
+    (["train", "CartPole-v1", "--init", "{run}", "--set", "layer_norm=true", "--out", "{out}"],
+     "drop layer_norm"),
     (["surgery", "{empty}", "--out", "{out}"], "RUN_DIR {empty}: not a saved run"),
     (["surgery", "{run}", "--obs", "x,speed", "--out", "{out}"], "unknown names ['speed']"),
     (["surgery", "{run}", "--actions", "left,left", "--out", "{out}"], "appear twice"),
@@ -80,9 +85,29 @@ def test_bad_argument_is_one_line_and_status_2(argv, message, saved_run, tmp_pat
     code, err = run_cli(argv, capsys)
     assert code == 2, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert err.startswith("jsurgery")
+    assert err.startswith(
+        (
+            "jsurgery train: error: ",
+            "jsurgery surgery: error: ",
+            "jsurgery run: error: ",
+            "jsurgery: error: ",
+        )
+    ), err
+    assert "`" not in err, err
     assert message.format(**paths) in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_init_takes_a_config_that_repeats_its_network(saved_run, capsys):
+    """--set or a file may repeat the saved run's hidden and layer_norm; the rest applies."""
+    argv = ["train", "CartPole-v1", "--init", str(saved_run), "--set", "hidden=8,8", "--set",
+            "layer_norm=false", "--set", "gamma=0.9", "--print-config"]  # fmt: skip
+    assert main(argv) == 0
+    printed = tomllib.loads(capsys.readouterr().out)
+    assert (printed["hidden"], printed["layer_norm"], printed["gamma"]) == ([8, 8], False, 0.9)
+    assert (
+        printed["exploration_start"] == printed["exploration_end"]
+    )  # continuing: exploring little
 
 
 @pytest.mark.parametrize("module, package", [("orbax.checkpoint", "orbax-checkpoint"),
