@@ -10,7 +10,7 @@ units dropped) cost one pass over memory, about what a plain copy costs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
@@ -193,22 +193,123 @@ def new_leaf(lp: LeafPlan, old, tmpl, key, moments: bool, noise_scale: float):
         return jnp.zeros_like(tmpl) if moments else tmpl
     if lp.source == "identity":
         return _identity_leaf(lp, tmpl.dtype, moments)
-    ndim = len(lp.shape)
-    if ndim == 0:
+    if len(lp.shape) == 0:
         return old.astype(tmpl.dtype)
-    last = next((am for am in lp.axes if am.axis % ndim == ndim - 1), None)
+    last = _last(lp)
     eps = None
     if key is not None and not moments and any(am.noise is not None for am in lp.axes):
         eps = noise_scale * jax.random.normal(key, lp.shape, tmpl.dtype)
     blocked = _template_blocks(lp, last, moments)
-    if last is None:
-        runs = [Segment(0, lp.shape[-1], "slice")]
-        out = _segment(lp, old, tmpl, eps, None, runs[0], moments, blocked)
-    else:
-        runs = segments(last.src if moments else last.idx)
-        parts = [_segment(lp, old, tmpl, eps, last, seg, moments, blocked) for seg in runs]
-        out = _join(parts, runs, lp.shape[-1])
+    out = _rows(lp, old, tmpl, eps, moments, blocked)
     return _write_blocks(out, lp, tmpl, blocked, moments)
+
+
+def _last(lp: LeafPlan) -> AxisMap | None:
+    """The map of the leaf's last axis, or None when that axis is read unchanged."""
+    ndim = len(lp.shape)
+    return next((am for am in lp.axes if am.axis % ndim == ndim - 1), None)
+
+
+def _columns(lp: LeafPlan, old, tmpl, eps, moments: bool, blocked: dict):
+    """The leaf (template blocks aside) from the segments of its last axis."""
+    last = _last(lp)
+    if last is None:
+        whole = Segment(0, lp.shape[-1], "slice")
+        return _segment(lp, old, tmpl, eps, None, whole, moments, blocked)
+    runs = segments(last.src if moments else last.idx)
+    parts = [_segment(lp, old, tmpl, eps, last, seg, moments, blocked) for seg in runs]
+    return _join(parts, runs, lp.shape[-1])
+
+
+def _rows(lp: LeafPlan, old, tmpl, eps, moments: bool, blocked: dict):
+    """The leaf (template blocks aside). Where an axis but the last reads most of its positions
+    as one run of old positions, unscaled (the bulk: every copied row of a Net2Net kernel but
+    the shared ones), the bulk is computed alone, from slices only, and padded to the full axis,
+    and the other rows (replicas, rows with fan-out factors, means, zeros) are computed on their
+    own and written into it in place; so the bulk costs what a copy costs. Otherwise the
+    segments of the last axis, and always with noise (`eps`), whose draws are computed where
+    they are used."""
+    split = None if eps is not None else _split(lp, moments, blocked)
+    if split is None:
+        return _columns(lp, old, tmpl, eps, moments, blocked)
+    axis, (a, b), others = split
+    rest = {k: runs for k, runs in blocked.items() if k != axis}
+
+    def rows(start: int, stop: int):
+        part = _cut(lp, axis, start, stop)
+        t = jax.lax.slice_in_dim(tmpl, start, stop, axis=axis)
+        return _rows(part, old, t, None, moments, rest)
+
+    pad = [(0, 0)] * len(lp.shape)
+    pad[axis] = (a, lp.shape[axis] - b)
+    out = jnp.pad(rows(a, b), pad)
+    for start, stop in others:
+        out = jax.lax.dynamic_update_slice_in_dim(out, rows(start, stop), start, axis=axis)
+    return out
+
+
+def _plain(am: AxisMap, moments: bool) -> np.ndarray:
+    """Positions of an axis that read an old position as it is (no factor, mask or mean)."""
+    plain = (am.src if moments else am.idx) >= 0
+    if moments:
+        return plain
+    for mask in (am.zero, am.mean, am.noise, am.scaled):
+        if mask is not None:
+            plain = plain & ~mask
+    if am.mul is not None:
+        plain = plain & (am.mul == 1.0)
+    return plain
+
+
+def _widest_slice(idx: np.ndarray, plain: np.ndarray) -> tuple[int, int] | None:
+    """`[start, stop)` of the longest run of plain positions reading consecutive old positions."""
+    if not plain.any():
+        return None
+    goes_on = np.concatenate([[False], plain[:-1] & plain[1:] & (np.diff(idx) == 1)])
+    starts = np.flatnonzero(plain & ~goes_on)
+    label = np.cumsum(plain & ~goes_on)
+    lengths = np.bincount(label[plain], minlength=len(starts) + 1)[1:]
+    best = int(np.argmax(lengths))
+    return int(starts[best]), int(starts[best] + lengths[best])
+
+
+def _split(lp: LeafPlan, moments: bool, blocked: dict):
+    """`(axis, bulk, others)` for the first axis but the last whose plain positions hold a run
+    of at least half the axis (and not all of it), with the `[start, stop)` of the other
+    positions that are not template blocks; None when no axis has one."""
+    ndim = len(lp.shape)
+    for am in lp.axes:
+        axis = am.axis % ndim
+        if axis == ndim - 1:
+            continue
+        n = lp.shape[axis]
+        bulk = _widest_slice(am.src if moments else am.idx, _plain(am, moments))
+        if bulk is None or bulk == (0, n) or 2 * (bulk[1] - bulk[0]) < n:
+            continue
+        rest = np.ones(n, dtype=bool)
+        rest[bulk[0] : bulk[1]] = False
+        for a, b in blocked.get(axis, []):
+            rest[a:b] = False
+        others = _runs(rest)
+        if len(others) <= MAX_SEGMENTS:
+            return axis, bulk, others
+    return None
+
+
+def _cut(lp: LeafPlan, axis: int, a: int, b: int) -> LeafPlan:
+    """The plan of positions `[a, b)` of `axis` of the leaf (factors of 1 dropped)."""
+    ndim = len(lp.shape)
+    axes = tuple(_cut_map(am, a, b) if am.axis % ndim == axis else am for am in lp.axes)
+    shape = (*lp.shape[:axis], b - a, *lp.shape[axis + 1 :])
+    return replace(lp, shape=shape, axes=axes, fold=())
+
+
+def _cut_map(am: AxisMap, a: int, b: int) -> AxisMap:
+    cut = {f: getattr(am, f) for f in ("mul", "zero", "mean", "noise", "scaled")}
+    cut = {f: None if v is None else v[a:b] for f, v in cut.items()}
+    if cut["mul"] is not None and np.all(cut["mul"] == 1.0):
+        cut["mul"] = None
+    return AxisMap(am.axis, am.idx[a:b], am.src[a:b], **cut)
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
