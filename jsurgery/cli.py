@@ -2,9 +2,10 @@
 
 Each subcommand parses its arguments here and hands them to the module that does the work, imported
 only when that subcommand runs, so ``jsurgery list`` does not pay for compiling a DQN. A bad
-argument prints one line naming it and the fix, and exits with status 2 (no traceback); so does a
-missing optional dependency (gymnax, orbax-checkpoint). SIGINT (Ctrl-C) and SIGTERM print one line
-saying what was kept and exit with status 130 and 143.
+argument prints one line naming it and the fix, and exits with status 2 (no traceback); so do a
+file-system error (naming the file) and a missing optional dependency (gymnax, orbax-checkpoint).
+Output directories are checked before any training starts. SIGINT (Ctrl-C) and SIGTERM print one
+line saying what was kept and exit with status 130 and 143.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0.0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
     return value
 
 
@@ -327,6 +328,12 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).replace("`", "").split())
 
 
+def _os_error(error: OSError) -> str:
+    reason = error.strerror or _one_line(error)
+    files = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    return f"{' -> '.join(files)}: {reason}" if files else reason
+
+
 def _run(args: argparse.Namespace) -> None:
     if args.command in ("train", "surgery"):
         import orbax.checkpoint  # noqa: F401  (runs are saved with it: fail before training)
@@ -382,7 +389,8 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns 0, or 2 after printing one line for a bad argument."""
+    """Run the command line; returns 0, or 2 after printing one line for a bad argument or a
+    file-system error (130 or 143 when stopped by SIGINT or SIGTERM)."""
     args = build_parser().parse_args(argv)
     prog = f"jsurgery {args.command}"
     if args.command == "train" and args.out is None and not args.print_config:
@@ -414,10 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:  # CommandError, PlanError and argument checks of the library
         print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
         return 2
-    except SystemExit as error:  # `jsurgery run` reports a bad experiment name this way
-        if not isinstance(error.code, str):
-            raise
-        print(_one_line(error.code), file=sys.stderr)
+    except OSError as error:  # the file system refused: name the file and the reason
+        print(f"{prog}: error: {_os_error(error)}", file=sys.stderr)
         return 2
     finally:
         restore_signals()

@@ -85,12 +85,13 @@ def result_metrics(result: TrainResult) -> dict[str, Any]:
 def load_init_run(directory: str | os.PathLike, argument: str = "--init") -> SavedRun:
     """The saved run under ``directory``, or a :class:`CommandError` saying what is there."""
     directory = Path(directory)
-    if not current_dir(directory).is_dir():
+    found = current_dir(directory)
+    if not found.is_dir():
+        what = "is a file, not a directory" if found.exists() else "no such directory"
         raise CommandError(
-            f"{argument} {directory}: no such directory; pass a run directory written by "
+            f"{argument} {directory}: {what}; pass a run directory written by "
             "'jsurgery train --out' or 'jsurgery surgery --out'"
         )
-    found = current_dir(directory)
     if not (found / AGENT_JSON).exists() or not (found / CHECKPOINT).is_dir():
         raise CommandError(
             f"{argument} {directory}: not a saved run (it has no {AGENT_JSON} and "

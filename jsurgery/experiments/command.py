@@ -50,9 +50,11 @@ def run_command(
     Raises:
         ExperimentError: an unknown experiment or protocol, or a results folder made with another
             configuration.
+        RunDirError: ``out`` is a file, lies under one, or cannot be written.
     """
     from jsurgery.experiments import report
     from jsurgery.experiments.runner import ExperimentError, run_experiment
+    from jsurgery.rl.rundir import check_writable_dir
     from jsurgery.rl.tracking import experiment_scalars, write_scalars
 
     known = experiments()
@@ -62,6 +64,7 @@ def run_command(
             f"{', '.join(known)} or 'all' (see 'jsurgery list')"
         )
     names = list(known) if experiment == "all" else [experiment]
+    check_writable_dir(out, "--out")
     seeds = DEFAULT_SEEDS if seeds is None else seeds
     protocol = DEFAULT_PROTOCOL if protocol is None else protocol
     start = time.perf_counter()

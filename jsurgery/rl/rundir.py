@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -157,6 +158,29 @@ def _check(
     return OutDir(path, resume=not complete, complete=complete)
 
 
+def check_writable_dir(directory: str | os.PathLike, argument: str = "--out") -> Path:
+    """``directory`` as an absolute path, once it is known that it can be made and written:
+    neither it nor a folder above it is a file, and the nearest existing folder takes a new file.
+
+    Raises:
+        RunDirError: what stands in the way, named, with ``argument`` (the option that gave it).
+    """
+    path = Path(directory).absolute()
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under the file {existing}"
+        raise RunDirError(f"{argument} {path}: {where}, not a directory; choose another {argument}")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise RunDirError(
+            f"{argument} {path}: cannot write in {existing} ({error.strerror}); choose another "
+            f"{argument}"
+        ) from None
+    return path
+
+
 @contextlib.contextmanager
 def open_out_dir(
     directory: str | os.PathLike,
@@ -179,11 +203,7 @@ def open_out_dir(
         RunDirError: the directory cannot be taken as asked (the message says what to pass).
         LockedError: another process is writing it.
     """
-    path = Path(directory).absolute()
-    if path.exists() and not path.is_dir():
-        raise RunDirError(
-            f"{argument} {path}: is a file, not a directory; choose another {argument}"
-        )
+    path = check_writable_dir(directory, argument)
     with lock_dir(directory):
         recover_dir(path)
         yield _check(path, identity, force=force, resume=resume, argument=argument)

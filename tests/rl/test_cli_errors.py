@@ -1,8 +1,10 @@
 """Every bad command-line argument: one line naming the problem and the fix, exit status 2."""
 
 import json
+import shutil
 import sys
 import tomllib
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +46,7 @@ CASES = [
     (["train", "CartPole-v1", "--hidden", "a,b", "--out", "{out}"], "such as 64,64"),
     (["train", "CartPole-v1", "--seeds", "-1", "--out", "{out}"], "expected a positive integer"),
     (["train", "CartPole-v1", "--exploration-start", "2", "--out", "{out}"], "in [0, 1]"),
-    (["train", "CartPole-v1", "--learning-rate", "-1", "--out", "{out}"], "positive number"),
+    (["train", "CartPole-v1", "--learning-rate", "-1", "--out", "{out}"], "positive finite number"),
     (["train", "CartPole-v1"], "the following arguments are required: --out"),
     (["train", "CartPole-v1", "--init", "{missing}", "--out", "{out}"], "no such directory"),
     (["train", "CartPole-v1", "--init", "{empty}", "--out", "{out}"], "not a saved run"),
@@ -74,13 +76,100 @@ CASES = [
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ]  # fmt: skip
 
+FILE_SYSTEM_AND_NUMBER_CASES = [
+    (["train", "CartPole-v1", "--out", "{file}"], "{file}: is a file, not a directory"),
+    (["train", "CartPole-v1", "--out", "{file}/run"], "lies under the file {file}"),
+    (["train", "CartPole-v1", "--out", "{unwritable}/run"], "cannot write in {unwritable}"),
+    (["train", "CartPole-v1", "--init", "{file}", "--out", "{out}"],
+     "--init {file}: is a file, not a directory"),
+    (["train", "CartPole-v1", "--init", "{damaged}", "--out", "{out}"],
+     "agent.json is damaged: not JSON"),
+    (["surgery", "{file}", "--out", "{out}"], "RUN_DIR {file}: is a file, not a directory"),
+    (["surgery", "{missing}", "--out", "{out}"], "RUN_DIR {missing}: no such directory"),
+    (["surgery", "{damaged}", "--out", "{out}"], "agent.json is damaged: not JSON"),
+    (["surgery", "{run}", "--out", "{file}"], "{file}: is a file, not a directory"),
+    (["surgery", "{run}", "--out", "{file}/new"], "lies under the file {file}"),
+    (["surgery", "{run}", "--out", "{unwritable}/new"], "cannot write in {unwritable}"),
+    (["run", "cartpole-add-obs", "--out", "{file}"], "{file}: is a file, not a directory"),
+    (["run", "cartpole-add-obs", "--out", "{file}/results"], "lies under the file {file}"),
+    (["run", "cartpole-add-obs", "--out", "{unwritable}/r"], "cannot write in {unwritable}"),
+    (["train", "CartPole-v1", "--config", "{missing}.toml", "--out", "{out}"], "cannot read it"),
+    (["train", "CartPole-v1", "--config", "{empty}", "--out", "{out}"],
+     "expected a .toml, .yaml or .yml file"),
+    (["train", "CartPole-v1", "--config", "{bad_toml}", "--out", "{out}"], "not valid TOML"),
+    (["train", "CartPole-v1", "--learning-rate", "inf", "--out", "{out}"],
+     "expected a positive finite number, got 'inf'"),
+    (["train", "CartPole-v1", "--learning-rate", "nan", "--out", "{out}"],
+     "expected a positive finite number, got 'nan'"),
+    (["train", "CartPole-v1", "--learning-rate=-inf", "--out", "{out}"],
+     "expected a positive finite number"),
+    (["train", "CartPole-v1", "--exploration-start", "nan", "--out", "{out}"], "in [0, 1]"),
+    (["train", "CartPole-v1", "--save-every", "inf", "--out", "{out}"], "expected seconds >= 0"),
+    (["train", "CartPole-v1", "--save-every", "-1", "--out", "{out}"], "expected seconds >= 0"),
+    (["train", "CartPole-v1", "--steps", "1e9", "--out", "{out}"], "expected a positive integer"),
+    (["train", "CartPole-v1", "--set", "learning_rate=inf", "--out", "{out}"],
+     "expected a finite number for learning_rate"),
+    (["train", "CartPole-v1", "--set", "gamma=nan", "--out", "{out}"],
+     "expected a finite number for gamma"),
+    (["train", "CartPole-v1", "--set", "gamma=2", "--out", "{out}"], "in [0, 1], got 2.0"),
+    (["train", "CartPole-v1", "--set", "tau=-1", "--out", "{out}"], "expected 0 < tau <= 1"),
+    (["train", "CartPole-v1", "--set", "batch_size=0", "--out", "{out}"],
+     "expected a positive integer, got 0"),
+    (["run", "cartpole-add-obs", "--seeds", "0"], "expected a positive integer, got '0'"),
+    (["run", "cartpole-add-obs", "--log", "nope"], "unknown backend 'nope'"),
+]  # fmt: skip
 
-@pytest.mark.parametrize("argv, message", CASES, ids=[" ".join(c[0][:2]) + f"-{i}"
-                                                      for i, c in enumerate(CASES)])  # fmt: skip
-def test_bad_argument_is_one_line_and_status_2(argv, message, saved_run, tmp_path, capsys):
+
+def _unwritable(tmp_path) -> Path:
+    """A folder no file can be created in: a read-only one, or /proc where permissions do not
+    stop the user (root)."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        (folder / "probe").touch()
+    except PermissionError:
+        return folder
+    (folder / "probe").unlink()
+    if not Path("/proc").is_dir():
+        pytest.skip("no folder here that refuses writes")
+    return Path("/proc")
+
+
+def _paths(saved_run, tmp_path) -> dict:
     (tmp_path / "empty").mkdir()
-    paths = {"out": tmp_path / "out", "missing": tmp_path / "missing",
-             "empty": tmp_path / "empty", "run": saved_run}  # fmt: skip
+    (tmp_path / "a-file").write_text("not a directory\n")
+    (tmp_path / "bad.toml").write_text("gamma = \n")
+    damaged = tmp_path / "damaged"
+    shutil.copytree(saved_run, damaged)
+    (damaged / "agent.json").write_bytes(b'{"env_id": "CartPole-v1", "obs_')
+    return {"out": tmp_path / "out", "missing": tmp_path / "missing", "empty": tmp_path / "empty",
+            "run": saved_run, "file": tmp_path / "a-file", "bad_toml": tmp_path / "bad.toml",
+            "damaged": damaged, "unwritable": _unwritable(tmp_path)}  # fmt: skip
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Every case must be refused before training: training fails the test loudly."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an invocation that should have been refused started training")
+
+    monkeypatch.setattr("jsurgery.commands.train.train_seeds", refuse)
+    monkeypatch.setattr("jsurgery.rl.runner.train_seeds", refuse)
+
+
+ALL_CASES = CASES + FILE_SYSTEM_AND_NUMBER_CASES
+
+
+CASE_IDS = [" ".join(argv[:2]) + f"-{i}" for i, (argv, _) in enumerate(ALL_CASES)]
+
+
+@pytest.mark.parametrize("argv, message", ALL_CASES, ids=CASE_IDS)
+def test_bad_argument_is_one_line_and_status_2(
+    argv, message, saved_run, tmp_path, capsys, no_training
+):
+    paths = _paths(saved_run, tmp_path)
     argv = [arg.format(**paths) for arg in argv]
     code, err = run_cli(argv, capsys)
     assert code == 2, err
@@ -96,6 +185,10 @@ def test_bad_argument_is_one_line_and_status_2(argv, message, saved_run, tmp_pat
     assert "`" not in err, err
     assert message.format(**paths) in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_there_are_at_least_45_malformed_invocations():
+    assert len(ALL_CASES) >= 45
 
 
 def test_init_takes_a_config_that_repeats_its_network(saved_run, capsys):
