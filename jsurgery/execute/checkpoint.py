@@ -34,8 +34,8 @@ from jsurgery import trees
 from jsurgery.atomic import current_dir, read_whole, replace_dir
 from jsurgery.execute.integrity import (
     CheckpointError,
-    check_metadata_files,
     disk_path,
+    verify_files,
     verify_leaves,
     write_checksums,
 )
@@ -58,7 +58,7 @@ def _stored(directory: str | os.PathLike) -> dict[tuple[str, ...], tuple[tuple, 
     """``{path: (shape, dtype)}`` of every array stored in the checkpoint."""
     directory = current_dir(directory)
     if directory.is_dir():
-        check_metadata_files(directory)
+        verify_files(directory)
     try:
         tree = _metadata_tree(directory) if directory.is_dir() else None
     except (FileNotFoundError, ValueError, OSError):
@@ -310,8 +310,9 @@ def _unreadable(directory: Path, wanted: dict, error: Exception) -> CheckpointEr
     )
 
 
-_READ_ERRORS = (ValueError, OSError, RuntimeError)
-"""What orbax and tensorstore raise for unreadable data (tensorstore's errors are ValueErrors)."""
+_READ_ERRORS = (ValueError, OSError, RuntimeError, Exception)
+"""What orbax and tensorstore raise for unreadable data (tensorstore's errors are ValueErrors;
+orbax wraps some in a plain Exception)."""
 
 
 def _restore(directory: Path, wanted: dict, stored: dict) -> dict:

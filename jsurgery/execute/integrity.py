@@ -26,7 +26,9 @@ __all__ = [
     "CheckpointError",
     "check_metadata_files",
     "checksum",
+    "file_checksum",
     "read_checksums",
+    "verify_files",
     "verify_leaves",
     "write_checksums",
 ]
@@ -57,9 +59,25 @@ def checksum(value: Any, dtype: np.dtype | None = None) -> str:
     return f"{zlib.crc32(array.tobytes()):08x}"
 
 
+def file_checksum(path: Path) -> str:
+    """CRC-32 (8 hex digits) of a file's bytes, read in chunks."""
+    crc = 0
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 22):
+            crc = zlib.crc32(chunk, crc)
+    return f"{crc:08x}"
+
+
+def _files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file() and p.name != CHECKSUMS)
+
+
 def write_checksums(directory: str | os.PathLike, state: Any) -> None:
-    """Writes ``checksums.json`` (``{"crc32": {path: {crc32, dtype, shape}}}``) into
-    ``directory``, for every leaf of ``state``, by its path as orbax stores it."""
+    """Writes ``checksums.json`` into ``directory``: ``{"crc32": {path: {crc32, dtype, shape}}}``
+    for every leaf of ``state``, by its path as orbax stores it, and ``{"files": {name: crc32}}``
+    for every file already in ``directory``."""
+    directory = Path(directory)
+    files = {p.relative_to(directory).as_posix(): file_checksum(p) for p in _files(directory)}
     leaves = {}
     for keypath, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(state))[0]:
         array = np.asarray(leaf)
@@ -68,7 +86,7 @@ def write_checksums(directory: str | os.PathLike, state: Any) -> None:
             "dtype": str(array.dtype),
             "shape": list(array.shape),
         }
-    (Path(directory) / CHECKSUMS).write_text(json.dumps({"crc32": leaves}, indent=1))
+    (directory / CHECKSUMS).write_text(json.dumps({"crc32": leaves, "files": files}, indent=1))
 
 
 def _read_json(path: Path, directory: Path) -> Any:
@@ -76,27 +94,49 @@ def _read_json(path: Path, directory: Path) -> Any:
         return json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(
-            f"checkpoint {directory}: {path.relative_to(directory)} is damaged ({error}); "
+            f"checkpoint file {path} is damaged ({error}); "
             "restore the checkpoint from a good copy or save it again."
         ) from None
 
 
-def read_checksums(directory: str | os.PathLike) -> dict[str, dict] | None:
-    """``{path: {crc32, dtype, shape}}`` from ``checksums.json``; None when there is none."""
-    directory = Path(directory)
+def _damaged_table(directory: Path) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint file {directory / CHECKSUMS} is damaged (not the checksum table saved); "
+        "restore the checkpoint from a good copy or save it again."
+    )
+
+
+def _valid_entry(entry: Any) -> bool:
+    if not isinstance(entry, dict) or not isinstance(entry.get("crc32"), str):
+        return False
+    if not isinstance(entry.get("dtype"), str):
+        return False
+    try:
+        jnp.dtype(entry.get("dtype"))
+    except TypeError:
+        return False
+    return True
+
+
+def _read_table(directory: Path) -> dict | None:
     path = directory / CHECKSUMS
     if not path.is_file():
         return None
     data = _read_json(path, directory)
-    leaves = data.get("crc32") if isinstance(data, dict) else None
-    if not isinstance(leaves, dict) or not all(
-        isinstance(v, dict) and {"crc32", "dtype"} <= set(v) for v in leaves.values()
-    ):
-        raise CheckpointError(
-            f"checkpoint {directory}: {CHECKSUMS} is damaged (no checksum table); restore the "
-            "checkpoint from a good copy or save it again."
-        )
-    return leaves
+    if not isinstance(data, dict) or not isinstance(data.get("crc32"), dict):
+        raise _damaged_table(directory)
+    if not all(_valid_entry(v) for v in data["crc32"].values()):
+        raise _damaged_table(directory)
+    files = data.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise _damaged_table(directory)
+    return data
+
+
+def read_checksums(directory: str | os.PathLike) -> dict[str, dict] | None:
+    """``{path: {crc32, dtype, shape}}`` from ``checksums.json``; None when there is none."""
+    data = _read_table(Path(directory))
+    return None if data is None else data["crc32"]
 
 
 def check_metadata_files(directory: str | os.PathLike) -> None:
@@ -107,6 +147,42 @@ def check_metadata_files(directory: str | os.PathLike) -> None:
         for path in sorted(directory.glob(pattern)):
             if path.is_file():
                 _read_json(path, directory)
+
+
+def _array_data(name: str) -> bool:
+    """Whether a checkpoint file holds array data (``ocdbt.process_N/d/...``)."""
+    parts = Path(name).parts
+    pairs = zip(parts[:-1], parts[1:], strict=True)
+    return any(a.startswith("ocdbt.process_") and b == "d" for a, b in pairs)
+
+
+def verify_files(directory: str | os.PathLike, *, data: bool = False) -> None:
+    """Compares every file recorded in ``checksums.json`` with its CRC-32 (nothing to do without
+    one), the array data only with ``data`` (it is checked leaf by leaf as it is read, which
+    names the leaf), then parses orbax's JSON files.
+
+    Raises:
+        CheckpointError: naming the first file that is missing or differs from the one saved, or
+            a damaged ``checksums.json``.
+    """
+    directory = Path(directory)
+    table = _read_table(directory)
+    for name, crc in ({} if table is None else table.get("files", {})).items():
+        if _array_data(name) and not data:
+            continue  # each leaf read is checked, and named, on its own
+        path = directory / name
+        if not path.is_file():
+            raise CheckpointError(
+                f"checkpoint file {path} is missing (or {CHECKSUMS} is damaged); restore "
+                "the checkpoint from a good copy or save it again."
+            )
+        if file_checksum(path) != crc:
+            raise CheckpointError(
+                f"checkpoint file {path} is damaged (its bytes differ from the ones "
+                f"saved: CRC-32 {file_checksum(path)}, saved {crc}, or {CHECKSUMS} is damaged); "
+                "restore the checkpoint from a good copy or save it again."
+            )
+    check_metadata_files(directory)
 
 
 def verify_leaves(directory: str | os.PathLike, values: dict[tuple[str, ...], Any]) -> None:
@@ -122,10 +198,10 @@ def verify_leaves(directory: str | os.PathLike, values: dict[tuple[str, ...], An
         entry = recorded.get("/".join(path))
         if entry is None:
             continue
-        if checksum(value, jnp.dtype(entry["dtype"])) != entry["crc32"]:
+        got = checksum(value, jnp.dtype(entry["dtype"]))
+        if got != entry["crc32"]:
             raise CheckpointError(
                 f"checkpoint {directory}: leaf {'/'.join(path)} is damaged (its bytes differ "
-                f"from the ones saved: CRC-32 {checksum(value, jnp.dtype(entry['dtype']))}, "
-                f"saved {entry['crc32']}); restore the checkpoint from a good copy or save it "
-                "again."
+                f"from the ones saved: CRC-32 {got}, saved {entry['crc32']}); restore the "
+                "checkpoint from a good copy or save it again."
             )

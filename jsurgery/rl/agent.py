@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jsurgery.atomic import read_whole
-from jsurgery.rl.checksums import check_orbax_metadata, verify_checksums, write_checksums
+from jsurgery.rl.checksums import check_files, verify_checksums, write_checksums
 from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.environments import IdEnv, make_env
 from jsurgery.rl.files import DamagedFileError, read_json, write_json
@@ -134,8 +134,14 @@ def _load_run(directory: Path) -> SavedRun:
             f"{directory / AGENT_JSON} is damaged: expected the keys {list(keys)}; save the run "
             "again"
         )
-    config = DQNConfig.from_dict(info["config"])
-    env = make_env(info["env_id"], info["obs_ids"], info["action_ids"])
+    try:
+        config = DQNConfig.from_dict(info["config"])
+        env = make_env(info["env_id"], info["obs_ids"], info["action_ids"])
+    except (TypeError, KeyError, ValueError, AttributeError) as error:
+        raise DamagedFileError(
+            f"{directory / AGENT_JSON} is damaged: its config, environment or IDs are not ones "
+            f"this version of jsurgery saves ({type(error).__name__}: {error}); save the run again"
+        ) from None
     seeds = tuple(info["seeds"])
 
     def one_seed():
@@ -148,11 +154,12 @@ def _load_run(directory: Path) -> SavedRun:
         lambda leaf: jax.ShapeDtypeStruct((len(seeds), *leaf.shape), leaf.dtype),
         jax.eval_shape(one_seed),
     )
-    check_orbax_metadata(directory / CHECKPOINT)
+    check_files(directory / CHECKPOINT)
     try:
         with ocp.StandardCheckpointer() as checkpointer:
             state = checkpointer.restore(directory / CHECKPOINT, abstract)
-    except (ValueError, OSError) as error:
+    except Exception as error:  # orbax and tensorstore: ValueError, OSError, plain Exception
+        check_files(directory / CHECKPOINT, data=True)  # names the damaged file if it can
         reason = " ".join(str(error).split())
         raise DamagedFileError(
             f"{directory / CHECKPOINT} is damaged or incomplete and cannot be read ({reason})"
