@@ -249,15 +249,14 @@ def _rows(lp: LeafPlan, old, tmpl, eps, moments: bool, blocked: dict):
 
 
 def _plain(am: AxisMap, moments: bool) -> np.ndarray:
-    """Positions of an axis that read an old position as it is (no factor, mask or mean)."""
+    """Positions of an axis that read an old position, times a factor at most (no mask or mean):
+    the factors of a run of them are one elementwise product fused into its copy."""
     plain = (am.src if moments else am.idx) >= 0
     if moments:
         return plain
     for mask in (am.zero, am.mean, am.noise, am.scaled):
         if mask is not None:
             plain = plain & ~mask
-    if am.mul is not None:
-        plain = plain & (am.mul == 1.0)
     return plain
 
 
@@ -291,7 +290,7 @@ def _split(lp: LeafPlan, moments: bool, blocked: dict):
         for a, b in blocked.get(axis, []):
             rest[a:b] = False
         others = _runs(rest)
-        if len(others) <= MAX_SEGMENTS:
+        if others and len(others) <= MAX_SEGMENTS:
             return axis, bulk, others
     return None
 
