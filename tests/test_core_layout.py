@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "jsurgery"
 RL_SIDE = ("rl", "envs", "data")
 ABOVE_BOTH = ("experiments", "commands", "cli", "__main__")
-SHARED = ("atomic", "stopping")
+SHARED = ("atomic", "integrity", "stopping")
 MAX_LINES = 60
 
 

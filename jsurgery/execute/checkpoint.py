@@ -20,8 +20,9 @@ leaf (step, Adam's count) with its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +33,33 @@ from jax.sharding import NamedSharding, PartitionSpec, SingleDeviceSharding
 
 from jsurgery import trees
 from jsurgery.atomic import current_dir, read_whole, replace_dir
-from jsurgery.execute.integrity import (
-    CheckpointError,
+from jsurgery.errors import PlanError
+from jsurgery.execute.state import StatePart, state_parts
+from jsurgery.execute.transplant import fit, transplant, transplant_moments
+from jsurgery.integrity import (
+    DamagedError,
     disk_path,
     verify_files,
     verify_leaves,
     write_checksums,
 )
-from jsurgery.execute.state import StatePart, state_parts
-from jsurgery.execute.transplant import fit, transplant, transplant_moments
 from jsurgery.plan.plan import Plan
 
 __all__ = ["CheckpointError", "read_structure", "restore_transplanted", "save_state"]
+
+
+class CheckpointError(PlanError):
+    """A checkpoint that does not hold what the new state and the plan expect, or is damaged."""
+
+
+@contextlib.contextmanager
+def _damage_named() -> Iterator[None]:
+    """A :class:`jsurgery.integrity.DamagedError` raised as a :class:`CheckpointError`."""
+    try:
+        yield
+    except DamagedError as error:
+        raise CheckpointError(str(error)) from None
+
 
 _LISTED = 8
 
@@ -58,7 +74,8 @@ def _stored(directory: str | os.PathLike) -> dict[tuple[str, ...], tuple[tuple, 
     """``{path: (shape, dtype)}`` of every array stored in the checkpoint."""
     directory = current_dir(directory)
     if directory.is_dir():
-        verify_files(directory)
+        with _damage_named():
+            verify_files(directory)
     try:
         tree = _metadata_tree(directory) if directory.is_dir() else None
     except (FileNotFoundError, ValueError, OSError):
@@ -323,7 +340,8 @@ def _restore(directory: Path, wanted: dict, stored: dict) -> dict:
         values = _read_leaves(directory, as_stored)
     except _READ_ERRORS as error:
         raise _unreadable(directory, as_stored, error) from None
-    verify_leaves(directory, values)
+    with _damage_named():
+        verify_leaves(directory, values)
     return {
         p: value if wanted[p][1] == stored[p][1] else value.astype(wanted[p][1])
         for p, value in values.items()

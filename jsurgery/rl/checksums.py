@@ -1,4 +1,4 @@
-"""Saved agents checked on load, with the checkpoint checks of :mod:`jsurgery.execute.integrity`.
+"""Saved agents checked on load, with the checkpoint checks of :mod:`jsurgery.integrity`.
 
 :func:`jsurgery.rl.save_agent` writes ``checksums.json`` (a CRC-32 per array and per file, the
 format :func:`jsurgery.checkpoint.save_state` uses) into the run's ``checkpoint/``;
@@ -16,7 +16,7 @@ from typing import Any
 
 import jax
 
-from jsurgery.execute import integrity
+from jsurgery import integrity
 from jsurgery.rl.files import DamagedFileError
 
 __all__ = ["CHECKSUMS", "check_files", "verify_checksums", "write_checksums"]
@@ -29,7 +29,7 @@ write_checksums = integrity.write_checksums
 def _as_damaged_file() -> Iterator[None]:
     try:
         yield
-    except integrity.CheckpointError as error:
+    except integrity.DamagedError as error:
         message = str(error).replace("restore the checkpoint", "restore the run")
         raise DamagedFileError(message) from None
 

@@ -1,4 +1,6 @@
-"""Damage found, not restored as data: a checksum per saved array, and metadata read strictly.
+"""Damage found, not restored as data: a checksum per saved array and per file, and metadata
+read strictly. Shared by the surgery core's checkpoints and the RL side's saved agents; it imports
+no other jsurgery module.
 
 :func:`jsurgery.checkpoint.save_state` records a CRC-32 of every leaf's bytes, with its dtype and
 shape, in ``checksums.json`` inside the orbax checkpoint; restores compare each leaf they read and
@@ -19,11 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jsurgery.errors import PlanError
-
 __all__ = [
     "CHECKSUMS",
-    "CheckpointError",
+    "DamagedError",
     "check_metadata_files",
     "checksum",
     "file_checksum",
@@ -37,8 +37,10 @@ CHECKSUMS = "checksums.json"
 ORBAX_JSON = ("_CHECKPOINT_METADATA", "_METADATA", "_sharding", "array_metadatas/process_*")
 
 
-class CheckpointError(PlanError):
-    """A checkpoint that does not hold what the new state and the plan expect, or is damaged."""
+class DamagedError(ValueError):
+    """A checkpoint file or array whose bytes differ from the ones saved, or that cannot be
+    decoded. The checkpoint readers raise it as their own error (``CheckpointError``,
+    ``DamagedFileError``)."""
 
 
 def disk_key(key) -> str:
@@ -93,14 +95,14 @@ def _read_json(path: Path, directory: Path) -> Any:
     try:
         return json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(
+        raise DamagedError(
             f"checkpoint file {path} is damaged ({error}); "
             "restore the checkpoint from a good copy or save it again."
         ) from None
 
 
-def _damaged_table(directory: Path) -> CheckpointError:
-    return CheckpointError(
+def _damaged_table(directory: Path) -> DamagedError:
+    return DamagedError(
         f"checkpoint file {directory / CHECKSUMS} is damaged (not the checksum table saved); "
         "restore the checkpoint from a good copy or save it again."
     )
@@ -140,7 +142,7 @@ def read_checksums(directory: str | os.PathLike) -> dict[str, dict] | None:
 
 
 def check_metadata_files(directory: str | os.PathLike) -> None:
-    """Parses every JSON file orbax keeps in ``directory``; a damaged one is a CheckpointError
+    """Parses every JSON file orbax keeps in ``directory``; a damaged one is a DamagedError
     naming it."""
     directory = Path(directory)
     for pattern in ORBAX_JSON:
@@ -162,7 +164,7 @@ def verify_files(directory: str | os.PathLike, *, data: bool = False) -> None:
     names the leaf), then parses orbax's JSON files.
 
     Raises:
-        CheckpointError: naming the first file that is missing or differs from the one saved, or
+        DamagedError: naming the first file that is missing or differs from the one saved, or
             a damaged ``checksums.json``.
     """
     directory = Path(directory)
@@ -172,12 +174,12 @@ def verify_files(directory: str | os.PathLike, *, data: bool = False) -> None:
             continue  # each leaf read is checked, and named, on its own
         path = directory / name
         if not path.is_file():
-            raise CheckpointError(
+            raise DamagedError(
                 f"checkpoint file {path} is missing (or {CHECKSUMS} is damaged); restore "
                 "the checkpoint from a good copy or save it again."
             )
         if file_checksum(path) != crc:
-            raise CheckpointError(
+            raise DamagedError(
                 f"checkpoint file {path} is damaged (its bytes differ from the ones "
                 f"saved: CRC-32 {file_checksum(path)}, saved {crc}, or {CHECKSUMS} is damaged); "
                 "restore the checkpoint from a good copy or save it again."
@@ -189,7 +191,7 @@ def verify_leaves(directory: str | os.PathLike, values: dict[tuple[str, ...], An
     """Compares each restored leaf ``{path: value}`` with its recorded checksum.
 
     Raises:
-        CheckpointError: naming the first leaf whose bytes differ from the ones saved.
+        DamagedError: naming the first leaf whose bytes differ from the ones saved.
     """
     recorded = read_checksums(directory)
     if recorded is None:
@@ -200,7 +202,7 @@ def verify_leaves(directory: str | os.PathLike, values: dict[tuple[str, ...], An
             continue
         got = checksum(value, jnp.dtype(entry["dtype"]))
         if got != entry["crc32"]:
-            raise CheckpointError(
+            raise DamagedError(
                 f"checkpoint {directory}: leaf {'/'.join(path)} is damaged (its bytes differ "
                 f"from the ones saved: CRC-32 {got}, saved {entry['crc32']}); restore the "
                 "checkpoint from a good copy or save it again."
