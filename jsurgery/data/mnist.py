@@ -18,7 +18,7 @@ Missing files are downloaded from a public mirror when the machine is online. Wh
 
 Example:
     >>> from jsurgery.data.mnist import load_mnist
-    >>> data = load_mnist("/work/shared/data/mnist")  # doctest: +SKIP
+    >>> data = load_mnist("../shared/data/mnist")  # a folder of IDX files  # doctest: +SKIP
     >>> data.split, data.train_images.shape  # doctest: +SKIP
     ('test-split', (8000, 28, 28))
 """
