@@ -178,10 +178,11 @@ def verify_files(directory: str | os.PathLike, *, data: bool = False) -> None:
                 f"checkpoint file {path} is missing (or {CHECKSUMS} is damaged); restore "
                 "the checkpoint from a good copy or save it again."
             )
-        if file_checksum(path) != crc:
+        got = file_checksum(path)
+        if got != crc:
             raise DamagedError(
                 f"checkpoint file {path} is damaged (its bytes differ from the ones "
-                f"saved: CRC-32 {file_checksum(path)}, saved {crc}, or {CHECKSUMS} is damaged); "
+                f"saved: CRC-32 {got}, saved {crc}, or {CHECKSUMS} is damaged); "
                 "restore the checkpoint from a good copy or save it again."
             )
     check_metadata_files(directory)

@@ -327,9 +327,9 @@ def _unreadable(directory: Path, wanted: dict, error: Exception) -> CheckpointEr
     )
 
 
-_READ_ERRORS = (ValueError, OSError, RuntimeError, Exception)
-"""What orbax and tensorstore raise for unreadable data (tensorstore's errors are ValueErrors;
-orbax wraps some in a plain Exception)."""
+_READ_ERRORS = Exception
+"""What orbax and tensorstore raise for unreadable data: ValueError (tensorstore), OSError,
+RuntimeError, and a plain Exception that orbax wraps some of them in."""
 
 
 def _restore(directory: Path, wanted: dict, stored: dict) -> dict:

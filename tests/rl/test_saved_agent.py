@@ -56,20 +56,8 @@ def test_load_agent_acts_on_full_observations(tmp_path, env_id, obs, actions, la
 
 
 def test_load_agent_acts_on_a_board_observation(tmp_path):
-    env = make_env("Catch-bsuite")
-    config = DQNConfig(hidden=(5,))
-    network = QNetwork.for_config(config, env.num_actions)
-    params = jax.vmap(lambda k: network.init(k, jnp.zeros((1, env.num_obs))))(
-        jax.random.split(jax.random.PRNGKey(0), 1)
-    )
-    opt_state = jax.vmap(make_optimizer(config).init)(params)
-    save_agent(
-        tmp_path / "run",
-        config,
-        env,
-        {"params": params, "target_params": params, "opt_state": opt_state},
-        seeds=(0,),
-    )
+    env, network, params = _untrained("Catch-bsuite", (5,), 1)
+    _saved(tmp_path / "run", "Catch-bsuite", (5,), 1)
     agent = load_agent(tmp_path / "run")
     boards = np.random.default_rng(0).integers(0, 2, (8, *env.raw_obs_shape)).astype(np.float32)
     q = network.apply(jax.tree.map(lambda x: x[0], params), boards.reshape(8, -1))
@@ -80,16 +68,23 @@ def test_load_agent_acts_on_a_board_observation(tmp_path):
         agent.act(boards.reshape(8, -1))
 
 
-def _saved(directory):
-    env = make_env("CartPole-v1")
-    config = DQNConfig(hidden=(64,))
-    network = QNetwork.for_config(config, env.num_actions)
+def _untrained(env_id, hidden, num_seeds):
+    """The environment, network and per-seed params of an untrained agent (seeds 0, 1, ...)."""
+    env = make_env(env_id)
+    network = QNetwork.for_config(DQNConfig(hidden=hidden), env.num_actions)
     params = jax.vmap(lambda k: network.init(k, jnp.zeros((1, env.num_obs))))(
-        jax.random.split(jax.random.PRNGKey(0), 2)
+        jax.random.split(jax.random.PRNGKey(0), num_seeds)
     )
+    return env, network, params
+
+
+def _saved(directory, env_id="CartPole-v1", hidden=(64,), num_seeds=2):
+    """Saves the untrained agent of :func:`_untrained` under ``directory``."""
+    env, _, params = _untrained(env_id, hidden, num_seeds)
+    config = DQNConfig(hidden=hidden)
     opt_state = jax.vmap(make_optimizer(config).init)(params)
-    return save_agent(directory, config, env, {"params": params, "target_params": params,
-                                               "opt_state": opt_state})  # fmt: skip
+    state = {"params": params, "target_params": params, "opt_state": opt_state}
+    return save_agent(directory, config, env, state, seeds=tuple(range(num_seeds)))
 
 
 def test_a_flipped_byte_in_a_saved_agent_is_named(tmp_path):
