@@ -119,6 +119,7 @@ def make_dqn(
     """
     if isinstance(env, str):
         env = make_env(env)
+    env.require_discrete("a DQN")
     network = QNetwork.for_config(config, env.num_actions)
     optimizer = make_optimizer(config)
     num_envs = config.num_envs

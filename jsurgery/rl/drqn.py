@@ -87,6 +87,7 @@ def make_train(
     """
     if isinstance(env, str):
         env = make_env(env)
+    env.require_discrete("a recurrent DQN")
     network = RecurrentQNetwork.for_config(config, env.num_actions)
     optimizer = make_optimizer(config)
     num_envs = config.num_envs

@@ -18,7 +18,15 @@ import numpy as np
 
 from jsurgery.rl.suggest import did_you_mean
 
-__all__ = ["ENV_IDS", "GYMNAX_DISCRETE", "EnvSpec", "IdEnv", "env_spec", "make_env"]
+__all__ = [
+    "CONTINUOUS_ENV_IDS",
+    "ENV_IDS",
+    "GYMNAX_DISCRETE",
+    "EnvSpec",
+    "IdEnv",
+    "env_spec",
+    "make_env",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,8 +125,20 @@ _SPECS.update(
 )
 
 ENV_IDS: tuple[str, ...] = tuple(_SPECS)
-"""The environments :func:`make_env` knows: the named ones first, then every other discrete-action
-gymnax environment (observation and action IDs by position)."""
+"""The discrete-action environments :func:`make_env` knows: the named ones first, then every other
+discrete-action gymnax environment (observation and action IDs by position)."""
+
+_CONTINUOUS = (
+    EnvSpec("Pendulum-v1", ("cos_theta", "sin_theta", "theta_dot"), ("torque",),
+            _gymnax("Pendulum-v1")),
+    EnvSpec("MountainCarContinuous-v0", ("position", "velocity"), ("force",),
+            _gymnax("MountainCarContinuous-v0")),
+)  # fmt: skip
+_SPECS.update((spec.env_id, spec) for spec in _CONTINUOUS)
+
+CONTINUOUS_ENV_IDS: tuple[str, ...] = tuple(spec.env_id for spec in _CONTINUOUS)
+"""The continuous-action environments :func:`make_env` knows (for PPO): action IDs name the
+dimensions of the action vector."""
 
 
 def _pick(argument: str, chosen: Sequence[str] | None, full: tuple[str, ...]) -> tuple[str, ...]:
@@ -150,14 +170,17 @@ def _observation_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return shape
 
 
-def _discrete_actions(env_id: str, env: Any, env_params: Any) -> int:
+def _action_space(env: Any, env_params: Any) -> tuple[int, np.ndarray | None, np.ndarray | None]:
+    """The number of actions (discrete) or action dimensions (continuous), and the continuous
+    bounds per dimension (``None`` for discrete actions)."""
     space = env.action_space(env_params)
-    if not hasattr(space, "n"):
-        raise ValueError(
-            f"`env_id`: {env_id!r} has {type(space).__name__} actions; the DQN needs discrete "
-            f"actions: use one of {list(ENV_IDS)}"
-        )
-    return int(space.n)
+    if hasattr(space, "n"):
+        return int(space.n), None, None
+    shape = tuple(int(n) for n in space.shape)
+    size = int(np.prod(shape, dtype=int))
+    low = np.broadcast_to(np.asarray(space.low, np.float32), shape).reshape(size)
+    high = np.broadcast_to(np.asarray(space.high, np.float32), shape).reshape(size)
+    return size, low, high
 
 
 class IdEnv:
@@ -167,6 +190,11 @@ class IdEnv:
     chosen observation features, flattened to a vector; ``step`` takes an index into the chosen
     actions. Episodes auto-reset and ``info["final_observation"]`` holds the (chosen features of
     the) last observation of the episode that ended, so truncated episodes can be bootstrapped.
+
+    Continuous actions (:data:`CONTINUOUS_ENV_IDS`) are vectors: ``action_ids`` name their
+    dimensions, ``step`` takes one value per offered dimension (clipped to
+    ``action_low``/``action_high``) and the dimensions not offered are held at
+    :attr:`action_rest` (0 clipped into the bounds).
 
     An image observation ``(h, w, channel)`` (MinAtar; a 2-D board such as Catch's is one channel)
     is chosen by channel: ``obs_ids`` name channels, and the network sees the chosen channels
@@ -182,7 +210,12 @@ class IdEnv:
         raw_obs_shape: the environment's own observation shape.
         obs_shape: the same as ``(features,)`` or ``(h, w, channel)``.
         obs_index: position in the full observation (channel axis) of each shown feature.
-        action_index: environment action index of each offered action (NumPy ints).
+        action_index: environment action index (continuous: dimension) of each offered action
+            (NumPy ints).
+        continuous: whether actions are continuous vectors.
+        action_low, action_high: bounds of each offered dimension (continuous actions; else None).
+        action_rest: the value of every dimension of the environment's action vector when it is
+            not offered (continuous actions; else None).
         max_steps: the episode time limit.
     """
 
@@ -195,7 +228,7 @@ class IdEnv:
         self.env_id = spec.env_id
         self.env, self.env_params = spec.build()
         with jax.numpy_dtype_promotion("standard"):
-            num_actions = _discrete_actions(spec.env_id, self.env, self.env_params)
+            num_actions, low, high = _action_space(self.env, self.env_params)
             space = self.env.observation_space(self.env_params)
         self.raw_obs_shape = tuple(int(n) for n in space.shape)
         self.obs_shape = _observation_shape(self.raw_obs_shape)
@@ -216,6 +249,20 @@ class IdEnv:
             [self.all_action_ids.index(n) for n in self.action_ids], dtype=np.int32
         )
         self.max_steps = int(self.env_params.max_steps_in_episode)
+        self.continuous = low is not None
+        self.action_low = self.action_high = self.action_rest = None
+        if self.continuous:
+            self.action_low, self.action_high = low[self.action_index], high[self.action_index]
+            self.action_rest = np.clip(np.float32(0.0), low, high)
+
+    def require_discrete(self, algorithm: str) -> None:
+        """Raises a ValueError naming ``algorithm`` if this environment's actions are
+        continuous."""
+        if self.continuous:
+            raise ValueError(
+                f"`env`: {self.env_id} has continuous actions and {algorithm} needs discrete "
+                "ones; train it with PPO (jsurgery.rl.ppo)"
+            )
 
     @property
     def is_image(self) -> bool:
@@ -260,7 +307,13 @@ class IdEnv:
         return chosen
 
     def env_action(self, action):
-        """Environment action indices of indices into :attr:`action_ids`."""
+        """Environment action indices of indices into :attr:`action_ids`; for continuous actions,
+        the environment's action vectors ``(..., dimensions)`` of the offered dimensions'
+        values ``(..., num_actions)``, clipped to the bounds."""
+        if self.continuous:
+            action = jnp.clip(action, self.action_low, self.action_high)
+            full = jnp.broadcast_to(self.action_rest, (*action.shape[:-1], self.action_rest.size))
+            return full.at[..., jnp.asarray(self.action_index)].set(action)
         if isinstance(action, np.ndarray | int | np.integer):
             return self.action_index[action]
         return jnp.asarray(self.action_index)[action]
@@ -272,7 +325,8 @@ class IdEnv:
         return self.select_obs(obs.astype(jnp.float32)), state
 
     def step(self, key: jax.Array, state: Any, action: jax.Array):
-        """One step with an index into :attr:`action_ids`.
+        """One step with an index into :attr:`action_ids` (continuous: a value per offered
+        dimension).
 
         Returns:
             ``(obs, state, reward, terminated, truncated, info)``; ``obs`` starts the next episode
@@ -305,7 +359,9 @@ def make_env(
         env_id: one of :data:`ENV_IDS`: ``CartPole-v1``, ``Acrobot-v1``, ``LunarLander-v3``,
             ``MountainCar-v0``, the MinAtar games, bsuite's Catch and DeepSea (all with named
             observations and actions), or any other discrete-action gymnax environment
-            (:data:`GYMNAX_DISCRETE`, IDs by position: ``obs_0``, ..., ``action_0``, ...).
+            (:data:`GYMNAX_DISCRETE`, IDs by position: ``obs_0``, ..., ``action_0``, ...); or,
+            for PPO, one of :data:`CONTINUOUS_ENV_IDS` (``Pendulum-v1``,
+            ``MountainCarContinuous-v0``).
         obs: observation IDs (channels of an image) to show, in the order the network sees them;
             ``None`` shows all.
         actions: action IDs to offer, in the order of the network's outputs; ``None`` offers all.
@@ -332,9 +388,10 @@ def env_spec(env_id: str) -> EnvSpec:
         ValueError: an unknown environment, with the closest known one.
     """
     if env_id not in _SPECS:
+        known = (*ENV_IDS, *CONTINUOUS_ENV_IDS)
         raise ValueError(
-            f"`env_id`: unknown environment {env_id!r}{did_you_mean(env_id, ENV_IDS)}; choose "
-            f"one of {', '.join(ENV_IDS)} (a DQN needs discrete actions: continuous-action "
-            "gymnax environments are left out)"
+            f"`env_id`: unknown environment {env_id!r}{did_you_mean(env_id, known)}; choose "
+            f"one of {', '.join(ENV_IDS)} (discrete actions) or {', '.join(CONTINUOUS_ENV_IDS)} "
+            "(continuous actions, PPO only)"
         )
     return _SPECS[env_id]

@@ -235,8 +235,13 @@ def default_config(
 ) -> DQNConfig:
     """The preset of ``env_id`` (:data:`PRESETS`, else :func:`gymnax_config`), with
     ``total_steps`` and ``hidden`` when given."""
-    from jsurgery.rl.environments import env_spec
+    from jsurgery.rl.environments import CONTINUOUS_ENV_IDS, env_spec
 
     env_spec(env_id)  # an unknown environment is a ValueError naming the closest one
+    if env_id in CONTINUOUS_ENV_IDS:
+        raise ValueError(
+            f"`env_id`: {env_id} has continuous actions and a DQN needs discrete ones "
+            "(continuous-action gymnax environments train with PPO, jsurgery.rl.ppo)"
+        )
     preset = PRESETS.get(env_id, gymnax_config)
     return preset(hidden=hidden) if total_steps is None else preset(total_steps, hidden)

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jsurgery.rl import ENV_IDS, make_env
+from jsurgery.rl import ENV_IDS, DQNConfig, make_dqn, make_env
 
 
 @pytest.mark.parametrize(
@@ -61,9 +61,23 @@ def test_bad_ids_are_refused(kwargs, message):
 
 
 def test_unknown_environment():
-    with pytest.raises(ValueError, match="unknown environment"):
-        make_env("Pendulum-v1")
+    with pytest.raises(ValueError, match="unknown environment 'Pendulum-v0'.*'Pendulum-v1'"):
+        make_env("Pendulum-v0")
     assert "LunarLander-v3" in ENV_IDS
+    assert "Pendulum-v1" not in ENV_IDS
+
+
+def test_continuous_actions_by_dimension():
+    env = make_env("Pendulum-v1", obs=["theta_dot", "cos_theta"])
+    assert env.continuous and env.num_actions == 1 and env.action_ids == ("torque",)
+    assert env.action_low.tolist() == [-2.0] and env.action_high.tolist() == [2.0]
+    np.testing.assert_array_equal(env.env_action(jnp.array([[3.0], [-0.5]])), [[2.0], [-0.5]])
+    obs, state = env.reset(jax.random.PRNGKey(0))
+    assert obs.shape == (2,)
+    obs, state, reward, *_ = env.step(jax.random.PRNGKey(1), state, jnp.array([0.5]))
+    assert obs.shape == (2,) and reward.shape == ()
+    with pytest.raises(ValueError, match="Pendulum-v1 has continuous actions and a DQN"):
+        make_dqn(DQNConfig(), env)
 
 
 def test_lunar_lander_ids():
