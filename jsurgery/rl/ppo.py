@@ -78,6 +78,9 @@ class PPOParts:
         run: ``(carry, first_step, num_periods) -> (carry, metrics)``: ``num_periods`` evaluation
             periods starting at step ``first_step`` (an unbatched integer).
         evaluate: ``(params, key) -> mean greedy return`` over ``config.eval_episodes`` episodes.
+        blocks: ``(carry, first_step, num_blocks) -> (carry, curves)``: ``num_blocks``
+            iterations, a part of a period (``run`` is made of these and ``end_period``).
+        end_period: ``carry -> (carry, eval_return)``: the greedy evaluation ending a period.
         apply: ``(params, obs) -> (policy, value, log_std or None)``.
         network: the :class:`ActorCritic`.
         optimizer: the optax transformation.
@@ -90,6 +93,8 @@ class PPOParts:
     begin: Callable
     run: Callable
     evaluate: Callable
+    blocks: Callable
+    end_period: Callable
     apply: Callable
 
     @property
@@ -225,7 +230,11 @@ def make_ppo(
         return carry.replace(key=key), eval_key
 
     run = loop.make_run(config, iteration, evaluate, next_eval_key, on_period)
-    return PPOParts(config, env, network, optimizer, begin, run, evaluate, apply)
+    blocks = loop.make_blocks(iteration)
+    end_period = loop.make_end_period(evaluate, next_eval_key)
+    return PPOParts(
+        config, env, network, optimizer, begin, run, evaluate, blocks, end_period, apply
+    )
 
 
 def after(value: jax.Array, carry: PPOCarry) -> PPOCarry:

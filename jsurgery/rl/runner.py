@@ -16,9 +16,10 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jsurgery import stopping
+from jsurgery.rl import dqn, ppo
 from jsurgery.rl.config import DQNConfig
-from jsurgery.rl.dqn import agent_state, make_dqn
 from jsurgery.rl.environments import IdEnv, make_env
+from jsurgery.rl.ppo_config import PPOConfig
 from jsurgery.rl.progress import compile_finished, compile_started, progress_bar
 from jsurgery.rl.snapshot import Progress, Snapshots
 
@@ -101,9 +102,17 @@ class _Curves:
         return {name: np.concatenate(values, axis=1) for name, values in self.pieces.items()}
 
 
+def _algorithm(config: DQNConfig | PPOConfig) -> tuple[Any, Any]:
+    """``(make_parts, agent_state)`` of the algorithm ``config`` configures: the DQN's
+    (:mod:`jsurgery.rl.dqn`) or PPO's (:mod:`jsurgery.rl.ppo`)."""
+    if isinstance(config, PPOConfig):
+        return ppo.make_ppo, ppo.agent_state
+    return dqn.make_dqn, dqn.agent_state
+
+
 @functools.lru_cache(maxsize=8)
 def _programs(
-    config: DQNConfig,
+    config: DQNConfig | PPOConfig,
     env_id: str,
     obs_ids: tuple[str, ...],
     action_ids: tuple[str, ...],
@@ -112,7 +121,7 @@ def _programs(
 ) -> tuple[Any, Any, Any, NamedSharding | None]:
     """The jitted ``begin``, chunk and ``end_period`` of a run, and the seed sharding (or None);
     kept, so that another run of the same configuration (a resumed one too) compiles nothing."""
-    parts = make_dqn(config, make_env(env_id, obs_ids, action_ids))
+    parts = _algorithm(config)[0](config, make_env(env_id, obs_ids, action_ids))
     placement, sharding = {}, None
     if shard:
         mesh = jax.sharding.Mesh(np.array(jax.devices()), ("seeds",))
@@ -130,7 +139,7 @@ def _programs(
 
 
 def train_seeds(
-    config: DQNConfig,
+    config: DQNConfig | PPOConfig,
     env: IdEnv | str,
     seeds: int | Sequence[int] = 1,
     init: dict[str, Any] | None = None,
@@ -155,10 +164,12 @@ def train_seeds(
     continues from the saved state and ends with exactly the numbers of an uninterrupted run.
 
     Args:
-        config: the run's configuration.
+        config: the run's configuration: a :class:`DQNConfig` trains DQN agents, a
+            :class:`~jsurgery.rl.ppo_config.PPOConfig` PPO agents.
         env: an :class:`IdEnv` or environment ID.
         seeds: a number ``n`` (seeds ``0 .. n-1``) or the integer seeds themselves.
-        init: optional ``{"params", "target_params", "opt_state"}`` with a leading seed axis.
+        init: optional ``{"params", "target_params", "opt_state"}`` (PPO: ``{"params",
+            "opt_state"}``) with a leading seed axis.
         progress: show a progress bar.
         shard: shard seeds across devices; default: when more than one device is present.
         chunks: about how many compiled chunks (progress updates, save points) a run is cut
@@ -250,5 +261,5 @@ def train_seeds(
         np.arange(0, config.total_steps + 1, config.eval_every, dtype=np.int32),
         metrics["eval_return"].shape,
     ).copy()
-    state = agent_state(_unpad(carry, len(seeds)))
+    state = _algorithm(config)[1](_unpad(carry, len(seeds)))
     return TrainResult(config, env, seeds, state, metrics, compile_seconds, run_seconds)
