@@ -3,8 +3,8 @@ name."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import jax
@@ -14,7 +14,38 @@ import numpy as np
 if TYPE_CHECKING:
     from jsurgery.rl.ppo_config import PPOConfig
 
-__all__ = ["ActorCritic", "MLP"]
+__all__ = ["MLP", "ActorCritic", "orthogonal"]
+
+
+def orthogonal(scale: float = 1.0) -> Callable:
+    """A kernel initialiser of orthonormal rows or columns times ``scale``, drawn uniformly (the
+    distribution of ``flax.linen.initializers.orthogonal``), for 2-D kernels.
+
+    The orthonormal columns come from Gram-Schmidt (twice per column, for accuracy) on a Gaussian
+    matrix in a ``lax.fori_loop`` rather than from LAPACK's QR: XLA's CPU runtime (jaxlib 0.10)
+    can deadlock when a vmapped QR custom call runs beside the loops of a training run compiled
+    into the same program.
+
+    Example:
+        >>> kernel = orthogonal(2.0)(jax.random.PRNGKey(0), (3, 5))
+        >>> bool(jnp.allclose(kernel @ kernel.T, 4.0 * jnp.eye(3), atol=1e-5))
+        True
+    """
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        rows, columns = shape
+        tall = jax.random.normal(key, (max(rows, columns), min(rows, columns)), jnp.float32)
+
+        def orthonormalise(j, basis):
+            column = tall[:, j]
+            for _ in range(2):
+                column = column - basis @ (basis.T @ column)
+            return basis.at[:, j].set(column / jnp.linalg.norm(column))
+
+        basis = jax.lax.fori_loop(0, tall.shape[1], orthonormalise, jnp.zeros_like(tall))
+        return (scale * (basis if rows >= columns else basis.T)).astype(dtype)
+
+    return init
 
 
 class MLP(nn.Module):
@@ -35,11 +66,11 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         act = {"tanh": jnp.tanh, "relu": nn.relu}[self.activation]
         for width in self.hidden:
-            x = nn.Dense(width, kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)))(x)
+            x = nn.Dense(width, kernel_init=orthogonal(np.sqrt(2.0)))(x)
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
             x = act(x)
-        return nn.Dense(self.outputs, kernel_init=nn.initializers.orthogonal(self.output_scale))(x)
+        return nn.Dense(self.outputs, kernel_init=orthogonal(self.output_scale))(x)
 
 
 class ActorCritic(nn.Module):

@@ -73,6 +73,13 @@ def test_a_new_channel_is_a_surgery_by_channel_ids():
     )
 
 
-def test_continuous_actions_are_refused():
-    with pytest.raises(ValueError, match="unknown environment 'MountainCarContinuous-v0'"):
-        make_env("MountainCarContinuous-v0")
+def test_continuous_actions_are_refused_by_the_dqn():
+    from jsurgery.rl import make_dqn
+    from jsurgery.rl.presets import default_config
+
+    env = make_env("MountainCarContinuous-v0")
+    assert env.continuous and env.action_ids == ("force",)
+    with pytest.raises(ValueError, match="continuous actions and a DQN needs discrete"):
+        make_dqn(default_config("CartPole-v1"), env)
+    with pytest.raises(ValueError, match="continuous actions and a DQN needs discrete"):
+        default_config("Pendulum-v1")
