@@ -26,11 +26,14 @@ class ById(UnitRule):
         named: `(name, rule)`: the rule each name among the values stands for, unless an old
             output has that ID ("template" is `template()` unless given).
         names: every name `new_outputs` takes, for messages.
+        elsewhere: the new IDs of the function's other outputs (`outputs={index: pair}`): a key
+            among them starts a unit of that output and is not an error in this one.
     """
 
     starts: tuple = ()
     named: tuple = ()
     names: tuple = ()
+    elsewhere: tuple = ()
     fits = frozenset({"new_outputs"})
 
     def space_map(self, units: NewUnits) -> SpaceMap:
@@ -59,10 +62,12 @@ class ById(UnitRule):
 
     def _check_keys(self, units: NewUnits) -> None:
         for key, _ in self.starts:
+            if key in self.elsewhere and key not in units.new_ids:
+                continue
             if key not in units.new_ids:
+                every = [*units.new_ids, *(i for i in self.elsewhere if i not in units.new_ids)]
                 raise PlanError(
-                    f"`new_outputs`: {key!r} is not a new output ID; new outputs: "
-                    f"{list(units.new_ids)}."
+                    f"`new_outputs`: {key!r} is not a new output ID; new outputs: {every}."
                 )
             if key in units.old_ids:
                 raise PlanError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
@@ -9,6 +10,7 @@ import numpy as np
 from jsurgery import init, params
 from jsurgery.errors import PlanError
 from jsurgery.graph.carry import check_carry_arg
+from jsurgery.init.by_id import ById
 from jsurgery.plan.build import build
 from jsurgery.plan.options import check_options, check_removed
 from jsurgery.plan.plan import Plan
@@ -148,6 +150,7 @@ def make_plan(
         net2net_noise=net2net_noise,
         seed=seed,
     )
+    rules = _outputs_known(rules, outputs)
     if carry is not None and carry is not False:
         check_carry_arg(carry)
     if apply is not None or example is not None:
@@ -228,6 +231,18 @@ def _params_only(
     tokens = [spec for spec in fields["input_specs"] if spec and spec[0] == "values"]
     fields = dict(fields, warnings=warnings, input_specs=tuple(tokens), output_specs=(), carry=None)
     return fields, None
+
+
+def _outputs_known(rules: init.Rules, outputs) -> init.Rules:
+    """`rules` whose per-ID `new_outputs` knows the new IDs of every output named in
+    `outputs={index: pair}`, so that one dict can start units of several outputs (a policy's
+    mean and its log-std)."""
+    if not isinstance(rules.new_outputs, ById) or not isinstance(outputs, Mapping):
+        return rules
+    every = tuple(i for _, pair in sorted(outputs.items()) for i in pair[1])
+    return dataclasses.replace(
+        rules, new_outputs=dataclasses.replace(rules.new_outputs, elsewhere=every)
+    )
 
 
 def _check_mapping(arg: str, value, form: str) -> None:
