@@ -163,11 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train",
-        help="train DQN agents, all seeds in one compiled call",
-        description="Train DQN agents on a gymnax environment, all seeds in one compiled call.",
+        help="train DQN or PPO agents, all seeds in one compiled call",
+        description="Train DQN or PPO agents on a gymnax environment, all seeds in one compiled "
+        "call.",
         details=help_text.train_epilog,
     )
     train.add_argument("env_id", help="environment, e.g. CartPole-v1 (all are listed below)")
+    train.add_argument(
+        "--algo",
+        choices=("dqn", "ppo"),
+        default=None,
+        help="the algorithm (default dqn; with --init, the run's); continuous actions need ppo",
+    )
     train.add_argument(
         "--seeds",
         type=_positive_int,
@@ -192,15 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--init",
         default=None,
         metavar="RUN_DIR",
-        help="continue a saved run (e.g. from 'jsurgery surgery'): its params, target params, "
-        "optimizer state, seeds, network and IDs",
+        help="continue a saved run (e.g. from 'jsurgery surgery'): its algorithm, params, "
+        "target params, optimizer state, seeds, network and IDs",
     )
     train.add_argument(
         "--exploration-start",
         type=_probability,
         default=None,
         metavar="EPSILON",
-        help="epsilon at step 0 (default 1.0; with --init, the preset's final epsilon)",
+        help="DQN: epsilon at step 0 (default 1.0; with --init, the preset's final epsilon)",
     )
     train.add_argument(
         "--learning-rate",
@@ -346,6 +353,7 @@ def _run(args: argparse.Namespace) -> None:
 
         train_command(
             args.env_id,
+            algo=args.algo,
             seeds=args.seeds,
             steps=args.steps,
             hidden=args.hidden,

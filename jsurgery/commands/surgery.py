@@ -1,8 +1,10 @@
-"""``jsurgery surgery``: a saved DQN run into a new network, every seed, ready to train on.
+"""``jsurgery surgery``: a saved DQN or PPO run into a new network, every seed, ready to train on.
 
 Reads a run directory (``jsurgery train --out``), plans the change of observations, actions and
-hidden widths by unit IDs, transplants params, target params and the optimizer state of every seed,
-saves the new run and reports each seed's greedy return right after surgery next to the old one's.
+hidden widths by unit IDs, transplants params (and a DQN's target params) and the optimizer state
+of every seed, saves the new run and reports each seed's greedy return right after surgery next to
+the old one's. A PPO run's plan covers the actor, the critic and the Gaussian's ``log_std``
+(:mod:`jsurgery.rl.ppo_surgery`).
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import numpy as np
 import jsurgery
 from jsurgery.commands.train import CommandError, load_init_run
 from jsurgery.rl.agent import SavedRun, write_agent
-from jsurgery.rl.dqn import make_dqn, make_optimizer
+from jsurgery.rl.algorithms import algorithm_of
 from jsurgery.rl.environments import IdEnv, make_env
 from jsurgery.rl.files import write_json
 from jsurgery.rl.networks import QNetwork
+from jsurgery.rl.ppo_config import PPOConfig
+from jsurgery.rl.ppo_surgery import plan_ppo, transplant_seeds
 from jsurgery.rl.rundir import open_out_dir, save_run
 from jsurgery.rl.runner import seed_keys
 
@@ -31,7 +35,9 @@ __all__ = ["RECIPES", "SURGERY_JSON", "surgery_command", "transplant_run"]
 RECIPES = {"preserving": jsurgery.PRESERVING, "transplant": jsurgery.TRANSPLANT}
 """``--recipe``: ``make_plan`` options. ``preserving``: the new network acts as the old one
 (zero weights for new observations, Net2Net copies for new hidden units, identity for inserted
-layers, pessimistic new actions); ``transplant``: new units keep their random initialisation."""
+layers, pessimistic new actions; for PPO, a new discrete action's probability starts below
+``exp(-5)`` and a new continuous dimension at mean 0); ``transplant``: new units keep their random
+initialisation."""
 
 SURGERY_JSON = "surgery.json"
 
@@ -57,9 +63,11 @@ def transplant_run(
     Returns:
         ``(config, state, plan)``: the new run's config, its batched state and the plan.
     """
+    if isinstance(run.config, PPOConfig):
+        return _transplant_ppo_run(run, env, hidden, recipe, layers)
     config = run.config.replace(hidden=tuple(hidden))
     network = QNetwork.for_config(config, env.num_actions)
-    optimizer = make_optimizer(config)
+    optimizer = algorithm_of(config).optimizer(config)
 
     def template(key):
         params = network.init(jax.random.fold_in(key, 1), jnp.zeros((1, env.num_obs), jnp.float32))
@@ -84,9 +92,32 @@ def transplant_run(
     return config, state, plan
 
 
+def _transplant_ppo_run(run, env, hidden, recipe, layers) -> tuple[Any, Any, Any]:
+    """:func:`transplant_run` for a PPO run: params and Adam's state of every seed."""
+    config = run.config.replace(hidden=tuple(hidden))
+    algorithm = algorithm_of(config)
+
+    def template(key):
+        return algorithm.initial_state(config, env, jax.random.fold_in(key, 1))
+
+    new_state = jax.vmap(template)(seed_keys(run.seeds))
+    old_state = jax.tree.map(jnp.asarray, run.state)
+    plan = plan_ppo(
+        _first(old_state["params"]),
+        _first(new_state["params"]),
+        algorithm.network(run.config, run.env),
+        algorithm.network(config, env),
+        run.env,
+        env,
+        recipe,
+        layers,
+    )
+    return config, transplant_seeds(old_state, new_state, plan), plan
+
+
 def greedy_returns(config, env: IdEnv, params: Any, seeds: Sequence[int]) -> np.ndarray:
     """Each seed's mean greedy return over ``config.eval_episodes`` episodes (seeded by seed)."""
-    parts = make_dqn(config, env)
+    parts = algorithm_of(config).make_parts(config, env)
     keys = jax.vmap(lambda key: jax.random.fold_in(key, 2))(seed_keys(seeds))
     return np.asarray(jax.jit(jax.vmap(parts.evaluate))(params, keys))
 

@@ -14,6 +14,7 @@ from jsurgery import stopping
 from jsurgery.atomic import current_dir
 from jsurgery.experiments.report import plot_training
 from jsurgery.rl.agent import AGENT_JSON, CHECKPOINT, SavedRun, load_run, write_agent
+from jsurgery.rl.algorithms import algorithm_named, algorithm_of
 from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.config_overrides import (
     Override,
@@ -25,7 +26,7 @@ from jsurgery.rl.config_overrides import (
 )
 from jsurgery.rl.environments import make_env
 from jsurgery.rl.files import write_json
-from jsurgery.rl.presets import default_config
+from jsurgery.rl.ppo_config import PPOConfig
 from jsurgery.rl.rundir import PROGRESS, open_out_dir, save_run
 from jsurgery.rl.runner import TrainResult, train_seeds
 from jsurgery.rl.snapshot import Snapshots, read_step
@@ -64,6 +65,7 @@ def result_metrics(result: TrainResult) -> dict[str, Any]:
     episode = np.where(metrics["episode_valid"], metrics["episode_return"], np.nan)[:, picked]
     final = metrics["eval_return"][:, -1]
     return {
+        "algo": algorithm_of(result.config).name,
         "env_id": result.env.env_id,
         "obs_ids": list(result.env.obs_ids),
         "action_ids": list(result.env.action_ids),
@@ -106,12 +108,14 @@ def train_config(
     steps: int | None = None,
     hidden: Sequence[int] | None = None,
     *,
+    algo: str = "dqn",
     init: SavedRun | None = None,
     exploration_start: float | None = None,
     learning_rate: float | None = None,
     overrides: Sequence[Override] = (),
-) -> DQNConfig:
-    """The configuration ``jsurgery train`` uses: the environment's preset, with the options given.
+) -> DQNConfig | PPOConfig:
+    """The configuration ``jsurgery train`` uses: the environment's preset for ``algo``
+    (``"dqn"`` or ``"ppo"``; with ``init``, the run's algorithm), with the options given.
 
     ``overrides`` (from ``--config FILE`` and ``--set key=value``) change any field; the flags
     (``steps``, ``hidden``, ``exploration_start``, ``learning_rate``) win over a file, and a flag
@@ -119,12 +123,19 @@ def train_config(
     network's shape (``hidden``, ``layer_norm``) is the run's, and exploration starts at the final
     epsilon (``exploration_end``) instead of 1.0 unless ``exploration_start`` is given: the
     transplanted network already acts, and exploring from 1.0 would replace its policy by a random
-    one for the first part of the run.
+    one for the first part of the run. PPO explores by sampling its policy and takes no
+    ``exploration_start``.
 
     Raises:
         CommandError: steps that are not a multiple of the preset's block, or a bad value.
         ConfigError: an unknown key or a bad value in ``overrides``.
     """
+    algorithm = algorithm_named(algo) if init is None else algorithm_of(init.config)
+    if algorithm.name == "ppo" and exploration_start is not None:
+        raise CommandError(
+            f"--exploration-start {exploration_start}: PPO explores by sampling its policy, it "
+            "has no epsilon; drop --exploration-start (a DQN option)"
+        )
     flags = [
         Override(key, value, flag)
         for key, value, flag in (
@@ -142,8 +153,9 @@ def train_config(
         _refuse_network_changes(changes, init)
         changes += [Override("hidden", init.config.hidden, "--init"),
                     Override("layer_norm", init.config.layer_norm, "--init")]  # fmt: skip
-    config = apply_overrides(default_config(env_id), changes)
-    if init is not None and not any(change.key == "exploration_start" for change in changes):
+    config = apply_overrides(algorithm.preset(env_id), changes)
+    explores = algorithm.name == "dqn" and init is not None
+    if explores and not any(change.key == "exploration_start" for change in changes):
         config = config.replace(exploration_start=config.exploration_end)
     return config
 
@@ -160,7 +172,7 @@ def _refuse_flag_and_set(flags: Sequence[Override], overrides: Sequence[Override
 
 def _refuse_network_changes(changes: Sequence[Override], init: SavedRun) -> None:
     """A file or --set may repeat the saved network's shape, not change it."""
-    types = config_field_types()
+    types = config_field_types(type(init.config))
     for change in changes:
         if change.key not in ("hidden", "layer_norm") or change.source == "--hidden":
             continue
@@ -175,6 +187,15 @@ def _refuse_network_changes(changes: Sequence[Override], init: SavedRun) -> None
                 f"{str(init.config.layer_norm).lower()}); drop {change.key}, or change the network "
                 "with 'jsurgery surgery RUN_DIR --hidden ... --out NEW_DIR' first"
             )
+
+
+def _check_init_algo(algo: str | None, run: SavedRun, init: str | os.PathLike) -> None:
+    saved = algorithm_of(run.config).name
+    if algo is not None and algo != saved:
+        raise CommandError(
+            f"--algo {algo}: the run under --init {init} is a {saved} run; drop --algo (it is "
+            "the run's)"
+        )
 
 
 def _check_init_view(
@@ -227,6 +248,7 @@ def train_command(
     set_values: Sequence[Override] = (),
     print_config: bool = False,
     log: Sequence[str] = (),
+    algo: str | None = None,
 ) -> dict[str, Any] | None:
     """Train ``seeds`` agents with the environment's default hyperparameters and save them.
 
@@ -264,6 +286,8 @@ def train_command(
         print_config: print the resolved configuration as TOML and return None, training nothing.
         log: tracking backends (``csv``, ``tensorboard``, ``wandb``) that also receive the
             scalars of ``metrics.json`` (see :mod:`jsurgery.rl.tracking`).
+        algo: ``"dqn"`` (default) or ``"ppo"``; with ``init``, the run's (a different one is
+            refused).
 
     Returns:
         The contents of ``metrics.json`` (None with ``print_config``).
@@ -280,6 +304,7 @@ def train_command(
     run = None
     if init is not None:
         run = load_init_run(init)
+        _check_init_algo(algo, run, init)
         _check_init_view(env_id, run, seeds, obs, actions, init)
         if hidden is not None and tuple(hidden) != run.config.hidden:
             raise CommandError(
@@ -293,11 +318,12 @@ def train_command(
         seed_list = tuple(range(1 if seeds is None else seeds))
     overrides = [*(read_config_file(config_file) if config_file else ()), *set_values]
     config = train_config(
-        env_id, steps, hidden, init=run, exploration_start=exploration_start,
+        env_id, steps, hidden, algo=algo or "dqn", init=run, exploration_start=exploration_start,
         learning_rate=learning_rate, overrides=overrides,
     )  # fmt: skip
     if print_config:
-        print(format_config(config, f"DQNConfig for {env_id}; read by jsurgery train --config"))
+        title = f"{type(config).__name__} for {env_id}; read by jsurgery train --config"
+        print(format_config(config, title))
         return None
     if not save_every >= 0.0:
         raise CommandError(
@@ -305,6 +331,7 @@ def train_command(
         )
     identity = {
         "command": "train",
+        "algo": algorithm_of(config).name,
         "env_id": env.env_id,
         "obs_ids": list(env.obs_ids),
         "action_ids": list(env.action_ids),
@@ -346,7 +373,7 @@ def train_command(
     return summary
 
 
-def _kept(progress: Path, config: DQNConfig) -> str:
+def _kept(progress: Path, config: DQNConfig | PPOConfig) -> str:
     step = read_step(progress)
     if step is None:
         return "stopped before the first save, nothing kept"

@@ -1,11 +1,12 @@
 """Saved agents: orbax checkpoints in run directories, and greedy agents loaded from them.
 
 A saved run is a directory holding ``checkpoint/`` (``params``, ``target_params`` and ``opt_state``
-with a leading seed axis, written by orbax), ``agent.json`` (environment, observation and action
-IDs, seeds and the config) and ``manifest.json`` naming them. The whole directory is built beside
-the old one and switched in by renames (:func:`jsurgery.rl.rundir.save_run`), so a directory with
-``agent.json`` holds the complete checkpoint saved with it. ``checkpoint/checksums.json`` holds a
-CRC-32 of every array; :func:`load_run` verifies them and names a damaged array or file
+for a DQN, ``params`` and ``opt_state`` for PPO, with a leading seed axis, written by orbax),
+``agent.json`` (the algorithm, environment, observation and action IDs, seeds and the config) and
+``manifest.json`` naming them. The whole directory is built beside the old one and switched in by
+renames (:func:`jsurgery.rl.rundir.save_run`), so a directory with ``agent.json`` holds the
+complete checkpoint saved with it. ``checkpoint/checksums.json`` holds a CRC-32 of every array;
+:func:`load_run` verifies them and names a damaged array or file
 (:class:`jsurgery.rl.files.DamagedFileError`).
 """
 
@@ -20,11 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jsurgery.atomic import read_whole
+from jsurgery.rl.algorithms import algorithm_named, algorithm_of
 from jsurgery.rl.checksums import check_files, verify_checksums, write_checksums
 from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.environments import IdEnv, make_env
 from jsurgery.rl.files import DamagedFileError, read_json, write_json
-from jsurgery.rl.networks import QNetwork
+from jsurgery.rl.ppo_config import PPOConfig
 from jsurgery.rl.rundir import save_run
 
 __all__ = ["Agent", "SavedRun", "load_agent", "load_run", "save_agent", "write_agent"]
@@ -35,7 +37,7 @@ AGENT_JSON = "agent.json"
 
 def save_agent(
     directory: str | os.PathLike,
-    config: DQNConfig,
+    config: DQNConfig | PPOConfig,
     env: IdEnv,
     state: dict[str, Any],
     seeds: tuple[int, ...] | None = None,
@@ -47,9 +49,11 @@ def save_agent(
 
     Args:
         directory: output directory, created if needed; an earlier save there is replaced.
-        config: the configuration they were trained with.
+        config: the configuration they were trained with (:class:`DQNConfig` or
+            :class:`~jsurgery.rl.PPOConfig`).
         env: the environment view (observation and action IDs) they were trained on.
-        state: ``{"params", "target_params", "opt_state"}`` with a leading seed axis.
+        state: ``{"params", "target_params", "opt_state"}`` (PPO: ``{"params", "opt_state"}``)
+            with a leading seed axis.
         seeds: the integer seed of each row (default ``0 .. n-1``).
 
     Returns:
@@ -60,7 +64,7 @@ def save_agent(
 
 def write_agent(
     directory: Path,
-    config: DQNConfig,
+    config: DQNConfig | PPOConfig,
     env: IdEnv,
     state: dict[str, Any],
     seeds: tuple[int, ...] | None = None,
@@ -80,6 +84,7 @@ def write_agent(
     write_json(
         directory / AGENT_JSON,
         {
+            "algo": algorithm_of(config).name,
             "env_id": env.env_id,
             "obs_ids": list(env.obs_ids),
             "action_ids": list(env.action_ids),
@@ -92,7 +97,9 @@ def write_agent(
 class SavedRun:
     """A saved run: ``config``, ``env`` (with its IDs), ``seeds`` and the batched ``state``."""
 
-    def __init__(self, config: DQNConfig, env: IdEnv, seeds: tuple[int, ...], state: Any):
+    def __init__(
+        self, config: DQNConfig | PPOConfig, env: IdEnv, seeds: tuple[int, ...], state: Any
+    ):
         self.config, self.env, self.seeds, self.state = config, env, seeds, state
 
     def row(self, seed: int) -> int:
@@ -121,8 +128,6 @@ def load_run(directory: str | os.PathLike) -> SavedRun:
 def _load_run(directory: Path) -> SavedRun:
     import orbax.checkpoint as ocp
 
-    from jsurgery.rl.dqn import make_optimizer
-
     if not (directory / AGENT_JSON).exists():
         raise FileNotFoundError(
             f"{directory}: no {AGENT_JSON}; expected a directory saved by save_agent"
@@ -135,7 +140,8 @@ def _load_run(directory: Path) -> SavedRun:
             "again"
         )
     try:
-        config = DQNConfig.from_dict(info["config"])
+        algorithm = algorithm_named(info.get("algo", "dqn"), "algo")  # runs before PPO: DQN
+        config = algorithm.config_type.from_dict(info["config"])
         env = make_env(info["env_id"], info["obs_ids"], info["action_ids"])
     except (TypeError, KeyError, ValueError, AttributeError) as error:
         raise DamagedFileError(
@@ -144,15 +150,9 @@ def _load_run(directory: Path) -> SavedRun:
         ) from None
     seeds = tuple(info["seeds"])
 
-    def one_seed():
-        network = QNetwork.for_config(config, env.num_actions)
-        params = network.init(jax.random.PRNGKey(0), jnp.zeros((1, env.num_obs), jnp.float32))
-        opt_state = make_optimizer(config).init(params)
-        return {"params": params, "target_params": params, "opt_state": opt_state}
-
     abstract = jax.tree.map(
         lambda leaf: jax.ShapeDtypeStruct((len(seeds), *leaf.shape), leaf.dtype),
-        jax.eval_shape(one_seed),
+        jax.eval_shape(lambda: algorithm.initial_state(config, env, jax.random.PRNGKey(0))),
     )
     check_files(directory / CHECKPOINT)
     try:
@@ -171,17 +171,23 @@ def _load_run(directory: Path) -> SavedRun:
 class Agent:
     """A greedy agent acting on full environment observations with environment action indices.
 
+    A DQN agent takes the action of the largest Q-value, a PPO agent its policy's most probable
+    action (discrete) or the Gaussian's mean (continuous, clipped to the action bounds).
+
     Attributes:
         params: the network's parameters (one seed).
-        network: the :class:`QNetwork`.
+        network: the :class:`~jsurgery.rl.QNetwork` or :class:`~jsurgery.rl.ActorCritic`.
         env: the environment view it was trained on (its ``obs_ids`` and ``action_ids``).
         config: its training configuration.
+        algo: ``"dqn"`` or ``"ppo"``.
     """
 
-    def __init__(self, params: Any, env: IdEnv, config: DQNConfig):
+    def __init__(self, params: Any, env: IdEnv, config: DQNConfig | PPOConfig):
         self.params, self.env, self.config = params, env, config
-        self.network = QNetwork.for_config(config, env.num_actions)
-        self._q = jax.jit(self.network.apply)
+        algorithm = algorithm_of(config)
+        self.algo = algorithm.name
+        self.network = algorithm.network(config, env)
+        self._apply = jax.jit(self.network.apply)
 
     @property
     def obs_ids(self) -> tuple[str, ...]:
@@ -191,9 +197,7 @@ class Agent:
     def action_ids(self) -> tuple[str, ...]:
         return self.env.action_ids
 
-    def q_values(self, obs: np.ndarray) -> np.ndarray:
-        """Q-values ``(batch, len(action_ids))`` of full observations ``(batch, *raw shape)``
-        (the environment's own observation shape: features, a board or an image)."""
+    def _outputs(self, obs: np.ndarray) -> Any:
         obs = np.asarray(obs, np.float32)
         raw = self.env.raw_obs_shape
         if obs.ndim < len(raw) or obs.shape[obs.ndim - len(raw) :] != raw:
@@ -201,22 +205,47 @@ class Agent:
                 f"`obs`: expected full observations of the environment's shape {raw} "
                 f"(features {list(self.env.all_obs_ids)} on the last axis), got shape {obs.shape}"
             )
-        return np.asarray(self._q(self.params, self.env.select_obs(obs)))
+        return self._apply(self.params, self.env.select_obs(obs))
+
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        """Q-values ``(batch, len(action_ids))`` of full observations ``(batch, *raw shape)``
+        (the environment's own observation shape: features, a board or an image); DQN agents."""
+        if self.algo != "dqn":
+            raise ValueError(
+                f"q_values: a {self.algo.upper()} agent has no Q-values; use policy(obs)"
+            )
+        return np.asarray(self._outputs(obs))
+
+    def policy(self, obs: np.ndarray) -> np.ndarray:
+        """What the agent chooses by: Q-values (DQN), logits (PPO, discrete actions) or the
+        Gaussian's means (PPO, continuous), ``(batch, len(action_ids))``."""
+        outputs = self._outputs(obs)
+        return np.asarray(outputs[0] if self.algo == "ppo" else outputs)
+
+    def value(self, obs: np.ndarray) -> np.ndarray:
+        """The critic's state values ``(batch,)`` (PPO agents)."""
+        if self.algo != "ppo":
+            raise ValueError("value: only PPO agents have a value head; use q_values(obs)")
+        return np.asarray(self._outputs(obs)[1])
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        """Greedy environment actions for a batch (or one) of full observations.
+        """Greedy environment actions for a batch (or one) of full observations: indices of the
+        environment's actions, or for continuous actions the environment's action vectors.
 
         Example:
             >>> agent = load_agent("runs/cp")  # doctest: +SKIP
             >>> agent.act(np.zeros((3, 4), np.float32))  # doctest: +SKIP
             array([0, 0, 0], dtype=int32)
         """
-        choice = np.argmax(self.q_values(obs), axis=-1)
-        return self.env.action_index[choice]
+        chosen = self.policy(obs)
+        if self.env.continuous:
+            return np.asarray(self.env.env_action(jnp.asarray(chosen)))
+        return self.env.action_index[np.argmax(chosen, axis=-1)]
 
 
 def load_agent(directory: str | os.PathLike, seed: int = 0) -> Agent:
-    """The greedy agent of ``seed`` saved under ``directory`` (by ``jsurgery train`` or save_agent).
+    """The greedy agent of ``seed`` saved under ``directory`` (by ``jsurgery train`` or save_agent),
+    a DQN or a PPO agent.
 
     Its :meth:`Agent.act` takes full observations in the environment's own order and returns the
     environment's own action indices, applying the agent's observation and action IDs itself.

@@ -1,4 +1,5 @@
-"""Changing any :class:`DQNConfig` field from a TOML or YAML file or from ``key=value`` strings.
+"""Changing any :class:`DQNConfig` (or :class:`~jsurgery.rl.PPOConfig`) field from a TOML or YAML
+file or from ``key=value`` strings.
 
 An :class:`Override` is one field's new value and where it came from (a command-line flag,
 ``--set key=value`` or ``--config FILE``), so that a bad key or value is reported in the words the
@@ -78,10 +79,11 @@ class Override:
         return f"{self.source} {value}"
 
 
-def config_field_types() -> dict[str, Any]:
-    """The type of each :class:`DQNConfig` field, by name, in declaration order."""
-    hints = typing.get_type_hints(DQNConfig)
-    return {field.name: hints[field.name] for field in dataclasses.fields(DQNConfig)}
+def config_field_types(config_type: type = DQNConfig) -> dict[str, Any]:
+    """The type of each field of ``config_type`` (:class:`DQNConfig` or
+    :class:`~jsurgery.rl.PPOConfig`), by name, in declaration order."""
+    hints = typing.get_type_hints(config_type)
+    return {field.name: hints[field.name] for field in dataclasses.fields(config_type)}
 
 
 def parse_assignment(text: str) -> Override:
@@ -188,7 +190,19 @@ def _parse_widths(value: Any) -> tuple[int, ...]:
         raise ValueError("expected widths such as 64,64") from None
 
 
-_PARSERS = {bool: _parse_bool, int: _parse_int, float: _parse_float, tuple[int, ...]: _parse_widths}
+def _parse_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected text")
+    return value
+
+
+_PARSERS = {
+    bool: _parse_bool,
+    int: _parse_int,
+    float: _parse_float,
+    str: _parse_text,
+    tuple[int, ...]: _parse_widths,
+}
 
 
 def parse_value(field_type: Any, value: Any) -> Any:
@@ -200,8 +214,8 @@ def parse_value(field_type: Any, value: Any) -> Any:
     return _PARSERS[field_type](value)
 
 
-def _typed(overrides: Iterable[Override]) -> dict[str, tuple[Any, Override]]:
-    types = config_field_types()
+def _typed(overrides: Iterable[Override], config_type: type) -> dict[str, tuple[Any, Override]]:
+    types = config_field_types(config_type)
     typed: dict[str, tuple[Any, Override]] = {}
     for override in overrides:
         if override.key not in types:
@@ -221,15 +235,22 @@ def _typed(overrides: Iterable[Override]) -> dict[str, tuple[Any, Override]]:
     return typed
 
 
-def _steps_per_block(config: DQNConfig, changes: dict[str, Any]) -> int:
-    return changes.get("train_freq", config.train_freq) * changes.get("num_envs", config.num_envs)
+def _block_fields(config: Any) -> tuple[str, ...]:
+    from jsurgery.rl.algorithms import algorithm_of
+
+    return algorithm_of(config).block_fields
 
 
-def _with_eval_every(config: DQNConfig, typed: dict[str, tuple[Any, Override]]) -> dict[str, Any]:
+def _steps_per_block(config: Any, changes: dict[str, Any]) -> int:
+    return math.prod(changes.get(name, getattr(config, name)) for name in _block_fields(config))
+
+
+def _with_eval_every(config: Any, typed: dict[str, tuple[Any, Override]]) -> dict[str, Any]:
     """The changes, with ``eval_every`` picked anew when the step count or block changed alone."""
     from jsurgery.rl.presets import pick_eval_every
 
     changes = {key: value for key, (value, _) in typed.items()}
+    fields = _block_fields(config)
     block = _steps_per_block(config, changes)
     total = changes.get("total_steps", config.total_steps)
     if total <= 0 or total % block:
@@ -238,20 +259,20 @@ def _with_eval_every(config: DQNConfig, typed: dict[str, tuple[Any, Override]]) 
             override = typed["total_steps"][1]
             fix = override.describe(suggestion)
         else:
-            override = next(o for _, o in typed.values() if o.key in ("train_freq", "num_envs"))
+            override = next(o for _, o in typed.values() if o.key in fields)
             fix = f"--set total_steps={suggestion}"
         raise ConfigError(
-            f"{override.describe()}: training runs in blocks of train_freq * num_envs = {block} "
+            f"{override.describe()}: training runs in blocks of {' * '.join(fields)} = {block} "
             f"steps, so the step count ({total}) must be a positive multiple of {block}; use e.g. "
             f"{fix}"
         )
-    moved = {"total_steps", "train_freq", "num_envs"} & set(changes)
+    moved = {"total_steps", *fields} & set(changes)
     if moved and "eval_every" not in changes:
         changes["eval_every"] = pick_eval_every(total, block)
     return changes
 
 
-def apply_overrides(config: DQNConfig, overrides: Iterable[Override]) -> DQNConfig:
+def apply_overrides(config: Any, overrides: Iterable[Override]) -> Any:
     """``config`` with each override applied in order (a later one wins) and checked again.
 
     A new ``total_steps``, ``train_freq`` or ``num_envs`` without ``eval_every`` picks about ten
@@ -262,7 +283,7 @@ def apply_overrides(config: DQNConfig, overrides: Iterable[Override]) -> DQNConf
         ConfigError: an unknown key, a value of the wrong type, or a configuration
             :class:`DQNConfig` refuses, naming the overrides as the user wrote them.
     """
-    typed = _typed(overrides)
+    typed = _typed(overrides, type(config))
     if not typed:
         return config
     changes = _with_eval_every(config, typed)
@@ -286,7 +307,7 @@ def _toml_value(value: Any) -> str:
     return repr(value)
 
 
-def format_config(config: DQNConfig, title: str | None = None) -> str:
+def format_config(config: Any, title: str | None = None) -> str:
     """``config`` as TOML that ``--config`` reads back (``"none"`` for an unset optional field).
 
     Example:

@@ -241,7 +241,7 @@ def default_config(
     if env_id in CONTINUOUS_ENV_IDS:
         raise ValueError(
             f"`env_id`: {env_id} has continuous actions and a DQN needs discrete ones "
-            "(continuous-action gymnax environments train with PPO, jsurgery.rl.ppo)"
+            "(train it with PPO: jsurgery train --algo ppo, or jsurgery.rl.ppo)"
         )
     preset = PRESETS.get(env_id, gymnax_config)
     return preset(hidden=hidden) if total_steps is None else preset(total_steps, hidden)

@@ -13,6 +13,8 @@ import numpy as np
 
 from jsurgery.rl.config import DQNConfig
 from jsurgery.rl.environments import IdEnv, make_env
+from jsurgery.rl.ppo_config import PPOConfig
+from jsurgery.rl.ppo_presets import acrobot_ppo_config, cartpole_ppo_config, pendulum_ppo_config
 from jsurgery.rl.presets import (
     acrobot_config,
     cartpole_config,
@@ -22,7 +24,7 @@ from jsurgery.rl.presets import (
 )
 from jsurgery.rl.runner import train_seeds
 
-CHECKS: dict[str, tuple[Callable[[], DQNConfig], Callable[[], IdEnv], str]] = {
+CHECKS: dict[str, tuple[Callable[[], DQNConfig | PPOConfig], Callable[[], IdEnv], str]] = {
     "cartpole": (cartpole_config, lambda: make_env("CartPole-v1"), ">= 475 in 19 of 20 seeds"),
     "acrobot": (acrobot_config, lambda: make_env("Acrobot-v1"), "mean >= -90"),
     "lunarlander": (lunar_lander_config, lambda: make_env("LunarLander-v3"), "mean >= 200"),
@@ -46,6 +48,9 @@ CHECKS: dict[str, tuple[Callable[[], DQNConfig], Callable[[], IdEnv], str]] = {
         lambda: make_env("Acrobot-v1", actions=["torque+1", "noop"]),
         "above the step-0 return",
     ),
+    "ppo-cartpole": (cartpole_ppo_config, lambda: make_env("CartPole-v1"), "mean >= 475"),
+    "ppo-acrobot": (acrobot_ppo_config, lambda: make_env("Acrobot-v1"), "mean >= -100"),
+    "ppo-pendulum": (pendulum_ppo_config, lambda: make_env("Pendulum-v1"), "mean >= -250"),
 }
 
 

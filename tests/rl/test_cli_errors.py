@@ -39,7 +39,7 @@ def saved_run(tmp_path_factory):
 
 CASES = [
     (["train", "Foo-v0", "--out", "{out}"], "unknown environment 'Foo-v0'"),
-    (["train", "Pendulum-v1", "--out", "{out}"], "continuous-action gymnax environments"),
+    (["train", "Pendulum-v1", "--out", "{out}"], "train it with PPO: jsurgery train --algo ppo"),
     (["train", "CartPole-v1", "--obs", "x,y", "--out", "{out}"], "unknown names ['y']"),
     (["train", "CartPole-v1", "--steps", "1234", "--out", "{out}"], "use e.g. --steps 1250"),
     (["train", "CartPole-v1", "--steps", "0", "--out", "{out}"], "expected a positive integer"),
