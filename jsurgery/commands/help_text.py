@@ -22,7 +22,9 @@ def _wrapped(label: str, items: list[str]) -> str:
 def train_epilog() -> str:
     """The environments (IDs and preset step counts) and the keys of ``--set`` / ``--config``."""
     from jsurgery.rl.config_overrides import config_field_types
-    from jsurgery.rl.environments import ENV_IDS, env_spec
+    from jsurgery.rl.environments import CONTINUOUS_ENV_IDS, ENV_IDS, env_spec
+    from jsurgery.rl.ppo_config import PPOConfig
+    from jsurgery.rl.ppo_presets import PPO_PRESETS
     from jsurgery.rl.presets import default_config
 
     lines = ["environments, default --steps, observation IDs (--obs) and action IDs (--actions):"]
@@ -45,14 +47,28 @@ def train_epilog() -> str:
             subsequent_indent="    ",
         )
     )
+    for env_id in CONTINUOUS_ENV_IDS:
+        spec = env_spec(env_id)
+        lines.append(f"  {env_id} (continuous actions: --algo ppo)")
+        lines.append(_wrapped("obs", list(spec.obs_ids)))
+        lines.append(_wrapped("actions", list(spec.action_ids)))
     lines += [
         "",
+        f"--algo ppo presets (default --steps {PPO_PRESETS['CartPole-v1']().total_steps}): "
+        + ", ".join(PPO_PRESETS)
+        + "; others start from CartPole's (discrete) or Pendulum's (continuous)",
+        "",
         "configuration keys (--set KEY=VALUE, --config FILE; see --print-config):",
-        textwrap.fill(
-            ", ".join(config_field_types()), WIDTH, initial_indent="  ", subsequent_indent="  "
-        ),  # fmt: skip
+        _keys("dqn", config_field_types()),
+        _keys("ppo", config_field_types(PPOConfig)),
     ]
     return "\n".join(lines)
+
+
+def _keys(algo: str, keys) -> str:
+    return textwrap.fill(
+        ", ".join(keys), WIDTH, initial_indent=f"  {algo}: ", subsequent_indent="    "
+    )
 
 
 def run_epilog() -> str:

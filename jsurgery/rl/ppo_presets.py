@@ -103,15 +103,15 @@ def default_ppo_config(
     env_id: str, total_steps: int | None = None, hidden: Sequence[int] | None = None
 ) -> PPOConfig:
     """The PPO preset of ``env_id`` (:data:`PPO_PRESETS`), with ``total_steps`` and ``hidden``
-    when given.
+    when given. Other environments take an untuned start: CartPole's settings for discrete
+    actions, Pendulum's for continuous ones.
 
     Raises:
-        ValueError: no preset for ``env_id``.
+        ValueError: an unknown environment.
     """
-    if env_id not in PPO_PRESETS:
-        raise ValueError(
-            f"`env_id`: no PPO preset for {env_id!r}; presets exist for {list(PPO_PRESETS)} "
-            "(build a PPOConfig for others)"
-        )
-    preset = PPO_PRESETS[env_id]
+    from jsurgery.rl.environments import CONTINUOUS_ENV_IDS, env_spec
+
+    env_spec(env_id)  # an unknown environment is a ValueError naming the closest one
+    fallback = "Pendulum-v1" if env_id in CONTINUOUS_ENV_IDS else "CartPole-v1"
+    preset = PPO_PRESETS.get(env_id, PPO_PRESETS[fallback])
     return preset(hidden=hidden) if total_steps is None else preset(total_steps, hidden)

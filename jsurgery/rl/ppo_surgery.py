@@ -89,10 +89,12 @@ def plan_ppo(
     """The plan moving one PPO agent's parameters into ``new_network`` on the view ``new_env``.
 
     Args:
-        old_params, new_params: one seed's variables of each network (``new_params`` a fresh
-            initialisation, the template).
-        old_network, new_network: the two :class:`ActorCritic` networks.
-        old_env, new_env: the environment views (observation and action IDs) of each.
+        old_params: one seed's variables of the old network.
+        new_params: a fresh initialisation of the new network (the template).
+        old_network: the old :class:`ActorCritic`.
+        new_network: the new one.
+        old_env: the old network's environment view (observation and action IDs).
+        new_env: the new network's.
         recipe: ``"preserving"`` (the new agent acts and values as the old one) or
             ``"transplant"`` (new units keep the template's initialisation).
         layers: ``{new_layer: old_layer or None}`` where the widths leave the matching open.

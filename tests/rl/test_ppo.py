@@ -220,8 +220,10 @@ def test_bad_config_is_refused(changes, message):
 def test_presets_and_their_errors():
     assert default_ppo_config("CartPole-v1").total_steps == 500_000
     assert default_ppo_config("Acrobot-v1", 20_000).eval_every == 2_000
-    with pytest.raises(ValueError, match="no PPO preset for 'LunarLander-v3'"):
-        default_ppo_config("LunarLander-v3")
+    assert default_ppo_config("LunarLander-v3") == default_ppo_config("CartPole-v1")
+    assert default_ppo_config("MountainCarContinuous-v0", 40_000).num_steps == 1000
+    with pytest.raises(ValueError, match="unknown environment 'CartPole-v0'"):
+        default_ppo_config("CartPole-v0")
 
 
 def test_short_cartpole_training_beats_a_random_policy():

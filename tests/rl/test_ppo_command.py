@@ -110,9 +110,9 @@ def test_continuous_actions_train_and_act_in_the_bounds(tmp_path):
          "--exploration-start 0.5: PPO explores by sampling its policy"),
         (["train", "CartPole-v1", "--algo", "ppo", "--set", "clip=0.1", "--out", "x"],
          "unknown key 'clip' \\(did you mean 'clip_eps'\\?\\)"),
-        (["train", "LunarLander-v3", "--algo", "ppo", "--out", "x"], "no PPO preset for"),
+        (["train", "CartPole-v0", "--algo", "ppo", "--out", "x"], "did you mean 'CartPole-v1'"),
     ],
-    ids=["dqn-continuous", "epsilon", "key", "preset"],
+    ids=["dqn-continuous", "epsilon", "key", "env"],
 )  # fmt: skip
 def test_ppo_mistakes_are_one_line(argv, message, capsys):
     assert main(argv) == 2
