@@ -79,3 +79,28 @@ def test_chain_end_to_end(tmp_path):
         assert len(arms[arm]["notes"]["plans"]) == 3
         assert np.asarray(arms[arm]["curves"]).shape == (2, x.size)
     assert "plateau minus scratch-3x" in experiment.summary_table(results)
+
+
+def test_the_ppo_chain_keeps_a_constant_step_size_and_moves_adam_along():
+    experiment = build_experiments()["ppo-surgery-chain"]
+    config = experiment.config("original", 20)
+    assert "ppo" in config and "dqn" not in config
+    assert config["ppo"]["learning_rate_end"] is None
+    stages = config["stages"]
+    assert set(stages[0]["obs"]) < set(stages[1]["obs"])
+    assert set(stages[2]["actions"]) < set(stages[3]["actions"])
+    assert experiment.arms == ("scratch", "chain-transplant", "chain-preserving", "scratch-3x")
+
+
+@pytest.mark.slow
+def test_ppo_chain_end_to_end(tmp_path):
+    experiment = build_experiments()["ppo-surgery-chain"]
+    results = runner.run_experiment(experiment, seeds=2, protocol="tiny", out=tmp_path)
+    stage_steps = experiment.configs["tiny"].total_steps
+    arms = results["arms"]
+    assert arms["scratch-3x"]["x"][-1] == 3 * 4 * stage_steps
+    for arm in experiment.surgery:
+        x = np.asarray(arms[arm]["x"])
+        assert x[-1] == 4 * stage_steps and np.all(np.diff(x) >= 0)
+        plans = arms[arm]["notes"]["plans"]
+        assert len(plans) == 3 and all("params/log_std" not in plan for plan in plans)

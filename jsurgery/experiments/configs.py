@@ -39,6 +39,7 @@ import jsurgery
 from jsurgery.experiments.chain import ChainSurgery, Stage
 from jsurgery.experiments.dqn import DqnSurgery
 from jsurgery.experiments.mnist import MnistBudget, MnistSurgery
+from jsurgery.experiments.ppo_chain import PpoChainSurgery
 from jsurgery.experiments.recurrent import RecurrentDqnSurgery
 
 CARTPOLE_OBS = ("x", "x_dot", "theta", "theta_dot")
@@ -121,6 +122,20 @@ LAYER_NORM_WIDENING_ARMS = {
     },
     "zero-fanout": {**PRESERVING, "new_hidden": "zero_fanout"},
 }
+
+
+#: Steps per stage of ``ppo-surgery-chain`` (the ``original`` protocol).
+PPO_CHAIN_STAGE_STEPS = 100_000
+
+
+def _ppo_chain_configs():
+    """Acrobot's PPO preset at a constant step size (no stage restarts a schedule), 100,000 steps
+    per stage; ``tiny``: 1,000 steps, 2 evaluation episodes."""
+    from jsurgery.rl.ppo_presets import acrobot_ppo_config
+
+    original = acrobot_ppo_config(PPO_CHAIN_STAGE_STEPS).replace(learning_rate_end=None)
+    tiny_config = original.replace(total_steps=1_000, eval_every=500, eval_episodes=2)
+    return {"original": original, "tiny": tiny_config}
 
 
 def build_experiments() -> dict:
@@ -247,6 +262,27 @@ def build_experiments() -> dict:
             ),
             configs=acrobot_chain,
             surgery={"chain-transplant": TRANSPLANT, "chain-preserving": PRESERVING},
+            thresholds=ACROBOT_THRESHOLDS,
+        )
+    )
+    experiments.append(
+        PpoChainSurgery(
+            name="ppo-surgery-chain",
+            description="Acrobot, PPO: three surgeries in one run (velocities added, (32, 32) -> "
+            "(64, 64), torque-1 added; Adam's state moved along) vs the final network from "
+            "scratch, 1x and 3x the steps",
+            env_id="Acrobot-v1",
+            stages=(
+                Stage(hidden=(32, 32), obs=ACROBOT_ANGLES, actions=("torque+1", "noop")),
+                Stage(hidden=(32, 32), obs=None, actions=("torque+1", "noop")),
+                Stage(hidden=(64, 64), obs=None, actions=("torque+1", "noop")),
+                Stage(hidden=(64, 64), obs=None, actions=ACROBOT_ACTIONS),
+            ),
+            configs=_ppo_chain_configs(),
+            surgery={
+                "chain-transplant": {"recipe": "transplant"},
+                "chain-preserving": {"recipe": "preserving"},
+            },
             thresholds=ACROBOT_THRESHOLDS,
         )
     )
