@@ -8,8 +8,8 @@ Usage (from the repository root, MNIST files under ``$JSURGERY_DATA/mnist``):
 Each experiment runs through :func:`jsurgery.experiments.command.run_command`, the same code as
 ``jsurgery run``, into a fresh folder (finished results are not reused), and the wall time of each
 experiment and of all of them together, compilation included, is printed and written to
-``OUT/benchmark.json`` together with the machine's description. The goal is all six experiments,
-20 seeds, every arm, in under 15 minutes on a 2-core CPU machine.
+``OUT/benchmark.json`` together with the machine's description. The goal is the original study's six
+experiments, 20 seeds, every arm, in under 15 minutes on a 2-core CPU machine.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Budgets: CartPole 8,000 and Acrobot 20,000 environment steps per network are the
 (``long``: 50,000 and 100,000). The original's budgets for MNIST and LunarLander are not part of
 its record here; ``original`` is then this project's short budget (MNIST: the old network 100 and
 the new one 50 Adam steps of 32 images, evaluated every 5 steps; LunarLander: 20,000 steps, the
-first tenth of the preset's 200,000), chosen so that all six experiments with every arm and 20
+first tenth of the preset's 200,000), chosen so that these six experiments with every arm and 20
 seeds run in under 15 minutes on a 2-core CPU, and ``long`` a longer one (LunarLander: 50,000).
 
 Surgery arms (``make_plan`` keywords):
