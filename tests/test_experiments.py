@@ -66,8 +66,8 @@ SLOW = {
 #: Run by :func:`test_layer_norm_widening`, which checks more.
 WIDENING = "cartpole-ln-widen"
 
-#: Has no ``old`` arm; run end to end in tests/test_chain.py.
-CHAIN = "surgery-chain"
+#: Have no ``old`` arm; run end to end in tests/test_chain.py.
+CHAINS = ("surgery-chain", "ppo-surgery-chain")
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ CHAIN = "surgery-chain"
     [
         pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
         for n in EXPERIMENTS
-        if n not in (WIDENING, CHAIN)
+        if n not in (WIDENING, *CHAINS)
     ],
 )
 def test_experiment_end_to_end(name, tmp_path):
