@@ -25,7 +25,6 @@ import jax
 import jax.numpy as jnp
 
 import jsurgery
-from jsurgery.init import pessimistic
 from jsurgery.rl.actor_critic import ActorCritic
 from jsurgery.rl.environments import IdEnv
 
@@ -69,7 +68,7 @@ def _options(recipe: str, old_env: IdEnv, new_env: IdEnv, margin: float) -> dict
     if recipe == "transplant":
         return {**options, **jsurgery.TRANSPLANT}
     if not new_env.continuous:
-        return {**options, **jsurgery.PRESERVING, "new_outputs": pessimistic(margin)}
+        return {**options, **jsurgery.PRESERVING, "new_outputs": jsurgery.init.pessimistic(margin)}
     new = [action for action in new_env.action_ids if action not in old_env.action_ids]
     starts = {**{action: "zeros" for action in new}, **dict.fromkeys(_log_std_ids(new), "mean")}
     return {**options, **jsurgery.PRESERVING, "new_outputs": starts}
