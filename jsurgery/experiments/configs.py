@@ -39,6 +39,7 @@ import jsurgery
 from jsurgery.experiments.chain import ChainSurgery, Stage
 from jsurgery.experiments.dqn import DqnSurgery
 from jsurgery.experiments.mnist import MnistBudget, MnistSurgery
+from jsurgery.experiments.ppo_configs import ppo_experiments
 from jsurgery.experiments.recurrent import RecurrentDqnSurgery
 
 CARTPOLE_OBS = ("x", "x_dot", "theta", "theta_dot")
@@ -233,6 +234,7 @@ def build_experiments() -> dict:
             base_arms=("old", "scratch"),
         ),
     ]
+    experiments += ppo_experiments()
     experiments.append(
         ChainSurgery(
             name="surgery-chain",

@@ -84,7 +84,7 @@ def pendulum_ppo_config(
         vf_coef=0.5,
         ent_coef=0.0,
         max_grad_norm=0.5,
-        eval_every=50_000,
+        eval_every=20_000,
         total_steps=500_000,
         eval_episodes=10,
     )
