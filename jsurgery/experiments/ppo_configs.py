@@ -8,6 +8,12 @@ learned its task on most seeds, so that the four experiments with every arm and 
 about 20 minutes on a 2-core CPU: CartPole 100,000 environment steps per network, Acrobot
 150,000, Pendulum 200,000. The ``tiny`` protocol (a few hundred steps) is for tests.
 
+Pendulum's old network sees ``cos_theta`` and ``theta_dot`` and the new one adds ``sin_theta``
+(which side of the vertical the pendulum is on): of the three two-observation views, this one
+learned most in 200,000 steps (20 seeds, mean greedy return -845; ``cos_theta, sin_theta``:
+-1,101; ``sin_theta, theta_dot``: -1,012; all three: -179; an untrained network: about -1,260).
+Its rewards are scaled by 0.1 (:data:`PENDULUM_REWARD_SCALE`).
+
 Surgery arms (:func:`~jsurgery.rl.ppo_surgery.plan_ppo` keywords):
 
 - ``transplant``: ``recipe="transplant"``, the original study's recipe (copy by IDs, new units
@@ -26,6 +32,11 @@ from jsurgery.experiments.ppo import PpoSurgery
 CARTPOLE_OBS = ("x", "x_dot", "theta", "theta_dot")
 ACROBOT_ACTIONS = ("torque-1", "noop", "torque+1")
 PENDULUM_OBS = ("cos_theta", "sin_theta", "theta_dot")
+
+#: Pendulum's rewards (about -16 to 0 per step) scaled for the value targets: with the preset's
+#: 1.0, 20 seeds of the full view reach a mean greedy return of -789 after 200,000 steps; with
+#: 0.1, -179.
+PENDULUM_REWARD_SCALE = 0.1
 
 TRANSPLANT = {"recipe": "transplant"}
 PRESERVING = {"recipe": "preserving"}
@@ -99,13 +110,15 @@ def ppo_experiments() -> list[PpoSurgery]:
         PpoSurgery(
             name="ppo-pendulum-add-obs",
             description="Pendulum, PPO (continuous torque): (64, 64) actor-critic seeing "
-            "cos_theta, sin_theta -> theta_dot added",
+            "cos_theta, theta_dot -> sin_theta added",
             env_id="Pendulum-v1",
-            old_obs=("cos_theta", "sin_theta"),
+            old_obs=("cos_theta", "theta_dot"),
             new_obs=PENDULUM_OBS,
             old_hidden=(64, 64),
             new_hidden=(64, 64),
-            configs=_protocols(pendulum_ppo_config(PENDULUM_STEPS)),
+            configs=_protocols(
+                pendulum_ppo_config(PENDULUM_STEPS).replace(reward_scale=PENDULUM_REWARD_SCALE)
+            ),
             surgery=RECIPES,
         ),
     ]
