@@ -81,6 +81,14 @@ def test_experiment_end_to_end(name, tiny_runs):
     scratch = results["arms"]["scratch"]["notes"]["at_surgery"]
     assert max(preserving["value_change"]) < TOLERANCE.get(name, EXACT)
     assert min(scratch["value_change"]) > 1e-2
+    _, new_env = experiment.envs()
+    for arm in experiment.arms[1:]:
+        shares = results["arms"][arm]["notes"].get("trained_action_share")
+        if new_env.continuous:
+            assert shares is None, arm
+            continue
+        assert list(shares) == [str(action) for action in new_env.action_ids], arm
+        np.testing.assert_allclose(np.sum(list(shares.values()), axis=0), 1.0, rtol=1e-6)
     if "greedy_agreement" in preserving:
         # Under the norm's epsilon a near tie of the old logits may flip on a state or two.
         least = 1.0 if name not in TOLERANCE else 0.99

@@ -12,7 +12,8 @@ network into it with :func:`~jsurgery.rl.ppo_surgery.plan_ppo`, whose keywords (
 Keys per integer seed ``s``: ``k = PRNGKey(s)``; the old agent trains with ``fold_in(k, 0)``, the
 new agents with ``fold_in(k, 1)``, the template is initialised with ``fold_in(k, 2)`` and the
 states the surgery is measured on (:mod:`jsurgery.experiments.ppo_shift`) come from
-``fold_in(k, 4)``.
+``fold_in(k, 4)``. For discrete actions, a new arm's notes also hold ``trained_action_share``: how
+often its trained greedy policy picks each action on the states it visits (from ``fold_in(k, 5)``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 
 from jsurgery.experiments.arms import jsonable, start_new_network
 from jsurgery.experiments.dqn import BASE_ARMS, arm_run, fold_keys, train_arm
-from jsurgery.experiments.ppo_shift import ppo_surgery_shift
+from jsurgery.experiments.ppo_shift import greedy_action_shares, ppo_surgery_shift
 from jsurgery.experiments.runner import ArmRun
 
 
@@ -152,7 +153,11 @@ class PpoSurgery:
         )
         config = self.ppo_config(protocol, self.new_hidden)
         run = (fold_keys(keys, 1), {"params": params})
-        _, metrics = train_arm(make_train, config, new_env, run, arm, progress)
+        state, metrics = train_arm(make_train, config, new_env, run, arm, progress)
+        _, new_network = self.networks(protocol)
+        shares = greedy_action_shares(new_network, new_env, state["params"], fold_keys(keys, 5))
+        if shares is not None:
+            notes = {**notes, "trained_action_share": shares}
         return arm_run(metrics, None, new_env, notes)
 
 

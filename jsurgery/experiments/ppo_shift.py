@@ -14,6 +14,9 @@ its own observation IDs. On those states the two networks are compared:
 
 A function-preserving surgery gives changes near float32 rounding (the policy's up to the share a
 new action starts with) and agreement 1.
+
+After training, :func:`greedy_action_shares` says how often the trained greedy policy picks each
+action on the states it visits itself (whether a new action came to be used).
 """
 
 from __future__ import annotations
@@ -134,5 +137,33 @@ def _compiled_shift(old_network, new_network, env_view, obs_index, action_index)
         new_policy, new_value = new_network.apply(new_params, states)
         shift = policy_shift(old_policy, new_policy, action_index, env.continuous)
         return {"value_change": relative_change(old_value, new_value), **shift}
+
+    return jax.jit(jax.vmap(one_seed))
+
+
+def greedy_action_shares(network, env, params: Any, keys) -> dict | None:
+    """Per action ID, one value per seed: the share of the states the greedy policy of
+    ``network`` (with ``params``, leading seed axis) visits in ``env`` on which it picks that
+    action; None for continuous actions."""
+    if env.continuous:
+        return None
+    shares = _compiled_shares(network, (env.env_id, env.obs_ids, env.action_ids))(params, keys)
+    shares = np.asarray(shares, np.float64)
+    return {str(action): shares[:, i].tolist() for i, action in enumerate(env.action_ids)}
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_shares(network, env_view):
+    from jsurgery.rl import make_env
+
+    env_id, obs_ids, action_ids = env_view
+    env = make_env(env_id, obs=obs_ids, actions=action_ids)
+    obs_index, action_index = jnp.arange(env.num_obs), jnp.arange(env.num_actions)
+
+    def one_seed(params, key):
+        states = visited_states(network, params, env, obs_index, action_index, key)
+        policy, _ = network.apply(params, states)
+        greedy = jax.nn.one_hot(jnp.argmax(policy, axis=-1), env.num_actions)
+        return greedy.mean(axis=0)
 
     return jax.jit(jax.vmap(one_seed))
