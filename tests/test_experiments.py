@@ -12,6 +12,7 @@ import jsurgery
 from jsurgery.experiments import command, report, runner
 from jsurgery.experiments.configs import build_experiments
 from jsurgery.experiments.dqn import DqnSurgery
+from jsurgery.experiments.ppo import PpoSurgery
 
 EXPERIMENTS = build_experiments()
 SEEDS = 2
@@ -66,7 +67,8 @@ SLOW = {
 #: Run by :func:`test_layer_norm_widening`, which checks more.
 WIDENING = "cartpole-ln-widen"
 
-#: Have no ``old`` arm; run end to end in tests/test_chain.py.
+#: Have no ``old`` arm; run end to end in tests/test_chain.py. The PPO experiments run in
+#: tests/test_experiments_ppo.py.
 CHAINS = ("surgery-chain", "ppo-surgery-chain")
 
 
@@ -75,7 +77,7 @@ CHAINS = ("surgery-chain", "ppo-surgery-chain")
     [
         pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
         for n in EXPERIMENTS
-        if n not in (WIDENING, *CHAINS)
+        if n not in (WIDENING, *CHAINS) and not isinstance(EXPERIMENTS[n], PpoSurgery)
     ],
 )
 def test_experiment_end_to_end(name, tmp_path):

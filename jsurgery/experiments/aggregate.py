@@ -5,9 +5,10 @@ Statistical Precipice*, NeurIPS 2021).
 
 A run's score is normalised so that 0 is where learning starts in that experiment (the ``scratch``
 arm's mean first evaluation: an untrained network) and 1 is the task's reference score
-(:data:`REFERENCE_SCORES`, gymnasium's ``reward_threshold`` for the environments, perfect accuracy
-for MNIST). Arms that play the same role under other names (``template`` and ``exact`` in
-``cartpole-ln-widen``) are pooled with ``transplant`` and ``preserving`` (:data:`ARM_ROLES`).
+(:data:`REFERENCE_SCORES`, gymnasium's ``reward_threshold`` for the environments that have one,
+perfect accuracy for MNIST). Arms that play the same role under other names (``template`` and
+``exact`` in ``cartpole-ln-widen``) are pooled with ``transplant`` and ``preserving``
+(:data:`ARM_ROLES`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,14 @@ import numpy as np
 from jsurgery.atomic import write_file
 from jsurgery.experiments import statistics
 
-#: The score that counts as solving each environment (gymnasium's ``reward_threshold``).
-REFERENCE_SCORES = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "LunarLander-v3": 200.0}
+#: The score that counts as solving each environment: gymnasium's ``reward_threshold``, and for
+#: Pendulum-v1, which has none, -200 (a swing-up held upright from most starts).
+REFERENCE_SCORES = {
+    "CartPole-v1": 475.0,
+    "Acrobot-v1": -100.0,
+    "LunarLander-v3": 200.0,
+    "Pendulum-v1": -200.0,
+}
 
 #: The reference of an experiment that measures test accuracy.
 ACCURACY_REFERENCE = 1.0

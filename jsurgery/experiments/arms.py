@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -37,6 +38,7 @@ def start_new_network(
     surgery: Mapping[str, Mapping[str, Any]],
     experiment: str,
     arms: tuple[str, ...],
+    planner: Callable[..., jsurgery.Plan] | None = None,
     **ids: Any,
 ) -> tuple[Any, dict]:
     """The new network's parameters for ``arm``, with a leading seed axis, and notes on them.
@@ -49,6 +51,8 @@ def start_new_network(
         surgery: ``make_plan`` keywords per surgery arm.
         experiment: the experiment's name, for the error message.
         arms: the experiment's arms, for the error message.
+        planner: ``planner(old, new, **options) -> Plan`` for one seed's parameters and a
+            surgery arm's options (default: ``make_plan(old, new, **ids, **options)``).
         **ids: ``inputs=``/``outputs=`` ID pairs passed to ``make_plan``.
 
     Returns:
@@ -66,6 +70,8 @@ def start_new_network(
     if arm == "naive-load":
         return naive_load(old_params, template), {"copied": copied_paths(old_params, template)}
     first = lambda tree: jax.tree.map(lambda leaf: leaf[0], tree)  # noqa: E731
-    plan = jsurgery.make_plan(first(old_params), first(template), **ids, **surgery[arm])
+    if planner is None:
+        planner = functools.partial(jsurgery.make_plan, **ids)
+    plan = planner(first(old_params), first(template), **surgery[arm])
     params = jax.vmap(lambda old, new: jsurgery.transplant(old, new, plan))(old_params, template)
     return params, {"surgery": jsonable(surgery[arm]), "plan": str(plan)}

@@ -40,6 +40,7 @@ from jsurgery.experiments.chain import ChainSurgery, Stage
 from jsurgery.experiments.dqn import DqnSurgery
 from jsurgery.experiments.mnist import MnistBudget, MnistSurgery
 from jsurgery.experiments.ppo_chain import PpoChainSurgery
+from jsurgery.experiments.ppo_configs import ppo_experiments
 from jsurgery.experiments.recurrent import RecurrentDqnSurgery
 
 CARTPOLE_OBS = ("x", "x_dot", "theta", "theta_dot")
@@ -248,6 +249,7 @@ def build_experiments() -> dict:
             base_arms=("old", "scratch"),
         ),
     ]
+    experiments += ppo_experiments()
     experiments.append(
         ChainSurgery(
             name="surgery-chain",

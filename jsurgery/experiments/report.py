@@ -284,13 +284,24 @@ def surgery_table(all_results: list[dict]) -> str:
 
 
 def _shift(arm: dict) -> tuple[str, str]:
-    """The mean over seeds of the Q-values' relative change at surgery (with the largest) and of
-    the fraction of states with the old greedy action; empty where not measured."""
+    """How far the surgery moved the old agent, as the means over seeds (with the largest) and
+    the fraction of states with the old greedy action; empty where not measured. DQN: the
+    Q-values' relative change (:mod:`jsurgery.experiments.shift`); PPO: the value's relative
+    change and the policy's (:mod:`jsurgery.experiments.ppo_shift`)."""
     shift = arm["notes"].get("at_surgery")
     if shift is None:
         return "", ""
-    change, agreement = np.asarray(shift["q_change"]), np.mean(shift["greedy_agreement"])
-    return f"{change.mean():.2g} (max {change.max():.2g})", f"{agreement:.3g}"
+    agreement = shift.get("greedy_agreement")
+    agreement = f"{np.mean(agreement):.3g}" if agreement is not None else ""
+    if "q_change" in shift:
+        return _largest(shift["q_change"]), agreement
+    value, policy = _largest(shift["value_change"]), _largest(shift["policy_change"])
+    return f"V {value}; policy {policy}", agreement
+
+
+def _largest(values) -> str:
+    values = np.asarray(values)
+    return f"{values.mean():.2g} (max {values.max():.2g})"
 
 
 def arm_table(results: dict) -> str:
@@ -302,7 +313,7 @@ def arm_table(results: dict) -> str:
             "final",
             "step 0",
             "AUC diff vs scratch [95% CI]",
-            "Q change at surgery",
+            "change at surgery",
             "same action",
         )
     ]
@@ -327,10 +338,11 @@ def arms_markdown(results: dict) -> str:
     """A markdown table of every arm of one experiment: AUC and final value with their 95%
     bootstrap intervals (for surgery arms, of the difference from ``scratch``), the first
     evaluation, and, where measured, how far the surgery moved the Q-values
-    (:mod:`jsurgery.experiments.shift`)."""
+    (:mod:`jsurgery.experiments.shift`) or the value and the policy
+    (:mod:`jsurgery.experiments.ppo_shift`)."""
     lines = [
         "| arm | AUC [95% CI] | AUC diff vs scratch [95% CI] signif. | final [95% CI] | "
-        "final diff vs scratch [95% CI] signif. | step 0 | Q change at surgery | same action |",
+        "final diff vs scratch [95% CI] signif. | step 0 | change at surgery | same action |",
         "|" + " --- |" * 8,
     ]
     for name, arm in results["arms"].items():
