@@ -1,4 +1,4 @@
-"""Where the time of jsurgery's PPO goes: each part of an iteration timed as its own jitted function.
+"""Where the time of jsurgery's PPO goes: each part of an iteration timed as its own jitted call.
 
 The parts are those :func:`jsurgery.rl.ppo.make_ppo` returns, vmapped over ``--seeds`` seeds as a
 training run vmaps them, on the batch sizes of the CartPole preset (4 environments x 125 steps, 4
@@ -11,14 +11,20 @@ epochs of 4 minibatches):
 - rollout: ``collect``, both of the above interleaved as training runs them;
 - advantages: the value of the last and of the final observations, and GAE;
 - update: the epochs of minibatch gradient steps;
+- shuffles: the update's ``num_epochs`` minibatch orders alone (``shuffled_order``), and the
+  same drawn with ``jax.random.permutation`` (what the update used before) for comparison;
 - iteration: a whole training iteration (rollout, advantages, update, bookkeeping);
 - evaluation: one greedy evaluation (``eval_episodes`` episodes to the time limit).
+
+With ``--rejax``, one iteration of rejax's PPO on the same settings (its ``train_iteration``,
+vmapped the same way; see ``benchmarks/ppo_rejax.py``) is timed beside them.
 
 Each is called ``--calls`` times, the parts in turn (so a load spike hits all of them), best call
 kept; the estimate for a run multiplies by the calls a run makes (one per iteration, one per
 evaluation).
 
     python benchmarks/ppo_profile.py                  # 20 seeds, 500,000-step run, best of 20
+    python benchmarks/ppo_profile.py --rejax          # and one rejax iteration beside them
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import jax.numpy as jnp
 
 from jsurgery.rl.ppo import make_ppo
 from jsurgery.rl.ppo_presets import cartpole_ppo_config
-from jsurgery.rl.ppo_update import log_prob, sample_action
+from jsurgery.rl.ppo_update import log_prob, sample_action, shuffled_order
 from jsurgery.rl.runner import seed_keys
 
 ENV_ID = "CartPole-v1"
@@ -71,6 +77,17 @@ def network_only(parts):
     return run
 
 
+def shuffles(parts, draw):
+    """``key -> orders``: the ``num_epochs`` minibatch orders of one update, drawn by ``draw``."""
+    config = parts.config
+
+    def run(key):
+        epoch_keys = jax.random.split(key, config.num_epochs)
+        return jax.vmap(lambda k: draw(k, config.batch_steps))(epoch_keys)
+
+    return run
+
+
 def programs(parts, keys):
     """Each part as a jitted, vmapped function of no arguments (its inputs bound)."""
     carry, _ = jax.jit(jax.vmap(parts.begin))(keys)
@@ -83,15 +100,29 @@ def programs(parts, keys):
     update = jax.jit(jax.vmap(parts.update, in_axes=(0, 0, 0, 0, None)))
     iteration = jax.jit(jax.vmap(lambda c: parts.blocks(c, 0, 1)))
     evaluate = jax.jit(jax.vmap(parts.evaluate))
+    shuffle = jax.jit(jax.vmap(shuffles(parts, shuffled_order)))
+    permutation = jax.jit(jax.vmap(shuffles(parts, jax.random.permutation)))
     return {
         "environment": lambda: environment(carry.env_state, steps.action, keys),
         "network": lambda: network(carry.params, steps.obs, keys),
         "rollout": lambda: collect(carry, jnp.int32(0)),
         "advantages": lambda: advantages(after.params, steps, after.obs),
         "update": lambda: update(after.params, after.opt_state, rollout, keys, jnp.float32(1.0)),
+        "  shuffles, now": lambda: shuffle(keys),
+        "  shuffles, before": lambda: permutation(keys),
         "iteration": lambda: iteration(carry),
         "evaluation": lambda: evaluate(carry.params, keys),
     }
+
+
+def rejax_iteration(config, keys):
+    """One iteration of rejax's PPO on ``config``, vmapped over ``keys``, as a call."""
+    from ppo_rejax import make_rejax_train
+
+    algo = make_rejax_train(config).__self__
+    state = jax.jit(jax.vmap(algo.init_state))(keys)
+    iteration = jax.jit(jax.vmap(algo.train_iteration))
+    return lambda: iteration(state)
 
 
 def best_times(calls: dict, repeats: int) -> dict:
@@ -112,12 +143,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--steps", type=int, default=500_000, help="steps per seed of the run")
     parser.add_argument("--calls", type=int, default=20, help="timed calls of each part")
+    parser.add_argument("--rejax", action="store_true", help="time a rejax iteration too")
     args = parser.parse_args()
 
     config = cartpole_ppo_config(args.steps)
     parts = make_ppo(config, ENV_ID)
     keys = seed_keys(range(args.seeds))
-    times = best_times(programs(parts, keys), args.calls)
+    calls = programs(parts, keys)
+    if args.rejax:
+        calls["rejax iteration"] = rejax_iteration(config, keys)
+    times = best_times(calls, args.calls)
 
     per_run = {name: config.num_blocks for name in times}
     per_run["evaluation"] = config.num_evals
@@ -129,11 +164,13 @@ def main() -> None:
         f"{config.total_steps:,}-step run: {config.num_blocks} iterations, {config.num_evals} "
         f"evaluations; best of {args.calls} calls"
     )
-    print(f"\n{'part':<12} {'ms/call':>8} {'calls/run':>9} {'s/run':>7} {'share':>6}")
+    print(f"\n{'part':<20} {'ms/call':>8} {'calls/run':>9} {'s/run':>7} {'share':>6}")
     for name, seconds in times.items():
+        if name == "rejax iteration":
+            continue
         estimate = seconds * per_run[name]
         print(
-            f"{name:<12} {seconds * 1e3:>8.2f} {per_run[name]:>9} {estimate:>7.1f} "
+            f"{name:<20} {seconds * 1e3:>8.2f} {per_run[name]:>9} {estimate:>7.1f} "
             f"{estimate / run_total:>6.0%}"
         )
     parts_sum = times["rollout"] + times["advantages"] + times["update"]
@@ -142,6 +179,12 @@ def main() -> None:
         f"{times['iteration'] * 1e3:.2f} ms; estimated run (iterations + evaluations): "
         f"{run_total:.1f} s"
     )
+    if args.rejax:
+        theirs = times["rejax iteration"]
+        print(
+            f"rejax: {theirs * 1e3:.2f} ms per iteration; rejax iteration / jsurgery iteration: "
+            f"{theirs / times['iteration']:.2f}"
+        )
 
 
 if __name__ == "__main__":

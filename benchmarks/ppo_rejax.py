@@ -1,10 +1,11 @@
 """jsurgery's PPO beside rejax's PPO: the same configuration, all seeds vmapped, one process.
 
-Both are fully jitted over gymnax's CartPole-v1 and both train as ``jax.jit(jax.vmap(train))(keys)``,
-one compiled call for all seeds. Compilation (``lower(...).compile()``) and running are timed apart;
-runs alternate between the two (so a load spike on the shared machine hits both), best of
-``--repeats``. Reported per library: compile seconds, run seconds, environment steps per second
-(all seeds), the final greedy return (mean and minimum over seeds), and the ratio of run times.
+Both are fully jitted over gymnax's CartPole-v1 and both train as
+``jax.jit(jax.vmap(train))(keys)``, one compiled call for all seeds. Compilation
+(``lower(...).compile()``) and running are timed apart; runs alternate between the two (so a load
+spike on the shared machine hits both), best of ``--repeats``. Reported per library: compile
+seconds, run seconds, environment steps per second (all seeds), the final greedy return (mean and
+minimum over seeds), and the ratio of run times.
 
 The configuration is jsurgery's CartPole preset (purejaxrl's PPO settings): 4 environments x 125
 steps per iteration, 4 epochs of 4 minibatches, tanh (64, 64) actor and critic, Adam with step
@@ -164,7 +165,8 @@ def main() -> None:
 
     config = cartpole_ppo_config(args.steps)
     keys = seed_keys(range(args.seeds))
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {os.cpu_count()} CPUs")
+    device = jax.devices()[0]
+    print(f"device: {device.device_kind} ({jax.default_backend()}), {os.cpu_count()} CPUs")
     print(f"{ENV_ID}, {args.seeds} seeds x {config.total_steps:,} steps: {config}")
     trains = {"jsurgery": make_train(config, ENV_ID), "rejax": make_rejax_train(config)}
     finals = {"jsurgery": jsurgery_final_return, "rejax": rejax_final_return}

@@ -217,9 +217,12 @@ def make_ppo(
         (carry, end), steps = jax.lax.scan(act, (carry, step), None, length=config.num_steps)
         return carry, end, steps
 
+    def value(params, obs):
+        return network.apply(params, obs, method=ActorCritic.value)
+
     def advantages(params, steps: Transition, last_obs) -> Rollout:
-        _, last_value, _ = apply(params, last_obs)
-        _, final_value, _ = apply(params, steps.final_obs)
+        last_value = value(params, last_obs)
+        final_value = value(params, steps.final_obs)
         reward = config.reward_scale * steps.reward
         reward = reward + config.gamma * jnp.where(steps.cut, final_value, jnp.float32(0.0))
         advantage, target = gae(
