@@ -25,6 +25,11 @@ rejax 0.1.3 expects gymnax's older step signature ``(obs, state, reward, done, i
 
     python benchmarks/ppo_rejax.py                         # 20 seeds x 500,000 steps, best of 3
     python benchmarks/ppo_rejax.py --steps 100000 --repeats 1
+    python benchmarks/ppo_rejax.py --with-permutation   # and jsurgery as it shuffled before
+
+``--with-permutation`` adds a third run: jsurgery with its minibatch orders drawn by
+``jax.random.permutation``, as its update did before ``shuffled_order``, to measure that change
+in the same process.
 
 Needs the ``bench`` extra (rejax), which the package never imports.
 """
@@ -32,6 +37,7 @@ Needs the ``bench`` extra (rejax), which the package never imports.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -42,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jsurgery.rl import ppo_update
 from jsurgery.rl.ppo import make_train
 from jsurgery.rl.ppo_config import PPOConfig
 from jsurgery.rl.ppo_presets import cartpole_ppo_config
@@ -136,10 +143,24 @@ def rejax_final_return(out) -> jax.Array:
     return out[1][:, -1]
 
 
-def compiled(train, keys):
-    """``jax.jit(jax.vmap(train))`` compiled for ``keys``, and the seconds compiling took."""
+@contextlib.contextmanager
+def permutation_shuffles():
+    """While open, jsurgery's PPO update traces ``jax.random.permutation`` for its minibatch
+    orders (the update before ``shuffled_order``)."""
+    packed = ppo_update.shuffled_order
+    ppo_update.shuffled_order = jax.random.permutation
+    try:
+        yield
+    finally:
+        ppo_update.shuffled_order = packed
+
+
+def compiled(train, keys, tracing=contextlib.nullcontext):
+    """``jax.jit(jax.vmap(train))`` compiled for ``keys`` (traced inside ``tracing()``), and the
+    seconds compiling took."""
     start = time.perf_counter()
-    program = jax.jit(jax.vmap(train)).lower(keys).compile()
+    with tracing():
+        program = jax.jit(jax.vmap(train)).lower(keys).compile()
     return program, time.perf_counter() - start
 
 
@@ -160,6 +181,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--steps", type=int, default=500_000, help="environment steps per seed")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--with-permutation",
+        action="store_true",
+        help="also run jsurgery drawing minibatch orders with jax.random.permutation",
+    )
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
 
@@ -170,14 +196,20 @@ def main() -> None:
     print(f"{ENV_ID}, {args.seeds} seeds x {config.total_steps:,} steps: {config}")
     trains = {"jsurgery": make_train(config, ENV_ID), "rejax": make_rejax_train(config)}
     finals = {"jsurgery": jsurgery_final_return, "rejax": rejax_final_return}
+    tracing = {}
+    if args.with_permutation:
+        trains["jsurgery, permutation"] = make_train(config, ENV_ID)
+        finals["jsurgery, permutation"] = jsurgery_final_return
+        tracing["jsurgery, permutation"] = permutation_shuffles
     programs, compile_seconds = {}, {}
     for name, train in trains.items():
-        programs[name], compile_seconds[name] = compiled(train, keys)
+        context = tracing.get(name, contextlib.nullcontext)
+        programs[name], compile_seconds[name] = compiled(train, keys, context)
     run_seconds, outputs = best_runs(programs, keys, args.repeats)
 
     total = args.seeds * config.total_steps
     rows = {}
-    print(f"\n{'':<10} {'compile s':>9} {'run s':>8} {'steps/s':>10} {'final greedy return':>22}")
+    print(f"\n{'':<22} {'compile s':>9} {'run s':>8} {'steps/s':>10} {'final greedy return':>22}")
     for name in programs:
         final = np.asarray(finals[name](outputs[name]))
         rows[name] = {
@@ -190,7 +222,7 @@ def main() -> None:
         }
         row = rows[name]
         print(
-            f"{name:<10} {row['compile_seconds']:>9.1f} {row['run_seconds']:>8.1f} "
+            f"{name:<22} {row['compile_seconds']:>9.1f} {row['run_seconds']:>8.1f} "
             f"{row['steps_per_second']:>10,.0f} {row['final_return_mean']:>11.1f} "
             f"(min {row['final_return_min']:.1f})"
         )
@@ -200,6 +232,9 @@ def main() -> None:
         f"\nrejax run time / jsurgery run time: {ratio:.2f} (above 1: jsurgery is faster); "
         f"compile: {compile_ratio:.2f}; best of {args.repeats}"
     )
+    if args.with_permutation:
+        before = run_seconds["jsurgery, permutation"] / run_seconds["jsurgery"]
+        print(f"jsurgery with jax.random.permutation / jsurgery: {before:.2f}")
     if args.json:
         with open(args.json, "w") as file:
             json.dump(
