@@ -126,3 +126,7 @@ class ActorCritic(nn.Module):
 
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         return self.actor(obs), self.critic(obs)[..., 0]
+
+    def value(self, obs: jax.Array) -> jax.Array:
+        """The critic alone: ``apply(params, obs, method=ActorCritic.value)``."""
+        return self.critic(obs)[..., 0]

@@ -81,6 +81,11 @@ class PPOParts:
         blocks: ``(carry, first_step, num_blocks) -> (carry, curves)``: ``num_blocks``
             iterations, a part of a period (``run`` is made of these and ``end_period``).
         end_period: ``carry -> (carry, eval_return)``: the greedy evaluation ending a period.
+        collect: ``(carry, first_step) -> (carry, end_step, transitions)``: one iteration's
+            rollout, ``num_steps`` steps of all ``num_envs`` environments.
+        advantages: ``(params, transitions, last_obs) -> Rollout``: GAE on a rollout.
+        update: ``(params, opt_state, rollout, key, scale) -> (params, opt_state, losses)``: the
+            epochs of minibatch updates (:func:`~jsurgery.rl.ppo_update.make_update`).
         apply: ``(params, obs) -> (policy, value, log_std or None)``.
         network: the :class:`ActorCritic`.
         optimizer: the optax transformation.
@@ -95,6 +100,9 @@ class PPOParts:
     evaluate: Callable
     blocks: Callable
     end_period: Callable
+    collect: Callable
+    advantages: Callable
+    update: Callable
     apply: Callable
 
     @property
@@ -205,18 +213,27 @@ def make_ppo(
         )
         return (carry, step + num_envs), transition
 
-    def advantages(params, steps: Transition, last_obs):
-        _, last_value, _ = apply(params, last_obs)
-        _, final_value, _ = apply(params, steps.final_obs)
+    def collect(carry, step):
+        (carry, end), steps = jax.lax.scan(act, (carry, step), None, length=config.num_steps)
+        return carry, end, steps
+
+    def value(params, obs):
+        return network.apply(params, obs, method=ActorCritic.value)
+
+    def advantages(params, steps: Transition, last_obs) -> Rollout:
+        last_value = value(params, last_obs)
+        final_value = value(params, steps.final_obs)
         reward = config.reward_scale * steps.reward
         reward = reward + config.gamma * jnp.where(steps.cut, final_value, jnp.float32(0.0))
-        return gae(reward, steps.value, steps.done, last_value, config.gamma, config.gae_lambda)
+        advantage, target = gae(
+            reward, steps.value, steps.done, last_value, config.gamma, config.gae_lambda
+        )
+        return Rollout(steps.obs, steps.action, steps.log_prob, steps.value, advantage, target)
 
     def iteration(inner, _):
         carry, step = inner
-        (carry, end), steps = jax.lax.scan(act, (carry, step), None, length=config.num_steps)
-        advantage, target = advantages(carry.params, steps, carry.obs)
-        rollout = Rollout(steps.obs, steps.action, steps.log_prob, steps.value, advantage, target)
+        carry, end, steps = collect(carry, step)
+        rollout = advantages(carry.params, steps, carry.obs)
         key, update_key = jax.random.split(carry.key)
         scale = loop.step_size_scale(config, step)
         params, opt_state, losses = update(
@@ -233,8 +250,9 @@ def make_ppo(
     blocks = loop.make_blocks(iteration)
     end_period = loop.make_end_period(evaluate, next_eval_key)
     return PPOParts(
-        config, env, network, optimizer, begin, run, evaluate, blocks, end_period, apply
-    )
+        config, env, network, optimizer, begin, run, evaluate, blocks, end_period, collect,
+        advantages, update, apply,
+    )  # fmt: skip
 
 
 def after(value: jax.Array, carry: PPOCarry) -> PPOCarry:

@@ -22,6 +22,7 @@ __all__ = [
     "make_update",
     "ppo_loss",
     "sample_action",
+    "shuffled_order",
 ]
 
 LOG_2PI = float(jnp.log(2.0 * jnp.pi))
@@ -73,6 +74,32 @@ def sample_action(key: jax.Array, policy: jax.Array, log_std: jax.Array | None) 
     if log_std is None:
         return jax.random.categorical(key, policy).astype(jnp.int32)
     return policy + jnp.exp(log_std) * jax.random.normal(key, policy.shape, policy.dtype)
+
+
+MOST_PACKED = 1024
+
+
+def shuffled_order(key: jax.Array, size: int) -> jax.Array:
+    """A random permutation of ``range(size)``, as ``jax.random.permutation`` draws one.
+
+    Up to :data:`MOST_PACKED` items, each index is packed into the low bits of a random 32-bit
+    word and the words are sorted alone: XLA's CPU runtime sorts one array of integers several
+    times faster than a key array with a value array beside it. Two words that share their random
+    high bits (22 or more of them; for 500 items, some pair shares them with probability 1.5% per
+    permutation) keep their indices' order, a bias far below anything a minibatch split can show.
+    Larger sizes use ``jax.random.permutation``.
+
+    Example:
+        >>> sorted(shuffled_order(jax.random.PRNGKey(0), 5).tolist())
+        [0, 1, 2, 3, 4]
+    """
+    if size > MOST_PACKED:
+        return jax.random.permutation(key, size)
+    index_bits = max(1, (size - 1).bit_length())
+    high = jnp.uint32((0xFFFFFFFF >> index_bits) << index_bits)
+    words = jax.random.bits(key, (size,), jnp.uint32) & high
+    words = jnp.sort(words | jnp.arange(size, dtype=jnp.uint32))
+    return (words & ~high).astype(jnp.int32)
 
 
 def gae(
@@ -158,7 +185,7 @@ def make_update(
 
     def epoch(state, key):
         params, opt_state, scale, flat = state
-        order = jax.random.permutation(key, config.batch_steps)
+        order = shuffled_order(key, config.batch_steps)
         minibatches = jax.tree.map(
             lambda leaf: leaf[order].reshape(config.num_minibatches, -1, *leaf.shape[1:]), flat
         )
