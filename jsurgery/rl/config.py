@@ -95,18 +95,7 @@ class DQNConfig:
             raise ValueError(
                 f"`learning_rate_end`: expected a number >= 0 or None, got {self.learning_rate_end}"
             )
-        block = self.block_steps
-        if self.eval_every % block:
-            raise ValueError(
-                f"`eval_every`: {self.eval_every} is not a multiple of train_freq * num_envs = "
-                f"{block}; use e.g. eval_every={max(block, self.eval_every // block * block)}"
-            )
-        if self.total_steps % self.eval_every:
-            raise ValueError(
-                f"`total_steps`: {self.total_steps} is not a multiple of eval_every = "
-                f"{self.eval_every}; use e.g. total_steps="
-                f"{-(-self.total_steps // self.eval_every) * self.eval_every}"
-            )
+        check_periods(self, "train_freq * num_envs")
 
     @property
     def block_steps(self) -> int:
@@ -133,3 +122,21 @@ class DQNConfig:
     @classmethod
     def from_dict(cls, fields: dict[str, Any]) -> DQNConfig:
         return cls(**{**fields, "hidden": tuple(fields["hidden"])})
+
+
+def check_periods(config: Any, block_name: str) -> None:
+    """Refuses an ``eval_every`` that is not a multiple of ``config.block_steps`` (named
+    ``block_name`` in the message) and a ``total_steps`` that is not a multiple of
+    ``eval_every``, each with a value that would do; shared by the DQN's and PPO's configs."""
+    block = config.block_steps
+    if config.eval_every % block:
+        raise ValueError(
+            f"`eval_every`: {config.eval_every} is not a multiple of {block_name} = {block}; use "
+            f"e.g. eval_every={max(block, config.eval_every // block * block)}"
+        )
+    if config.total_steps % config.eval_every:
+        raise ValueError(
+            f"`total_steps`: {config.total_steps} is not a multiple of eval_every = "
+            f"{config.eval_every}; use e.g. total_steps="
+            f"{-(-config.total_steps // config.eval_every) * config.eval_every}"
+        )

@@ -84,18 +84,18 @@ class DQNParts:
         return self.config.total_steps // self.config.eval_every
 
 
-def check_init(init: Any, template: Any) -> dict[str, Any]:
-    """The parts of `init` (params, target params, optimizer state) checked against the
-    template's structure and shapes; {} for None."""
+def check_init(init: Any, template: Any, keys: tuple[str, ...] = INIT_KEYS) -> dict[str, Any]:
+    """The parts of `init` (among `keys`: params, target params, optimizer state) checked
+    against the template's structure and shapes; {} for None. PPO passes its own `keys`."""
     if init is None:
         return {}
     if not isinstance(init, dict):
         raise ValueError(
-            f"`init`: expected a dict with keys among {list(INIT_KEYS)}, got {type(init).__name__}"
+            f"`init`: expected a dict with keys among {list(keys)}, got {type(init).__name__}"
         )
-    unknown = sorted(set(init) - set(INIT_KEYS))
+    unknown = sorted(set(init) - set(keys))
     if unknown:
-        raise ValueError(f"`init`: unknown keys {unknown}; allowed keys are {list(INIT_KEYS)}")
+        raise ValueError(f"`init`: unknown keys {unknown}; allowed keys are {list(keys)}")
     for name in ("params", "target_params"):
         if name not in init:
             continue

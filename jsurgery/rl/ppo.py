@@ -24,7 +24,7 @@ from flax import struct
 
 from jsurgery.rl import loop
 from jsurgery.rl.actor_critic import ActorCritic
-from jsurgery.rl.dqn import join_metrics
+from jsurgery.rl.dqn import check_init, join_metrics
 from jsurgery.rl.environments import IdEnv, make_env
 from jsurgery.rl.ppo_config import PPOConfig
 from jsurgery.rl.ppo_update import (
@@ -110,29 +110,6 @@ class PPOParts:
         return self.config.total_steps // self.config.eval_every
 
 
-def check_init(init: Any, template: Any) -> dict[str, Any]:
-    """The parts of ``init`` (params, optimizer state) checked against the template's structure
-    and shapes; {} for None."""
-    if init is None:
-        return {}
-    if not isinstance(init, dict):
-        raise ValueError(
-            f"`init`: expected a dict with keys among {list(INIT_KEYS)}, got {type(init).__name__}"
-        )
-    unknown = sorted(set(init) - set(INIT_KEYS))
-    if unknown:
-        raise ValueError(f"`init`: unknown keys {unknown}; allowed keys are {list(INIT_KEYS)}")
-    if "params" in init:
-        want = jax.tree.map(lambda leaf: leaf.shape, template)
-        got = jax.tree.map(lambda leaf: jnp.shape(leaf), init["params"])
-        if jax.tree.structure(want) != jax.tree.structure(got) or want != got:
-            raise ValueError(
-                f"`init['params']`: parameter shapes {got} do not match the network's {want}; "
-                "check `hidden` and the environment's obs/action IDs"
-            )
-    return dict(init)
-
-
 def make_apply(network: ActorCritic) -> Callable:
     """``apply(params, obs) -> (policy, value, log_std or None)`` for ``network``."""
 
@@ -173,7 +150,7 @@ def make_ppo(
     def begin(key, init=None):
         net_key, env_key, eval_key, run_key = jax.random.split(key, 4)
         params = network.init(net_key, jnp.zeros((1, env.num_obs), jnp.float32))
-        given = check_init(init, params)
+        given = check_init(init, params, INIT_KEYS)
         params = given.get("params", params)
         opt_state = given["opt_state"] if "opt_state" in given else optimizer.init(params)
         obs, env_state = env_reset(jax.random.split(env_key, num_envs))

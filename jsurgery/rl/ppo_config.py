@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from jsurgery.rl.config import check_periods
+
 __all__ = ["PPOConfig"]
 
 ACTIVATIONS = ("tanh", "relu")
@@ -95,18 +97,7 @@ class PPOConfig:
                 f"`num_minibatches`: {self.num_minibatches} does not divide num_envs * num_steps "
                 f"= {self.batch_steps}"
             )
-        block = self.block_steps
-        if self.eval_every % block:
-            raise ValueError(
-                f"`eval_every`: {self.eval_every} is not a multiple of num_envs * num_steps = "
-                f"{block}; use e.g. eval_every={max(block, self.eval_every // block * block)}"
-            )
-        if self.total_steps % self.eval_every:
-            raise ValueError(
-                f"`total_steps`: {self.total_steps} is not a multiple of eval_every = "
-                f"{self.eval_every}; use e.g. total_steps="
-                f"{-(-self.total_steps // self.eval_every) * self.eval_every}"
-            )
+        check_periods(self, "num_envs * num_steps")
 
     @property
     def batch_steps(self) -> int:
