@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from test_experiments import SEEDS, check_results
 
+import jsurgery
 from jsurgery.experiments import runner
 from jsurgery.experiments.configs import build_experiments
 from jsurgery.experiments.ppo import PpoSurgery
@@ -68,7 +69,11 @@ def test_the_four_experiments_are_registered_with_their_arms():
         "recipe": "preserving",
         "margin": 1.0,
     }
-    assert EXPERIMENTS["ppo-cartpole-ln-widen"].configs["original"].layer_norm
+    widening = EXPERIMENTS["ppo-cartpole-ln-widen"]
+    assert widening.configs["original"].layer_norm
+    for noise in (0.01, 0.1, 0.5):
+        options = widening.surgery[f"preserving-noise-{noise:g}"]
+        assert options == {"recipe": "preserving", "new_hidden": jsurgery.init.net2net(noise)}
 
 
 @pytest.mark.parametrize("name", by_speed(EXPERIMENTS))

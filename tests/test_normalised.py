@@ -289,3 +289,52 @@ def test_an_equinox_layernorm_is_widened_exactly():
     out = jsurgery.transplant(old, new, plan)
     a, b = jax.vmap(old)(X), jax.vmap(out)(X)
     assert float(jnp.max(jnp.abs(b - a)) / jnp.max(jnp.abs(a))) <= REL
+
+
+def _deviation_spread(params, old_width: int) -> np.ndarray:
+    """Singular values (largest first, divided by it) of the new units' incoming columns minus
+    their mean column: how many directions the new units of `Dense_0` differ in."""
+    columns = np.asarray(params["Dense_0"]["kernel"], np.float64)[:, old_width:]
+    s = np.linalg.svd(columns - columns.mean(axis=1, keepdims=True), compute_uv=False)
+    return s / s[0]
+
+
+def test_noise_under_a_layernorm_spreads_the_new_units_columns():
+    """`net2net(noise=0.1)` under a LayerNorm: each new unit's incoming column is the old
+    columns' mean times (1 + 0.1 N(0, 1)), entry by entry; the old columns are kept."""
+    old, new = PQN((8,)), PQN((13,))
+    noisy = jsurgery.init.net2net(noise=0.1)
+    old_vars, new_vars, plan = _surgery(old, new, X, new_hidden=noisy)
+    k_old = np.asarray(old_vars["params"]["Dense_0"]["kernel"])
+    k_new = np.asarray(new_vars["params"]["Dense_0"]["kernel"])
+    np.testing.assert_allclose(k_new[:, :8], k_old, rtol=1e-6)
+    relative = k_new[:, 8:] / np.mean(k_old, axis=1, keepdims=True) - 1
+    assert 0.05 < relative.std() < 0.2
+    distances = np.abs(k_new[:, 8:, None] - k_new[:, None, 8:]).max(0)
+    assert np.all(distances[~np.eye(5, dtype=bool)] > 0), "two new columns are equal"
+    old_promise = plan.promises[0]
+    assert old_promise.kind == "first order" and old_promise.scale == 0.1
+
+
+def test_noise_under_a_layernorm_moves_the_old_outputs_to_first_order():
+    """The old outputs move in proportion to the noise: ten times the noise, about ten times
+    the change (a second-order change would be a hundred times)."""
+    old, new = PQN((32, 32)), PQN((48, 48))
+    moved = []
+    for noise in (1e-3, 1e-2):
+        rule = jsurgery.init.net2net(noise=noise)
+        moved.append(_moved(old, new, *_surgery(old, new, X, new_hidden=rule)[:2], X))
+    assert moved[0] > 1e-5  # ten times float32's rounding: a change, not rounding
+    assert 5 < moved[1] / moved[0] < 20
+
+
+def test_exact_new_units_under_a_layernorm_learn_as_one_and_noise_parts_them():
+    """After 30 SGD steps the exact widening's new units still differ from their mean in one
+    direction only (their columns' deviations have rank 1), while noise 0.1 leaves them
+    differing in several."""
+    old, new = PQN((8,)), PQN((13,))
+    exact = _sgd_steps(new, _surgery(old, new, X)[1], X, steps=30)
+    noisy_start = _surgery(old, new, X, new_hidden=jsurgery.init.net2net(noise=0.1))[1]
+    noisy = _sgd_steps(new, noisy_start, X, steps=30)
+    assert _deviation_spread(exact["params"], 8)[1] < 1e-3
+    assert _deviation_spread(noisy["params"], 8)[1] > 1e-2

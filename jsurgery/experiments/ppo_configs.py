@@ -22,11 +22,16 @@ Surgery arms (:func:`~jsurgery.rl.ppo_surgery.plan_ppo` keywords):
   observations read nothing, Net2Net for new hidden units, exact under LayerNorm; a new discrete
   action starts 5 below the old logits' mean, a new continuous dimension at mean 0);
 - ``preserving-margin-1`` (Acrobot): the new action 1 below the old logits' mean instead of 5
-  (a start probability up to e^-1 of the old ones' share rather than e^-5), so that it is tried.
+  (a start probability up to e^-1 of the old ones' share rather than e^-5), so that it is tried;
+- ``preserving-noise-0.01``, ``-0.1``, ``-0.5`` (the LayerNorm widening): ``preserving`` with
+  ``new_hidden=jsurgery.init.net2net(noise=...)``: under the norm the exact widening gives every
+  new unit the same incoming weights (the old ones' mean), which then learn as one unit; the
+  noise spreads them, and moves the old agent to first order in it.
 """
 
 from __future__ import annotations
 
+import jsurgery
 from jsurgery.experiments.ppo import PpoSurgery
 
 CARTPOLE_OBS = ("x", "x_dot", "theta", "theta_dot")
@@ -41,6 +46,9 @@ PENDULUM_REWARD_SCALE = 0.1
 TRANSPLANT = {"recipe": "transplant"}
 PRESERVING = {"recipe": "preserving"}
 RECIPES = {"transplant": TRANSPLANT, "preserving": PRESERVING}
+
+#: Relative noises on the new units' incoming weights in ``ppo-cartpole-ln-widen``'s noise arms.
+WIDENING_NOISES = (0.01, 0.1, 0.5)
 
 #: Environment steps per network of each experiment's ``original`` protocol.
 CARTPOLE_STEPS = 100_000
@@ -59,6 +67,14 @@ def tiny_ppo(config):
         eval_every=128,
         eval_episodes=2,
     )
+
+
+def _noise_arms() -> dict:
+    """``preserving`` with Net2Net noise on the new hidden units, one arm per noise."""
+    return {
+        f"preserving-noise-{noise:g}": {**PRESERVING, "new_hidden": jsurgery.init.net2net(noise)}
+        for noise in WIDENING_NOISES
+    }
 
 
 def _protocols(original) -> dict:
@@ -105,7 +121,7 @@ def ppo_experiments() -> list[PpoSurgery]:
             old_hidden=(4, 4),
             new_hidden=(64, 64),
             configs=_protocols(cartpole.replace(layer_norm=True)),
-            surgery=RECIPES,
+            surgery={**RECIPES, **_noise_arms()},
         ),
         PpoSurgery(
             name="ppo-pendulum-add-obs",

@@ -68,7 +68,9 @@ class Net2Net(UnitRule):
     or RMSNorm reads straight from its layers (Dense -> norm, a pre-LN residual stream) is
     widened so that the norm's statistics are kept instead (`jsurgery.init.normalised`): new
     units the mean of the old (zero under an RMSNorm), the norm's scales compensated, exact up
-    to the norm's epsilon; `normalised=False` replicates there too, which moves the old outputs.
+    to the norm's epsilon; there the new units learn as one unit unless `noise` > 0 spreads
+    their incoming weights (then exact to first order in `noise`). `normalised=False`
+    replicates there too, which moves the old outputs.
 
     In a recurrent cell's carry, new units get zero incoming weights and biases in every gate and
     template outgoing weights, so from a carry that is zero on them (a new episode, or
@@ -92,7 +94,7 @@ class Net2Net(UnitRule):
 
     def space_map(self, units: NewUnits) -> SpaceMap:
         if units.kind == HIDDEN and units.norm and self.normalised and units.new.any():
-            kept = kept_statistics(units, self.seed)
+            kept = kept_statistics(units, self.seed, self.noise)
             if kept is not None:
                 return kept
         if units.kind == HIDDEN:
@@ -123,7 +125,7 @@ class Net2Net(UnitRule):
         sm.read_idx[new_pos] = units.src[reps]
         sm.read_mul = self._shares(sm.read_idx, units)
         if self.noise > 0:
-            sm.write_noise = units.new.copy()
+            sm.write_noise, sm.scale = units.new.copy(), self.noise
         sm.how = "net2net"
         return sm
 

@@ -15,6 +15,13 @@ weights: every new unit then has a different, non-zero output (alive after a rel
 readers' new weights receive different gradients at the first step, and the rest follows. A
 norm without bias outputs zero at the new units: the readers keep their template weights there
 (zero times anything is zero), so gradients reach the new units' incoming weights at once.
+
+Distinct biases part the new units in one direction only: every new unit's incoming column is
+the same mean, so its gradient is the same vector times a unit's own factor, and after training
+the columns' deviations from their mean still span one dimension (the new units learn as one).
+With the rule's `noise`, each new unit's incoming column is the mean times `(1 + noise * N(0,
+1))`: the new units start apart, and the norm's statistics, so the old outputs, move to first
+order in `noise`.
 """
 
 from __future__ import annotations
@@ -28,9 +35,10 @@ from jsurgery.plan.data import SpaceMap
 BIAS_RANGE = (0.5, 1.0)
 
 
-def kept_statistics(units: NewUnits, seed: int) -> SpaceMap | None:
-    """The map of a normalised hidden space (`units.norm`) that keeps the norm's statistics, or
-    None when an old unit is dropped (the statistics then change whatever the new units are)."""
+def kept_statistics(units: NewUnits, seed: int, noise: float = 0.0) -> SpaceMap | None:
+    """The map of a normalised hidden space (`units.norm`) that keeps the norm's statistics (to
+    first order in `noise` when it is positive), or None when an old unit is dropped (the
+    statistics then change whatever the new units are)."""
     copied = units.src >= 0
     if len(set(units.src[copied].tolist())) != units.n_old:
         return None
@@ -42,6 +50,8 @@ def kept_statistics(units: NewUnits, seed: int) -> SpaceMap | None:
         sm.write_mean = new.copy()
     else:
         sm.write_zero = new.copy()
+    if noise > 0:
+        sm.write_noise, sm.scale = new.copy(), noise
     sm.norm_gain = np.where(copied, np.sqrt(copied.sum() / len(units.src)), 1.0)
     if units.norm_bias:
         sm.read_zero = new.copy()

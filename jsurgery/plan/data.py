@@ -163,9 +163,10 @@ class SpaceMap:
     writers (kernel outputs, biases, scales) read `write_idx`, readers (contracted axes) read
     `read_idx` times `read_mul`; masks say which units are zero, the old mean, noisy, or take
     the template times `scale` (`write_scaled`, `read_scaled`: weights only, not norm scales
-    or statistics). In a space a norm reads (`normalised`: "layer" or "rms"), the norm's
-    scales are multiplied by `norm_gain` (per new unit: its old unit's factor, 1 for new
-    units) and its biases take `norm_offset` at the new units.
+    or statistics); where units are noisy, `scale` is the rule's relative noise. In a space a
+    norm reads (`normalised`: "layer" or "rms"), the norm's scales are multiplied by
+    `norm_gain` (per new unit: its old unit's factor, 1 for new units) and its biases take
+    `norm_offset` at the new units.
     """
 
     src: np.ndarray

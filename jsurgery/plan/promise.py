@@ -204,11 +204,14 @@ def _short(text: str, n: int = 120) -> str:
 def _hidden_effect(sm, carried: bool = False) -> tuple[Kind, float]:
     """How the new units of a hidden space affect the old outputs through the layers that
     read them: not at all (zero fan-out, Net2Net replicas whose readers are divided, carried
-    units that stay zero), to first order (noisy replicas, scaled template weights), or unknown
-    (template weights)."""
+    units that stay zero), to first order (noisy replicas or norm-kept means, in their noise;
+    scaled template weights, in their scale), or unknown (template weights)."""
     new = np.flatnonzero(sm.src < 0)
-    if not len(new) or sm.normalised:
+    if not len(new):
         return "exact", 0.0
+    if sm.normalised:
+        noisy = _mask(sm.write_noise, new).any()
+        return ("first order", float(sm.scale)) if noisy else ("exact", 0.0)
     zero = _mask(sm.read_zero, new) | (carried & _mask(sm.write_zero, new))
     copied = (sm.read_idx[new] >= 0) & ~zero
     scaled = _mask(sm.read_scaled, new) & ~zero & ~copied
@@ -217,7 +220,7 @@ def _hidden_effect(sm, carried: bool = False) -> tuple[Kind, float]:
     noisy = copied & _mask(sm.write_noise, new)
     if scaled.any():
         return "first order", float(sm.scale)
-    return ("first order", 0.0) if noisy.any() else ("exact", 0.0)
+    return ("first order", float(sm.scale)) if noisy.any() else ("exact", 0.0)
 
 
 def _mask(mask, where) -> np.ndarray:

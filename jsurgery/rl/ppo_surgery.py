@@ -55,7 +55,7 @@ def _log_std_ids(action_ids: Sequence[Hashable]) -> list[tuple[str, Hashable]]:
 
 
 def _options(recipe: str, old_env: IdEnv, new_env: IdEnv, margin: float) -> dict[str, Any]:
-    """``make_plan``'s IDs and init rules for ``recipe``."""
+    """``make_plan``'s IDs and init rules for ``recipe`` (new hidden units: the recipe's rule)."""
     if recipe not in RECIPES:
         raise ValueError(f"`recipe`: unknown recipe {recipe!r}; choose one of {list(RECIPES)}")
     outputs = {0: (old_env.action_ids, new_env.action_ids)}
@@ -84,6 +84,7 @@ def plan_ppo(
     recipe: str = "preserving",
     layers: dict[str, str | None] | None = None,
     margin: float = NEW_ACTION_MARGIN,
+    new_hidden: Any = None,
 ) -> jsurgery.Plan:
     """The plan moving one PPO agent's parameters into ``new_network`` on the view ``new_env``.
 
@@ -98,6 +99,9 @@ def plan_ppo(
             ``"transplant"`` (new units keep the template's initialisation).
         layers: ``{new_layer: old_layer or None}`` where the widths leave the matching open.
         margin: how far below the old logits' mean a new discrete action starts.
+        new_hidden: the rule for new hidden units instead of the recipe's (``make_plan``'s
+            ``new_hidden``), e.g. ``jsurgery.init.net2net(noise=0.01)`` for Net2Net copies whose
+            incoming weights differ.
 
     Raises:
         ValueError: an unknown recipe, or actions of another kind (discrete and continuous).
@@ -107,13 +111,16 @@ def plan_ppo(
         raise ValueError("`new_env`: the old and new agents must both have discrete actions or "
                          "both continuous ones")  # fmt: skip
     obs = (jnp.zeros((1, old_env.num_obs)),), (jnp.zeros((1, new_env.num_obs)),)
+    options = _options(recipe, old_env, new_env, margin)
+    if new_hidden is not None:
+        options["new_hidden"] = new_hidden
     plan = jsurgery.make_plan(
         old_params,
         new_params,
         apply=(traced_apply(old_network), traced_apply(new_network)),
         example=obs,
         layers=layers,
-        **_options(recipe, old_env, new_env, margin),
+        **options,
     )
     if not new_env.continuous:
         return plan

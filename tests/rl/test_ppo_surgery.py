@@ -73,6 +73,26 @@ def test_preserving_keeps_the_policy_and_value_and_a_new_action_starts_unlikely(
     np.testing.assert_allclose(kept / kept.sum(1, keepdims=True), old_probability, atol=1e-5)
 
 
+def test_new_hidden_replaces_the_recipes_rule_for_new_hidden_units():
+    """``new_hidden=net2net(noise=0.1)`` under a LayerNorm: the widened layer's new units get
+    distinct incoming columns (the recipe's own rule gives them one, the old columns' mean),
+    and the old agent's outputs move, but by far less than the noise."""
+    old, new, old_params, template = networks((8,), (13,), layer_norm=True)
+    old_env, new_env = envs()
+    rule = jsurgery.init.net2net(noise=0.1)
+    plan = plan_ppo(old_params, template, old, new, old_env, new_env, new_hidden=rule)
+    params = jsurgery.transplant(old_params, template, plan)
+    columns = np.asarray(params["params"]["critic"]["Dense_0"]["kernel"])[:, 8:]
+    distances = np.abs(columns[:, :, None] - columns[:, None, :]).max(0)
+    assert np.all(distances[~np.eye(5, dtype=bool)] > 0), "two new units have equal columns"
+    obs = jax.random.normal(jax.random.PRNGKey(3), (64, len(OLD_OBS)))
+    new_obs = jnp.concatenate([obs[:, :2], jnp.zeros((64, 1)), obs[:, 2:]], axis=1)
+    _, old_value = old.apply(old_params, obs)
+    _, value = new.apply(params, new_obs)
+    moved = float(jnp.max(jnp.abs(value - old_value)) / jnp.max(jnp.abs(old_value)))
+    assert 1e-5 < moved < 0.1
+
+
 def test_transplant_copies_old_weights_by_id_and_keeps_the_template_elsewhere():
     old, new, old_params, template = networks((8,), (8,))
     old_env, new_env = envs()
