@@ -5,8 +5,9 @@ Every arm trains with the environment's PPO preset (:mod:`jsurgery.rl.ppo_preset
 experiment's budget; only the widths and the views (observation and action IDs) differ between the
 old and the new network. The ``original`` budgets are the shortest at which the old network has
 learned its task on most seeds, so that the four experiments with every arm and 20 seeds run in
-about 20 minutes on a 2-core CPU: CartPole 100,000 environment steps per network, Acrobot
-150,000, Pendulum 200,000. The ``tiny`` protocol (a few hundred steps) is for tests.
+well under 20 minutes on a 2-core CPU (9 minutes on idle cores): CartPole 100,000 environment
+steps per network, Acrobot 150,000, Pendulum 200,000. The ``tiny`` protocol (a few hundred steps)
+is for tests.
 
 Pendulum's old network sees ``cos_theta`` and ``theta_dot`` and the new one adds ``sin_theta``
 (which side of the vertical the pendulum is on): of the three two-observation views, this one
