@@ -284,6 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="preserving: the new network acts as the old one (default); transplant: new units "
         "keep their random initialisation",
     )
+    surgery.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        metavar="EPS",
+        help="preserving: spread the new hidden units' incoming weights by this relative noise "
+        "(e.g. 0.1), so that they learn apart (under a LayerNorm they otherwise learn as one); "
+        "the old agent then moves to first order in it (default 0: exact)",
+    )
     surgery.add_argument("--out", required=True, metavar="NEW_DIR", help="the new run directory")
     _add_out_options(surgery, resume=False)
 
@@ -383,6 +392,7 @@ def _run(args: argparse.Namespace) -> None:
             recipe=args.recipe,
             out=args.out,
             force=args.force,
+            noise=args.noise,
         )
     elif args.command == "run":
         from jsurgery.experiments.command import run_command

@@ -42,6 +42,27 @@ initialisation."""
 SURGERY_JSON = "surgery.json"
 
 
+def hidden_rule(recipe: str, noise: float) -> Any:
+    """``make_plan``'s ``new_hidden`` for ``--noise``: None (the recipe's rule) at 0, else Net2Net
+    copies whose incoming weights (under a LayerNorm, the new units' mean weights) are spread by
+    ``noise``, so that new units learn apart; the old agent then moves to first order in it.
+
+    Raises:
+        CommandError: a negative or non-finite noise, or noise with the transplant recipe (its
+            new units are random already).
+    """
+    if not np.isfinite(noise) or noise < 0:
+        raise CommandError(f"--noise {noise}: give a relative noise of 0 or more, e.g. 0.1")
+    if noise == 0:
+        return None
+    if recipe != "preserving":
+        raise CommandError(
+            f"--noise {noise}: spreads the Net2Net copies of the preserving recipe; the "
+            f"{recipe} recipe's new units keep their random initialisation already"
+        )
+    return jsurgery.init.net2net(noise=noise)
+
+
 def _first(tree: Any) -> Any:
     return jax.tree.map(lambda leaf: leaf[0], tree)
 
@@ -52,8 +73,10 @@ def transplant_run(
     hidden: Sequence[int],
     recipe: str = "preserving",
     layers: dict[str, str | None] | None = None,
+    noise: float = 0.0,
 ) -> tuple[Any, Any, Any]:
-    """The run's state moved into a network with ``hidden`` widths on the view ``env``.
+    """The run's state moved into a network with ``hidden`` widths on the view ``env``, new
+    hidden units spread by ``noise`` (:func:`hidden_rule`).
 
     The plan is made once from the first seed, tracing both networks (inputs by
     ``env.feature_ids``, outputs by action IDs), and applied to every seed's params, target
@@ -63,8 +86,9 @@ def transplant_run(
     Returns:
         ``(config, state, plan)``: the new run's config, its batched state and the plan.
     """
+    new_hidden = hidden_rule(recipe, noise)
     if isinstance(run.config, PPOConfig):
-        return _transplant_ppo_run(run, env, hidden, recipe, layers)
+        return _transplant_ppo_run(run, env, hidden, recipe, layers, new_hidden)
     config = run.config.replace(hidden=tuple(hidden))
     network = QNetwork.for_config(config, env.num_actions)
     optimizer = algorithm_of(config).optimizer(config)
@@ -84,15 +108,12 @@ def transplant_run(
         inputs=(run.env.feature_ids, env.feature_ids),
         outputs=(run.env.action_ids, env.action_ids),
         layers=layers,
-        **RECIPES[recipe],
+        **{**RECIPES[recipe], **({} if new_hidden is None else {"new_hidden": new_hidden})},
     )
-    state = jax.vmap(lambda old, new: jsurgery.transplant_state(old, new, plan))(
-        old_state, new_state
-    )
-    return config, state, plan
+    return config, transplant_seeds(old_state, new_state, plan), plan
 
 
-def _transplant_ppo_run(run, env, hidden, recipe, layers) -> tuple[Any, Any, Any]:
+def _transplant_ppo_run(run, env, hidden, recipe, layers, new_hidden) -> tuple[Any, Any, Any]:
     """:func:`transplant_run` for a PPO run: params and Adam's state of every seed."""
     config = run.config.replace(hidden=tuple(hidden))
     algorithm = algorithm_of(config)
@@ -111,6 +132,7 @@ def _transplant_ppo_run(run, env, hidden, recipe, layers) -> tuple[Any, Any, Any
         env,
         recipe,
         layers,
+        new_hidden=new_hidden,
     )
     return config, transplant_seeds(old_state, new_state, plan), plan
 
@@ -131,6 +153,7 @@ def surgery_command(
     out: str | os.PathLike = "runs/surgery",
     layers: dict[str, str | None] | None = None,
     force: bool = False,
+    noise: float = 0.0,
 ) -> dict[str, Any]:
     """Move a saved run into a new network and save it as a new run under ``out``.
 
@@ -145,6 +168,7 @@ def surgery_command(
         layers: ``{new_layer: old_layer or None}`` where the widths leave the matching open
             (``make_plan``'s ``layers``).
         force: replace a run already under ``out`` (it stays until the new one is complete).
+        noise: relative noise spreading the new hidden units (``preserving`` only; 0: exact).
 
     Returns:
         The contents of ``surgery.json``.
@@ -159,13 +183,15 @@ def surgery_command(
         raise CommandError(
             f"--out {out}: is the run being read; write the new run to another directory"
         )
+    hidden_rule(recipe, noise)
     identity = {"command": "surgery", "run": str(Path(run_dir).absolute()), "recipe": recipe,
-                "obs": obs, "actions": actions, "hidden": hidden, "layers": layers}  # fmt: skip
+                "obs": obs, "actions": actions, "hidden": hidden, "layers": layers,
+                "noise": noise}  # fmt: skip
     with open_out_dir(out, identity, force=force, resume=None):
-        return _operate(run_dir, obs, actions, hidden, recipe, out, layers, identity)
+        return _operate(run_dir, obs, actions, hidden, recipe, out, layers, identity, noise)
 
 
-def _operate(run_dir, obs, actions, hidden, recipe, out, layers, identity) -> dict[str, Any]:
+def _operate(run_dir, obs, actions, hidden, recipe, out, layers, identity, noise) -> dict[str, Any]:
     run = load_init_run(run_dir, argument="RUN_DIR")
     env = make_env(
         run.env.env_id,
@@ -174,7 +200,7 @@ def _operate(run_dir, obs, actions, hidden, recipe, out, layers, identity) -> di
     )
     hidden = run.config.hidden if hidden is None else tuple(hidden)
     try:
-        config, state, plan = transplant_run(run, env, hidden, recipe, layers)
+        config, state, plan = transplant_run(run, env, hidden, recipe, layers, noise)
     except jsurgery.PlanError as error:
         reason = " ".join(str(error).split())
         if error.layers:
@@ -188,6 +214,7 @@ def _operate(run_dir, obs, actions, hidden, recipe, out, layers, identity) -> di
         "run": str(run_dir),
         "env_id": env.env_id,
         "recipe": recipe,
+        "noise": noise,
         "layers": layers or {},
         "old": {"obs_ids": list(run.env.obs_ids), "action_ids": list(run.env.action_ids),
                 "hidden": list(run.config.hidden)},

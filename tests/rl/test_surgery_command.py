@@ -122,3 +122,31 @@ def test_surgery_onto_an_existing_run_is_refused_or_replaces_it_whole(
     assert manifest["files"] == ["agent.json", "checkpoint", "surgery.json"]
     assert sorted(p.name for p in new.iterdir()) == sorted(manifest["files"] + ["manifest.json"])
     assert load_run(new).config.hidden == (12,)
+
+
+def test_noise_spreads_new_units_under_a_layernorm_and_is_refused_where_it_means_nothing(
+    tmp_path, tiny_cartpole, capsys
+):
+    """``--noise 0.1`` widening a LayerNorm network: the old units' incoming columns are kept,
+    each new unit's column is the old columns' mean times its own noise (so no two are equal),
+    and surgery.json records it; with ``--recipe transplant`` or a negative noise it is refused
+    in one line."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    assert main(["train", "CartPole-v1", "--seeds", "1", "--steps", "500", "--hidden", "4",
+                 "--set", "layer_norm=true", "--out", str(old)]) == 0  # fmt: skip
+    argv = ["surgery", str(old), "--hidden", "8", "--out", str(new)]
+    for bad, says in (("--recipe transplant", "random initialisation already"), ("-1", "0 or")):
+        extra = ["--noise", "0.1", *bad.split()] if bad.startswith("--") else ["--noise", bad]
+        capsys.readouterr()
+        assert main([*argv, *extra]) == 2
+        assert says in capsys.readouterr().err
+    assert main([*argv, "--noise", "0.1"]) == 0
+    assert json.loads((new / "surgery.json").read_text())["noise"] == 0.1
+    before = load_run(old).state["params"]["params"]["Dense_0"]["kernel"][0]
+    after = load_run(new).state["params"]["params"]["Dense_0"]["kernel"][0]
+    np.testing.assert_array_equal(after[:, :4], before)
+    relative = after[:, 4:] / before.mean(axis=1, keepdims=True) - 1
+    assert 0.03 < relative.std() < 0.3
+    columns = after[:, 4:].T
+    distances = np.abs(columns[:, None] - columns[None]).max(-1)
+    assert np.all(distances[~np.eye(4, dtype=bool)] > 0)
