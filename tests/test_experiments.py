@@ -139,7 +139,7 @@ def test_run_command_all_writes_summary(tmp_path, monkeypatch, capsys):
 
 def test_surgery_arms_are_the_named_recipes():
     dqn = [e for e in EXPERIMENTS.values() if isinstance(e, DqnSurgery)]
-    assert len(dqn) == 6
+    assert len(dqn) == 7
     for experiment in (e for e in dqn if e.name != WIDENING):
         surgery = experiment.surgery
         assert surgery["transplant"] == jsurgery.TRANSPLANT, experiment.name
