@@ -117,3 +117,13 @@ def test_aggregate_pools_the_experiments_that_have_every_role():
     assert summary["roles"]["transplant"]["profile"] == pytest.approx([0.75, 0.5])
     table = aggregate.aggregate_table(summary)
     assert "| transplant | 0.88 [" in table and "2 experiments" in table
+
+
+def test_aggregate_leaves_out_an_environment_without_a_reference_score():
+    breakout = _results("breakout", env_id="Breakout-MinAtar", arms=MNIST["arms"])
+    summary = aggregate.aggregate([CARTPOLE, breakout], resamples=200)
+    assert summary["experiments"] == ["cartpole"]
+    assert summary["left_out"] == {"breakout": ["reference score"]}
+    assert "left out: breakout (no reference score)" in aggregate.aggregate_table(summary)
+    with pytest.raises(ValueError, match="no experiment has every arm"):
+        aggregate.aggregate([breakout], resamples=200)

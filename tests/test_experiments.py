@@ -55,13 +55,16 @@ def check_results(results, experiment, folder):
 
 
 #: Compiling a DQN for each of these takes most of a minute on 2 CPU cores: run with ``-m slow``
-#: (the recurrent one also runs end to end, every arm, in tests/test_recurrent_experiment.py).
+#: (the recurrent one also runs end to end, every arm, in tests/test_recurrent_experiment.py;
+#: Breakout's evaluations play 1,000-step episodes, and its preserving arm is checked by forward
+#: passes in tests/test_experiments_breakout.py).
 SLOW = {
     "cartpole-add-units",
     "cartpole-add-layer",
     "acrobot-add-action",
     "lunarlander-add-actions",
     "cartpole-recurrent-add-obs",
+    "breakout-add-channel",
 }
 
 #: Run by :func:`test_layer_norm_widening`, which checks more.
@@ -139,7 +142,7 @@ def test_run_command_all_writes_summary(tmp_path, monkeypatch, capsys):
 
 def test_surgery_arms_are_the_named_recipes():
     dqn = [e for e in EXPERIMENTS.values() if isinstance(e, DqnSurgery)]
-    assert len(dqn) == 6
+    assert len(dqn) == 7
     for experiment in (e for e in dqn if e.name != WIDENING):
         surgery = experiment.surgery
         assert surgery["transplant"] == jsurgery.TRANSPLANT, experiment.name

@@ -96,22 +96,26 @@ def aggregate(
         resamples: bootstrap resamples.
         seed: of the bootstrap.
 
+    An experiment on an environment without a reference score (e.g. a MinAtar game) is left out
+    like one that lacks a role.
+
     Returns:
-        A JSON-ready dict: ``experiments`` (used), ``left_out`` (experiment and the missing role),
+        A JSON-ready dict: ``experiments`` (used), ``left_out`` (experiment and the missing role,
+        or ``"reference score"``),
         ``thresholds``, and per role ``{"auc": {"iqm": [v, lo, hi], "mean": [...]}, "final":
         {...}, "profile": [...], "profile_low": [...], "profile_high": [...]}``.
     """
     thresholds = np.linspace(0.0, 1.2, 61) if thresholds is None else np.asarray(thresholds)
-    scores = {m: [normalised_scores(r, m) for r in all_results] for m in METRICS}
     used, left_out = [], []
-    for index, results in enumerate(all_results):
-        missing = [role for role in roles if role not in scores["final"][index]]
-        (left_out if missing else used).append((index, results["experiment"], missing))
+    for results in all_results:
+        missing = _missing(results, roles)
+        (left_out if missing else used).append((results, results["experiment"], missing))
     if not used:
-        raise ValueError(f"no experiment has every arm of {list(roles)}")
+        raise ValueError(f"no experiment has every arm of {list(roles)} and a reference score")
+    scores = {m: [normalised_scores(r, m) for r, _, _ in used] for m in METRICS}
 
     def groups(metric, role):
-        return [scores[metric][index][role] for index, _, _ in used]
+        return [by_role[role] for by_role in scores[metric]]
 
     def bootstrap(values, statistic):
         estimate = statistics.stratified_bootstrap(
@@ -141,6 +145,16 @@ def aggregate(
         entry["profile"], entry["profile_low"], entry["profile_high"] = profile
         summary["roles"][role] = entry
     return summary
+
+
+def _missing(results: dict, roles) -> list[str]:
+    """What keeps one experiment out of the aggregate: ``["reference score"]`` for an environment
+    without one (:data:`REFERENCE_SCORES`), else the roles it has no arm for."""
+    env_id = results.get("config", {}).get("env_id")
+    if env_id is not None and env_id not in REFERENCE_SCORES:
+        return ["reference score"]
+    present = {ARM_ROLES.get(name, name) for name in results["arms"] if name != "old"}
+    return [role for role in roles if role not in present]
 
 
 def _cell(estimate) -> str:

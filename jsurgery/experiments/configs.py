@@ -1,6 +1,6 @@
-"""The surgery experiments: six with the original study's architectures and budgets, then three
-of this project's (a recurrent agent, widening a network with layer normalisation, and a chain of
-surgeries in one run, :mod:`jsurgery.experiments.chain`).
+"""The surgery experiments: six with the original study's architectures and budgets, then four
+of this project's (a recurrent agent, widening a network with layer normalisation, a channel added
+to an image input, and a chain of surgeries in one run, :mod:`jsurgery.experiments.chain`).
 
 Each experiment has the ``original`` protocol (the original study's step budget) and, where that
 budget is too short for the network to learn the task, a ``long`` protocol beside it. Every DQN
@@ -31,6 +31,13 @@ while the wide network's still rises. Its arms are ``template`` (the transplant 
 (:data:`jsurgery.PRESERVING`: Net2Net that keeps the norm's statistics), ``net2net-inexact``
 (plain Net2Net replicas, which move the old outputs under a LayerNorm: 14 units replicate 4
 unevenly, so the normalised vector's mean and variance change) and ``zero-fanout``.
+
+``breakout-add-channel`` gives a Breakout-MinAtar agent (the MinAtar preset: an MLP with layer
+normalisation on the flattened 10 x 10 image) that saw the paddle, ball and brick channels the
+trail channel, the ball's previous position, without which one frame does not show the ball's
+direction. Inputs are matched by ``(row, column, channel)`` IDs, so the trail's 100 inputs are new
+and the bricks' move; the LayerNorm sits after the first Dense layer, whose pre-activations zero
+weights from the trail leave unchanged, so ``preserving`` is exact.
 """
 
 from __future__ import annotations
@@ -99,6 +106,19 @@ def _lunar_configs():
         "long": lunar_lander_config(50_000, hidden=(64, 64)),
         "tiny": tiny(original),
     }
+
+
+#: Steps per network of ``breakout-add-channel`` (``original`` protocol), and the widths.
+BREAKOUT_STEPS = 40_000
+BREAKOUT_HIDDEN = (128, 128)
+
+
+def _breakout_configs():
+    """The MinAtar preset (LayerNorm MLP on the flattened image), :data:`BREAKOUT_STEPS` steps."""
+    from jsurgery.rl.presets import minatar_config
+
+    original = minatar_config(BREAKOUT_STEPS, hidden=BREAKOUT_HIDDEN)
+    return {"original": original, "tiny": tiny(original)}
 
 
 def _recurrent_cartpole_configs():
@@ -247,6 +267,21 @@ def build_experiments() -> dict:
             configs=_cartpole_layer_norm_configs(),
             surgery=LAYER_NORM_WIDENING_ARMS,
             base_arms=("old", "scratch"),
+        ),
+        DqnSurgery(
+            name="breakout-add-channel",
+            description="Breakout-MinAtar, LayerNorm MLP on the image: paddle, ball, brick "
+            "-> the trail channel added (the ball's direction)",
+            env_id="Breakout-MinAtar",
+            old_obs=("paddle", "ball", "brick"),
+            new_obs=None,
+            old_hidden=BREAKOUT_HIDDEN,
+            new_hidden=BREAKOUT_HIDDEN,
+            configs=_breakout_configs(),
+            surgery={
+                "transplant": TRANSPLANT,
+                "preserving": PRESERVING,
+            },
         ),
     ]
     experiments += ppo_experiments()

@@ -136,14 +136,7 @@ class DqnSurgery(DqnExperiment):
             state, metrics = train_arm(make_train, config, old_env, run, arm, progress)
             return arm_run(metrics, state["params"], old_env, {})
         config = self.dqn_config(protocol, self.new_hidden)
-        template = initial_params(config, new_env, fold_keys(keys, 2))
-        params, notes = self.new_network(
-            arm,
-            old_params,
-            template,
-            inputs=(old_env.obs_ids, new_env.obs_ids),
-            outputs=(old_env.action_ids, new_env.action_ids),
-        )
+        params, notes = self.start_arm(arm, protocol=protocol, keys=keys, old_params=old_params)
         if old_env.obs_ids == new_env.obs_ids and old_env.action_ids == new_env.action_ids:
             old_network = _network(self.dqn_config(protocol, self.old_hidden), old_env)
             networks = (old_network, _network(config, new_env))
@@ -152,6 +145,24 @@ class DqnSurgery(DqnExperiment):
         run = (fold_keys(keys, 1), {"params": params})
         state, metrics = train_arm(make_train, config, new_env, run, arm, progress)
         return arm_run(metrics, None, new_env, notes)
+
+    def start_arm(self, arm: str, *, protocol: str, keys, old_params) -> tuple[Any, dict]:
+        """The new networks ``arm`` starts training from, one per key (the template initialised
+        with ``fold_in(key, 2)``, operated on as the arm says), and notes on them.
+
+        Inputs are matched by :attr:`~jsurgery.rl.IdEnv.feature_ids` (an image's channel moves
+        with every pixel of it), outputs by action IDs.
+        """
+        old_env, new_env = self.envs()
+        config = self.dqn_config(protocol, self.new_hidden)
+        template = initial_params(config, new_env, fold_keys(keys, 2))
+        return self.new_network(
+            arm,
+            old_params,
+            template,
+            inputs=(old_env.feature_ids, new_env.feature_ids),
+            outputs=(old_env.action_ids, new_env.action_ids),
+        )
 
 
 def _network(config, env):
