@@ -86,10 +86,7 @@ def transplant_run(
         layers=layers,
         **RECIPES[recipe],
     )
-    state = jax.vmap(lambda old, new: jsurgery.transplant_state(old, new, plan))(
-        old_state, new_state
-    )
-    return config, state, plan
+    return config, transplant_seeds(old_state, new_state, plan), plan
 
 
 def _transplant_ppo_run(run, env, hidden, recipe, layers) -> tuple[Any, Any, Any]:
