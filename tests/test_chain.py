@@ -57,19 +57,19 @@ def test_chain_table_by_hand():
     assert rows[4].startswith("| scratch-3x | 900 | 300 [300, 300] (2/2) | -50.0 [")
 
 
-def test_chain_table_compares_every_arm_with_the_noop_arm_too():
+def test_chain_table_compares_every_arm_with_the_control_arm_too():
     x = [0, 100, 200, 300]
     results = {
-        "config": {"thresholds": [-100.0], "noop_arms": ["chain-noop"]},
+        "config": {"thresholds": [-100.0], "control_arms": ["chain-identity"]},
         "arms": {
             "scratch": _arm(x, [[-500, -100, -100, -100]] * 2),
-            # plateau -200: 100 below scratch, 50 below chain-noop's -150
+            # plateau -200: 100 below scratch, 50 below chain-identity's -150
             "chain-transplant": _arm(x, [[-500, -200, -200, -200]] * 2),
-            "chain-noop": _arm(x, [[-500, -150, -150, -150]] * 2),
+            "chain-identity": _arm(x, [[-500, -150, -150, -150]] * 2),
         },
     }
     rows = chain.chain_table(results).splitlines()
-    assert rows[0].endswith("| plateau minus scratch | plateau minus chain-noop |")
+    assert rows[0].endswith("| plateau minus scratch | plateau minus chain-identity |")
     assert rows[3].endswith("| -100.0 [-100.0, -100.0] yes | -50.0 [-50.0, -50.0] yes |")
     assert rows[4].endswith("| -150.0 [-150.0, -150.0] | -50.0 [-50.0, -50.0] yes |  |")
 
@@ -81,11 +81,11 @@ def test_stages_are_a_chain_of_three_surgeries(name):
     assert len(stages) == 4
     assert set(stages[1]["obs"]) - set(stages[0]["obs"]) == {"dtheta2"}
     assert stages[1]["hidden"] == stages[0]["hidden"] and stages[2]["hidden"] > stages[1]["hidden"]
-    assert set(stages[3]["actions"]) - set(stages[2]["actions"]) == {"torque-1"}
+    assert set(stages[3]["actions"]) - set(stages[2]["actions"]) == {"noop"}
     assert experiment.arms == (
-        "scratch", "chain-transplant", "chain-preserving", "chain-noop", "scratch-3x"
+        "scratch", "chain-transplant", "chain-preserving", "chain-identity", "scratch-3x"
     )  # fmt: skip
-    assert experiment.arm_stages("chain-noop") == (experiment.stages[-1],) * 4
+    assert experiment.arm_stages("chain-identity") == (experiment.stages[-1],) * 4
     assert experiment.arm_stages("chain-preserving") == experiment.stages
     with pytest.raises(runner.ExperimentError, match="'scratch' is no chain arm"):
         experiment.arm_stages("scratch")
@@ -137,14 +137,14 @@ def _dense(tree, layer):
 
 #: Per surgery of the DQN chain (stage i -> i + 1): where each layer's old kernel lands in the
 #: new one, written by hand from the stages (features cos1 sin1 cos2 sin2 dtheta1 [dtheta2];
-#: widths 16 -> 32; actions torque+1 noop -> torque-1 noop torque+1).
+#: widths 16 -> 32; actions torque-1 torque+1 -> torque-1 noop torque+1).
 DQN_CHAIN_COPIES = {
     0: {0: (np.s_[:5, :], np.s_[:, :]), 1: (np.s_[:, :], np.s_[:, :]),
         2: (np.s_[:, :], np.s_[:, :])},
     1: {0: (np.s_[:, :16], np.s_[:, :]), 1: (np.s_[:16, :16], np.s_[:, :]),
         2: (np.s_[:16, :], np.s_[:, :])},
     2: {0: (np.s_[:, :], np.s_[:, :]), 1: (np.s_[:, :], np.s_[:, :]),
-        2: (np.s_[:, [2, 1]], np.s_[:, [0, 1]])},
+        2: (np.s_[:, [0, 2]], np.s_[:, [0, 1]])},
 }  # fmt: skip
 
 
@@ -199,12 +199,12 @@ def _outputs(experiment, config, env, params, obs):
 
 
 @pytest.mark.parametrize("name", CHAINS)
-def test_a_noop_chain_surgery_changes_nothing(name):
+def test_an_identity_chain_surgery_changes_nothing(name):
     experiment = build_experiments()[name]
-    stages = experiment.arm_stages("chain-noop")
+    stages = experiment.arm_stages("chain-identity")
     old, state = _stage(experiment, 0, stages)
     new, fresh = _stage(experiment, 1, stages, seed=1)
-    moved, _ = experiment.operate("chain-noop", state, fresh, old, new)
+    moved, _ = experiment.operate("chain-identity", state, fresh, old, new)
     obs = jax.random.normal(jax.random.PRNGKey(3), (16, old[1].num_obs))
     before = _outputs(experiment, *old, state["params"], obs)
     after = _outputs(experiment, *new, moved["params"], obs)
@@ -223,20 +223,21 @@ def test_chain_end_to_end(tmp_path):
     arms = results["arms"]
     assert arms["scratch"]["x"][-1] == 4 * stage_steps
     assert arms["scratch-3x"]["x"][-1] == 3 * 4 * stage_steps
-    for arm in (*experiment.surgery, *experiment.noop):
+    for arm in (*experiment.surgery, *experiment.controls):
         x = np.asarray(arms[arm]["x"])
         assert x[-1] == 4 * stage_steps and np.all(np.diff(x) >= 0)
         assert len(arms[arm]["notes"]["plans"]) == 3
         assert np.asarray(arms[arm]["curves"]).shape == (2, x.size)
-        assert arms[arm]["notes"]["noop"] == (arm == "chain-noop")
+        assert arms[arm]["notes"]["control"] == (arm == "chain-identity")
     table = experiment.summary_table(results)
-    assert "plateau minus scratch-3x | plateau minus chain-noop |" in table
+    assert "plateau minus scratch-3x | plateau minus chain-identity |" in table
 
 
 def test_the_ppo_chain_writes_its_config_under_ppo():
     config = build_experiments()["ppo-surgery-chain"].config("original", 20)
     assert "ppo" in config and "dqn" not in config
-    assert config["ppo"]["learning_rate_end"] is None and config["noop_arms"] == ["chain-noop"]
+    assert config["ppo"]["learning_rate_end"] is None
+    assert config["control_arms"] == ["chain-identity"]
 
 
 @pytest.mark.slow
@@ -246,7 +247,7 @@ def test_ppo_chain_end_to_end(tmp_path):
     stage_steps = experiment.configs["tiny"].total_steps
     arms = results["arms"]
     assert arms["scratch-3x"]["x"][-1] == 3 * 4 * stage_steps
-    for arm in (*experiment.surgery, *experiment.noop):
+    for arm in (*experiment.surgery, *experiment.controls):
         x = np.asarray(arms[arm]["x"])
         assert x[-1] == 4 * stage_steps and np.all(np.diff(x) >= 0)
         plans = arms[arm]["notes"]["plans"]

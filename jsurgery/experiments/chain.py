@@ -8,10 +8,10 @@ network widened, an action added), each stage with the same step budget; it is c
 ``scratch-3x`` (three times as many).
 
 The chain's arms differ only in the surgery recipe (``make_plan`` keywords). The control arms
-(``noop``, e.g. ``chain-noop``) train the final architecture from the first step, with the same
-stage boundaries and the same rules at each boundary, where the surgery changes nothing (the old
-and the new network have the same architecture and the plan copies every unit): they measure what
-the protocol costs apart from what the changes of architecture cost.
+(``controls``, e.g. ``chain-identity``) train the final architecture from the first step, with
+the same stage boundaries and the same rules at each boundary, where the surgery changes nothing
+(the old and the new network have the same architecture and the plan copies every unit): they
+measure what the protocol costs apart from what the changes of architecture cost.
 
 At every boundary the surgery moves the params, the target params and Adam's state (its moments
 moved by the plan: kept units keep theirs, new units start at zero; its step count kept), by
@@ -72,7 +72,7 @@ class ChainSurgery:
             ``total_steps`` is the stage's budget; ``hidden`` is replaced by the stage's).
         surgery: chain arm name -> ``make_plan`` keywords used at every surgery.
         thresholds: returns whose first crossing is reported (steps to threshold).
-        noop: control arm name -> ``make_plan`` keywords: a chain whose every stage is the last
+        controls: control arm name -> ``make_plan`` keywords: a chain whose every stage is the last
             one, so that each surgery changes nothing.
     """
 
@@ -83,13 +83,13 @@ class ChainSurgery:
     configs: Mapping[str, Any]
     surgery: Mapping[str, Mapping[str, Any]]
     thresholds: tuple[float, ...]
-    noop: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    controls: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     x_label: str = "environment steps"
     y_label: str = "greedy evaluation return"
 
     @property
     def arms(self) -> tuple[str, ...]:
-        return ("scratch", *self.surgery, *self.noop, f"scratch-{RERUN_FACTOR}x")
+        return ("scratch", *self.surgery, *self.controls, f"scratch-{RERUN_FACTOR}x")
 
     @property
     def protocols(self) -> tuple[str, ...]:
@@ -107,11 +107,11 @@ class ChainSurgery:
     def arm_stages(self, arm: str) -> tuple[Stage, ...]:
         """The stages chain arm ``arm`` goes through: :attr:`stages`, or for a control arm the
         last stage as many times."""
-        if arm in self.noop:
+        if arm in self.controls:
             return (self.stages[-1],) * len(self.stages)
         if arm in self.surgery:
             return self.stages
-        chains = (*self.surgery, *self.noop)
+        chains = (*self.surgery, *self.controls)
         raise ExperimentError(f"{self.name}: {arm!r} is no chain arm; chain arms are {chains}")
 
     def stage_config(self, protocol: str, index: int, stage: Stage | None = None):
@@ -129,7 +129,7 @@ class ChainSurgery:
             stages.append(
                 {"obs": list(env.obs_ids), "actions": list(env.action_ids), "hidden": stage.hidden}
             )
-        options = {**self.surgery, **self.noop}
+        options = {**self.surgery, **self.controls}
         return {
             "experiment": self.name,
             "protocol": protocol,
@@ -139,7 +139,7 @@ class ChainSurgery:
             "dqn": {**self.configs[protocol].to_dict(), "hidden": None},
             "arms": list(self.arms),
             "surgery": {arm: jsonable(options) for arm, options in options.items()},
-            "noop_arms": list(self.noop),
+            "control_arms": list(self.controls),
             "rerun_factor": RERUN_FACTOR,
             "thresholds": list(self.thresholds),
         }
@@ -150,7 +150,7 @@ class ChainSurgery:
         from jsurgery.rl import seed_keys
 
         keys = seed_keys(range(seeds))
-        if arm in self.surgery or arm in self.noop:
+        if arm in self.surgery or arm in self.controls:
             return self._run_chain(arm, protocol, keys, progress)
         if arm not in self.arms:
             raise ExperimentError(f"{self.name}: unknown arm {arm!r}; arms are {self.arms}")
@@ -188,7 +188,7 @@ class ChainSurgery:
             example=((jnp.zeros((1, old_env.num_obs)),), (jnp.zeros((1, new_env.num_obs)),)),
             inputs=(old_env.feature_ids, new_env.feature_ids),
             outputs=(old_env.action_ids, new_env.action_ids),
-            **{**self.surgery, **self.noop}[arm],
+            **{**self.surgery, **self.controls}[arm],
         )
 
     def operate(self, arm: str, state: dict, fresh: dict, old: tuple, new: tuple):
@@ -229,8 +229,8 @@ class ChainSurgery:
             stage_run = arm_run(metrics, None, env, {})
             xs.append(np.asarray(stage_run.x) + index * config.total_steps)
             curves.append(np.asarray(stage_run.curves))
-        options = {**self.surgery, **self.noop}[arm]
-        notes = {"surgery": jsonable(options), "plans": plans, "noop": arm in self.noop}
+        options = {**self.surgery, **self.controls}[arm]
+        notes = {"surgery": jsonable(options), "plans": plans, "control": arm in self.controls}
         return ArmRun(x=np.concatenate(xs), curves=np.concatenate(curves, axis=1), notes=notes)
 
 
@@ -273,12 +273,12 @@ def _steps(value: float) -> str:
 def chain_table(results: dict) -> str:
     """The question's table: per arm, its steps, the median steps to each threshold (with the
     share of seeds that reached it), the final plateau, and each other arm's plateau minus the
-    reruns' and minus the control arms' (``noop_arms`` in the config), with 95% bootstrap
+    reruns' and minus the control arms' (``control_arms`` in the config), with 95% bootstrap
     intervals (``yes``: the interval excludes zero)."""
     arms, thresholds = results["arms"], results["config"]["thresholds"]
     plateaus = {name: plateau(arm["curves"]) for name, arm in arms.items()}
     reruns = [name for name in arms if name.startswith("scratch")]
-    references = reruns + [n for n in results["config"].get("noop_arms", []) if n in arms]
+    references = reruns + [n for n in results["config"].get("control_arms", []) if n in arms]
     header = ["arm", "steps"]
     header += [f"steps to {t:g}: median [95% CI] (reached)" for t in thresholds]
     header += ["final plateau [95% CI]"] + [f"plateau minus {name}" for name in references]

@@ -51,8 +51,10 @@ LUNAR_ACTIONS = ("noop", "left", "main", "right")
 #: which the next stage adds.
 ACROBOT_CHAIN_OBS = ("cos1", "sin1", "cos2", "sin2", "dtheta1")
 
-#: The actions of the chains' first three stages; the last stage adds ``torque-1``.
-ACROBOT_CHAIN_ACTIONS = ("torque+1", "noop")
+#: The actions of the chains' first three stages; the last stage adds ``noop``. (With ``torque+1``
+#: and ``noop`` instead, the PPO chain's first stage learns nothing in its budget, whatever it
+#: sees: docs/experiments.md, "One agent through three surgeries".)
+ACROBOT_CHAIN_ACTIONS = ("torque-1", "torque+1")
 
 #: Acrobot returns for ``surgery-chain``'s steps to threshold: halfway from a policy that never
 #: swings up (-500) to gymnasium's reward threshold, and the threshold itself.
@@ -153,7 +155,7 @@ def _dqn_chain_configs():
 
 
 def _chain_stages(small: tuple[int, int], large: tuple[int, int]) -> tuple[Stage, ...]:
-    """The chains' four stages: ``dtheta2`` added, ``small`` widened to ``large``, ``torque-1``
+    """The chains' four stages: ``dtheta2`` added, ``small`` widened to ``large``, ``noop``
     added."""
     return (
         Stage(hidden=small, obs=ACROBOT_CHAIN_OBS, actions=ACROBOT_CHAIN_ACTIONS),
@@ -277,13 +279,13 @@ def build_experiments() -> dict:
         ChainSurgery(
             name="surgery-chain",
             description="Acrobot: three surgeries in one run (dtheta2 added, (16, 16) -> "
-            "(32, 32), torque-1 added; Adam moved along) vs the final network from scratch, 1x "
-            "and 3x the steps, and a chain whose surgeries change nothing",
+            "(32, 32), noop added; Adam moved along) vs the final network from scratch, 1x "
+            "and 3x the steps, and a chain of identity surgeries",
             env_id="Acrobot-v1",
             stages=_chain_stages((16, 16), (32, 32)),
             configs=_dqn_chain_configs(),
             surgery={"chain-transplant": TRANSPLANT, "chain-preserving": PRESERVING},
-            noop={"chain-noop": PRESERVING},
+            controls={"chain-identity": PRESERVING},
             thresholds=ACROBOT_THRESHOLDS,
         )
     )
@@ -291,8 +293,8 @@ def build_experiments() -> dict:
         PpoChainSurgery(
             name="ppo-surgery-chain",
             description="Acrobot, PPO: three surgeries in one run (dtheta2 added, (32, 32) -> "
-            "(64, 64), torque-1 added; Adam moved along) vs the final network from scratch, 1x "
-            "and 3x the steps, and a chain whose surgeries change nothing",
+            "(64, 64), noop added; Adam moved along) vs the final network from scratch, 1x "
+            "and 3x the steps, and a chain of identity surgeries",
             env_id="Acrobot-v1",
             stages=_chain_stages((32, 32), (64, 64)),
             configs=_ppo_chain_configs(),
@@ -300,7 +302,7 @@ def build_experiments() -> dict:
                 "chain-transplant": {"recipe": "transplant"},
                 "chain-preserving": {"recipe": "preserving"},
             },
-            noop={"chain-noop": {"recipe": "preserving"}},
+            controls={"chain-identity": {"recipe": "preserving"}},
             thresholds=ACROBOT_THRESHOLDS,
         )
     )

@@ -6,7 +6,7 @@ One PPO run trains through the stages, each a surgery on the last by
 step count (:func:`~jsurgery.rl.ppo_surgery.transplant_seeds`), and PPO keeps no replay buffer, so
 nothing is reset at a surgery but the environments' episodes. The step size is constant (the
 protocols set no decay), so that a stage does not restart a schedule the reruns from scratch run
-once. Arms (the ``noop`` control arm included), keys and the question's table are the DQN
+once. Arms (the control arm included), keys and the question's table are the DQN
 chain's.
 """
 
@@ -20,7 +20,7 @@ from jsurgery.experiments.chain import ChainSurgery, Stage
 @dataclasses.dataclass(frozen=True)
 class PpoChainSurgery(ChainSurgery):
     """A chain of surgeries on one PPO agent (the attributes are :class:`ChainSurgery`'s;
-    ``configs`` hold :class:`~jsurgery.rl.PPOConfig` s and ``surgery`` and ``noop`` map each
+    ``configs`` hold :class:`~jsurgery.rl.PPOConfig` s and ``surgery`` and ``controls`` map each
     chain arm to :func:`~jsurgery.rl.ppo_surgery.plan_ppo` keywords, e.g.
     ``{"recipe": "preserving"}``)."""
 
@@ -44,7 +44,7 @@ class PpoChainSurgery(ChainSurgery):
 
         (old_config, old_env), (new_config, new_env) = old, new
         network = algorithm_of(new_config).network
-        options = {**self.surgery, **self.noop}[arm]
+        options = {**self.surgery, **self.controls}[arm]
         return plan_ppo(
             old_params, new_params, network(old_config, old_env), network(new_config, new_env),
             old_env, new_env, **options,
