@@ -53,7 +53,7 @@ ACROBOT_CHAIN_OBS = ("cos1", "sin1", "cos2", "sin2", "dtheta1")
 
 #: The actions of the chains' first three stages; the last stage adds ``noop``. (With ``torque+1``
 #: and ``noop`` instead, the PPO chain's first stage learns nothing in its budget, whatever it
-#: sees: docs/experiments.md, "One agent through three surgeries".)
+#: sees: docs/experiments.md, "The chains' first stage".)
 ACROBOT_CHAIN_ACTIONS = ("torque-1", "torque+1")
 
 #: Acrobot returns for ``surgery-chain``'s steps to threshold: halfway from a policy that never
