@@ -53,7 +53,15 @@ from jsurgery.experiments.recurrent import RecurrentDqnSurgery
 CARTPOLE_OBS = ("x", "x_dot", "theta", "theta_dot")
 ACROBOT_ACTIONS = ("torque-1", "noop", "torque+1")
 LUNAR_ACTIONS = ("noop", "left", "main", "right")
-ACROBOT_ANGLES = ("cos1", "sin1", "cos2", "sin2")
+
+#: What the first stage of the chains sees: all but the second joint's velocity ``dtheta2``,
+#: which the next stage adds.
+ACROBOT_CHAIN_OBS = ("cos1", "sin1", "cos2", "sin2", "dtheta1")
+
+#: The actions of the chains' first three stages; the last stage adds ``noop``. (With ``torque+1``
+#: and ``noop`` instead, the PPO chain's first stage learns nothing in its budget, whatever it
+#: sees: docs/experiments.md, "The chains' first stage".)
+ACROBOT_CHAIN_ACTIONS = ("torque-1", "torque+1")
 
 #: Acrobot returns for ``surgery-chain``'s steps to threshold: halfway from a policy that never
 #: swings up (-500) to gymnasium's reward threshold, and the threshold itself.
@@ -159,12 +167,29 @@ def _ppo_chain_configs():
     return {"original": original, "tiny": tiny_config}
 
 
+def _dqn_chain_configs():
+    """Acrobot's small-network DQN, 20,000 steps per stage, at a constant step size (the preset
+    has no decay; set here so that no stage restarts a schedule)."""
+    acrobot = _acrobot_configs()
+    return {name: acrobot[name].replace(learning_rate_end=None) for name in ("original", "tiny")}
+
+
+def _chain_stages(small: tuple[int, int], large: tuple[int, int]) -> tuple[Stage, ...]:
+    """The chains' four stages: ``dtheta2`` added, ``small`` widened to ``large``, ``noop``
+    added."""
+    return (
+        Stage(hidden=small, obs=ACROBOT_CHAIN_OBS, actions=ACROBOT_CHAIN_ACTIONS),
+        Stage(hidden=small, obs=None, actions=ACROBOT_CHAIN_ACTIONS),
+        Stage(hidden=large, obs=None, actions=ACROBOT_CHAIN_ACTIONS),
+        Stage(hidden=large, obs=None, actions=ACROBOT_ACTIONS),
+    )
+
+
 def build_experiments() -> dict:
     """Name -> experiment, in the order ``jsurgery list`` shows them."""
     cartpole = _cartpole_configs()
     acrobot = _acrobot_configs()
     lunar = _lunar_configs()
-    acrobot_chain = {name: acrobot[name] for name in ("original", "tiny")}
     experiments = [
         MnistSurgery(
             budgets={
@@ -288,38 +313,31 @@ def build_experiments() -> dict:
     experiments.append(
         ChainSurgery(
             name="surgery-chain",
-            description="Acrobot: three surgeries in one run (velocities added, (16, 16) -> "
-            "(32, 32), torque-1 added) vs the final network from scratch, 1x and 3x the steps",
+            description="Acrobot: three surgeries in one run (dtheta2 added, (16, 16) -> "
+            "(32, 32), noop added; Adam moved along) vs the final network from scratch, 1x "
+            "and 3x the steps, and a chain of identity surgeries",
             env_id="Acrobot-v1",
-            stages=(
-                Stage(hidden=(16, 16), obs=ACROBOT_ANGLES, actions=("torque+1", "noop")),
-                Stage(hidden=(16, 16), obs=None, actions=("torque+1", "noop")),
-                Stage(hidden=(32, 32), obs=None, actions=("torque+1", "noop")),
-                Stage(hidden=(32, 32), obs=None, actions=ACROBOT_ACTIONS),
-            ),
-            configs=acrobot_chain,
+            stages=_chain_stages((16, 16), (32, 32)),
+            configs=_dqn_chain_configs(),
             surgery={"chain-transplant": TRANSPLANT, "chain-preserving": PRESERVING},
+            controls={"chain-identity": PRESERVING},
             thresholds=ACROBOT_THRESHOLDS,
         )
     )
     experiments.append(
         PpoChainSurgery(
             name="ppo-surgery-chain",
-            description="Acrobot, PPO: three surgeries in one run (velocities added, (32, 32) -> "
-            "(64, 64), torque-1 added; Adam's state moved along) vs the final network from "
-            "scratch, 1x and 3x the steps",
+            description="Acrobot, PPO: three surgeries in one run (dtheta2 added, (32, 32) -> "
+            "(64, 64), noop added; Adam moved along) vs the final network from scratch, 1x "
+            "and 3x the steps, and a chain of identity surgeries",
             env_id="Acrobot-v1",
-            stages=(
-                Stage(hidden=(32, 32), obs=ACROBOT_ANGLES, actions=("torque+1", "noop")),
-                Stage(hidden=(32, 32), obs=None, actions=("torque+1", "noop")),
-                Stage(hidden=(64, 64), obs=None, actions=("torque+1", "noop")),
-                Stage(hidden=(64, 64), obs=None, actions=ACROBOT_ACTIONS),
-            ),
+            stages=_chain_stages((32, 32), (64, 64)),
             configs=_ppo_chain_configs(),
             surgery={
                 "chain-transplant": {"recipe": "transplant"},
                 "chain-preserving": {"recipe": "preserving"},
             },
+            controls={"chain-identity": {"recipe": "preserving"}},
             thresholds=ACROBOT_THRESHOLDS,
         )
     )

@@ -130,8 +130,9 @@ def plan_ppo(
 
 
 def transplant_seeds(old_state: Any, new_state: Any, plan: jsurgery.Plan) -> Any:
-    """``plan`` applied to every seed's ``{"params", "opt_state"}`` (leading seed axis): params
-    transplanted, Adam's moments moved with them (new units at zero)."""
+    """``plan`` applied to every seed's training state (leading seed axis), a PPO's
+    ``{"params", "opt_state"}`` or a DQN's with ``"target_params"`` too: params and target params
+    transplanted, Adam's moments moved with them (new units at zero), its step count kept."""
     return jax.vmap(lambda old, new: jsurgery.transplant_state(old, new, plan))(
         old_state, new_state
     )
