@@ -196,3 +196,29 @@ def test_files_get_the_umask_mode(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640
     assert (tmp_path / "p.npz").stat().st_mode & 0o777 == 0o640
+
+
+def test_the_results_table_shows_a_chains_arms_in_the_recipes_columns():
+    """A chain's ``chain-transplant`` and ``chain-preserving`` fill the transplant and preserving
+    columns with their own AUC and comparison; a column with no arm stays empty."""
+
+    def arm(auc):
+        return {"auc": [auc, auc + 2.0]}
+
+    def comparison(difference):
+        auc = {"mean_difference": difference, "ci_low": difference - 1, "ci_high": difference + 1}
+        return {"auc": {**auc, "significant": True}}
+
+    results = {
+        "experiment": "chain",
+        "protocol": "original",
+        "seeds": 2,
+        "arms": {"scratch": arm(10.0), "chain-transplant": arm(4.0), "chain-preserving": arm(6.0)},
+        "comparisons": {
+            "chain-transplant_vs_scratch": comparison(-6.0),
+            "chain-preserving_vs_scratch": comparison(-4.0),
+        },
+    }
+    row = report.markdown_table([results]).splitlines()[-1]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[5:] == ["5; -6 [-7, -5] yes", "7; -4 [-5, -3] yes", ""]

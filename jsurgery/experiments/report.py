@@ -28,6 +28,9 @@ DPI = 100
 #: Arms shown in the README table, in order.
 TABLE_ARMS = ("transplant", "preserving", "naive-load")
 
+#: Arms shown in a :data:`TABLE_ARMS` column of another name: the chains' recipes.
+TABLE_ROLES = {"chain-transplant": "transplant", "chain-preserving": "preserving"}
+
 #: Bootstrap resamples for the plotted bands (the tables use :data:`statistics.RESAMPLES`).
 PLOT_RESAMPLES = 2000
 
@@ -237,7 +240,8 @@ def markdown_table(all_results: list[dict]) -> str:
 
     ``scratch`` shows the mean area under the curve (mean value over training) with its 95%
     bootstrap interval over seeds; each surgery arm shows its mean AUC and the difference to
-    ``scratch`` with the 95% bootstrap interval of the difference and whether it excludes zero.
+    ``scratch`` with the 95% bootstrap interval of the difference and whether it excludes zero
+    (a chain's ``chain-transplant`` and ``chain-preserving`` in the recipes' columns).
     """
     header = (
         "| experiment | protocol | seeds | old final | scratch AUC | "
@@ -255,9 +259,10 @@ def markdown_table(all_results: list[dict]) -> str:
             f"{old:.3g}" if old is not None else "",
             _interval(arms["scratch"]["auc"]) if "scratch" in arms else "",
         ]
-        for arm in TABLE_ARMS:
+        for role in TABLE_ARMS:
+            arm = next((name for name in arms if TABLE_ROLES.get(name, name) == role), None)
             comparison = results.get("comparisons", {}).get(f"{arm}_vs_scratch")
-            if arm not in arms or comparison is None:
+            if arm is None or comparison is None:
                 cells.append("")
                 continue
             cells.append(f"{np.mean(arms[arm]['auc']):.3g}; {_difference(comparison['auc'])}")
