@@ -47,6 +47,34 @@ def test_adam_moments_move_with_params_and_count_is_kept():
     np.testing.assert_allclose(adam.nu["Dense_1"]["bias"][:2], opt[0].nu["Dense_1"]["bias"])
 
 
+def test_a_new_units_first_adam_steps_follow_the_kept_count():
+    """After surgery with a kept count c, a new unit under a steady gradient of 1 moves by
+    ((1 - b1^t) / (1 - b1^(c+t))) / sqrt((1 - b2^t) / (1 - b2^(c+t))) step sizes at its t-th step
+    (3.16 at the first for a long-trained agent, as the guide says; 1 for a fresh Adam), computed
+    here by optax itself."""
+    old_m, new_m = MLP((4,), 2), MLP((8,), 2)
+    old, new = init(old_m, 2, 0)["params"], init(new_m, 2, 1)["params"]
+    plan = jsurgery.make_plan(old, new, **jsurgery.PRESERVING)
+    tx, count = optax.adam(1.0), 100_000
+    trained = tx.init(old)
+    trained = (trained[0]._replace(count=jnp.asarray(count, jnp.int32)), *trained[1:])
+    state = jsurgery.transplant_state(trained, tx.init(new), plan)
+    grads = jax.tree.map(jnp.ones_like, new)
+    for t in (1, 2, 12):
+        with jax.numpy_dtype_promotion("standard"):
+            while int(state[0].count) < count + t:
+                updates, state = tx.update(grads, state, new)
+        first = (1 - 0.9**t) / (1 - 0.9 ** (count + t))
+        second = (1 - 0.999**t) / (1 - 0.999 ** (count + t))
+        step = -float(updates["Dense_0"]["kernel"][0, 6])  # a new unit's incoming weight
+        np.testing.assert_allclose(step, first / np.sqrt(second), rtol=1e-3)
+        if t == 1:
+            np.testing.assert_allclose(step, np.sqrt(10), rtol=1e-3)  # 0.1 / sqrt(0.001)
+    with jax.numpy_dtype_promotion("standard"):
+        updates, _ = tx.update(grads, tx.init(new), new)
+    np.testing.assert_allclose(-float(updates["Dense_0"]["kernel"][0, 6]), 1.0, rtol=1e-3)
+
+
 def test_train_state_and_target_params_in_one_call():
     old_m, new_m, old, new, plan, tx, opt = _setup()
     old_state = {
