@@ -39,9 +39,9 @@ CARTPOLE_OBS = ("x", "x_dot", "theta", "theta_dot")
 ACROBOT_ACTIONS = ("torque-1", "noop", "torque+1")
 PENDULUM_OBS = ("cos_theta", "sin_theta", "theta_dot")
 
-#: Pendulum's rewards (about -16 to 0 per step) scaled for the value targets: with the preset's
-#: 1.0, 20 seeds of the full view reach a mean greedy return of -789 after 200,000 steps; with
-#: 0.1, -179.
+#: Pendulum's rewards (about -16 to 0 per step) scaled for the value targets, as the preset scales
+#: them: with 1.0, 20 seeds of the full view reach a mean greedy return of -789 after 200,000
+#: steps; with 0.1, -179.
 PENDULUM_REWARD_SCALE = 0.1
 
 TRANSPLANT = {"recipe": "transplant"}
