@@ -22,9 +22,9 @@ import jsurgery
 from jsurgery.commands.train import CommandError, load_init_run
 from jsurgery.rl.agent import SavedRun, write_agent
 from jsurgery.rl.algorithms import algorithm_of
+from jsurgery.rl.dqn_surgery import plan_dqn
 from jsurgery.rl.environments import IdEnv, make_env
 from jsurgery.rl.files import write_json
-from jsurgery.rl.networks import QNetwork
 from jsurgery.rl.ppo_config import PPOConfig
 from jsurgery.rl.ppo_surgery import plan_ppo, transplant_seeds
 from jsurgery.rl.rundir import open_out_dir, save_run
@@ -87,34 +87,6 @@ def transplant_run(
         ``(config, state, plan)``: the new run's config, its batched state and the plan.
     """
     new_hidden = hidden_rule(recipe, noise)
-    if isinstance(run.config, PPOConfig):
-        return _transplant_ppo_run(run, env, hidden, recipe, layers, new_hidden)
-    config = run.config.replace(hidden=tuple(hidden))
-    network = QNetwork.for_config(config, env.num_actions)
-    optimizer = algorithm_of(config).optimizer(config)
-
-    def template(key):
-        params = network.init(jax.random.fold_in(key, 1), jnp.zeros((1, env.num_obs), jnp.float32))
-        return {"params": params, "target_params": params, "opt_state": optimizer.init(params)}
-
-    new_state = jax.vmap(template)(seed_keys(run.seeds))
-    old_state = jax.tree.map(jnp.asarray, run.state)
-    old_network = QNetwork.for_config(run.config, run.env.num_actions)
-    plan = jsurgery.make_plan(
-        _first(old_state["params"]),
-        _first(new_state["params"]),
-        apply=(old_network.apply, network.apply),
-        example=((jnp.zeros((1, run.env.num_obs)),), (jnp.zeros((1, env.num_obs)),)),
-        inputs=(run.env.feature_ids, env.feature_ids),
-        outputs=(run.env.action_ids, env.action_ids),
-        layers=layers,
-        **{**RECIPES[recipe], **({} if new_hidden is None else {"new_hidden": new_hidden})},
-    )
-    return config, transplant_seeds(old_state, new_state, plan), plan
-
-
-def _transplant_ppo_run(run, env, hidden, recipe, layers, new_hidden) -> tuple[Any, Any, Any]:
-    """:func:`transplant_run` for a PPO run: params and Adam's state of every seed."""
     config = run.config.replace(hidden=tuple(hidden))
     algorithm = algorithm_of(config)
 
@@ -123,17 +95,15 @@ def _transplant_ppo_run(run, env, hidden, recipe, layers, new_hidden) -> tuple[A
 
     new_state = jax.vmap(template)(seed_keys(run.seeds))
     old_state = jax.tree.map(jnp.asarray, run.state)
-    plan = plan_ppo(
-        _first(old_state["params"]),
-        _first(new_state["params"]),
-        algorithm.network(run.config, run.env),
-        algorithm.network(config, env),
-        run.env,
-        env,
-        recipe,
-        layers,
-        new_hidden=new_hidden,
-    )
+    params = _first(old_state["params"]), _first(new_state["params"])
+    networks = algorithm.network(run.config, run.env), algorithm.network(config, env)
+    if isinstance(config, PPOConfig):
+        plan = plan_ppo(*params, *networks, run.env, env, recipe, layers, new_hidden=new_hidden)
+    else:
+        options = dict(RECIPES[recipe])
+        if new_hidden is not None:
+            options["new_hidden"] = new_hidden
+        plan = plan_dqn(*params, *networks, run.env, env, layers, **options)
     return config, transplant_seeds(old_state, new_state, plan), plan
 
 

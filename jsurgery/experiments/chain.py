@@ -174,22 +174,15 @@ class ChainSurgery:
     def plan(self, arm: str, old_params, new_params, old: tuple, new: tuple):
         """The plan of one surgery of chain arm ``arm``, made on one seed's params; ``old`` and
         ``new`` are the ``(config, env)`` of the stages before and after it."""
-        import jax.numpy as jnp
-
-        import jsurgery
         from jsurgery.rl.algorithms import algorithm_of
+        from jsurgery.rl.dqn_surgery import plan_dqn
 
         (old_config, old_env), (new_config, new_env) = old, new
         network = algorithm_of(new_config).network
-        return jsurgery.make_plan(
-            old_params,
-            new_params,
-            apply=(network(old_config, old_env).apply, network(new_config, new_env).apply),
-            example=((jnp.zeros((1, old_env.num_obs)),), (jnp.zeros((1, new_env.num_obs)),)),
-            inputs=(old_env.feature_ids, new_env.feature_ids),
-            outputs=(old_env.action_ids, new_env.action_ids),
-            **{**self.surgery, **self.controls}[arm],
-        )
+        return plan_dqn(
+            old_params, new_params, network(old_config, old_env), network(new_config, new_env),
+            old_env, new_env, **{**self.surgery, **self.controls}[arm],
+        )  # fmt: skip
 
     def operate(self, arm: str, state: dict, fresh: dict, old: tuple, new: tuple):
         """One surgery of chain arm ``arm``: every seed's trained ``state`` moved into ``fresh``
